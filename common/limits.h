@@ -1,0 +1,52 @@
+/* Every hard limit of alignd, with its default, in one place.
+ * Each run-time limit here has a config key of the same name in lower case
+ * without the prefix (see docs/CONFIG.md); the values below are the defaults. */
+#ifndef ALIGND_LIMITS_H
+#define ALIGND_LIMITS_H
+
+/* ---- protocol and connections (server/, protocol/) ---- */
+#define LIM_MAX_MESSAGE_SIZE      (50u * 1024 * 1024) /* max_message_size */
+#define LIM_MAX_REQUEST_HEADER    (64u * 1024)        /* max_request_header: request line + fields */
+#define LIM_MAX_REQUEST_LINE      4096u               /* max_line_length: one request line */
+#define LIM_MAX_REQUEST_FIELDS    256u                /* fields in one request (Rcpt-To included) */
+#define LIM_MAX_CONNECTIONS       1024u               /* max_connections */
+#define LIM_IDLE_TIMEOUT_MS       60000u              /* idle_timeout: no request started */
+#define LIM_REQUEST_TIMEOUT_MS    30000u              /* request_timeout: whole request read */
+#define LIM_SCAN_TIMEOUT_MS       20000u              /* scan_timeout: all checks of one message */
+#define LIM_SHUTDOWN_TIMEOUT_MS   10000u              /* shutdown_timeout: drain in-flight scans */
+#define LIM_MAX_PIPELINE          64u                 /* requests queued per connection before reading pauses */
+#define LIM_MAX_WRITE_BACKLOG     (8u * 1024 * 1024)  /* unread reply bytes before reading pauses */
+
+/* ---- message parsing (checks/msg) ---- */
+#define LIM_MAX_HEADER_BLOCK      (1u * 1024 * 1024)  /* max_header_block: message header section */
+#define LIM_MAX_HEADER_LINE       (64u * 1024)        /* one (unfolded) message header field */
+#define LIM_MAX_HEADERS           10000u              /* header fields in one message */
+
+/* ---- DNS (server/dns) ---- */
+#define LIM_DNS_TIMEOUT_MS        5000u               /* dns_timeout: one lookup */
+#define LIM_DNS_MAX_INFLIGHT      100000u             /* lookups in flight daemon-wide */
+#define LIM_DNS_MAX_NAME          255u                /* RFC 1035 2.3.4 */
+#define LIM_DNS_MAX_ANSWER        (64u * 1024)        /* rdata bytes accepted per answer */
+
+/* ---- SPF (checks/spf) ---- */
+#define LIM_SPF_DNS_TERMS         10u                 /* RFC 7208 4.6.4 */
+#define LIM_SPF_VOID_LOOKUPS      2u                  /* RFC 7208 4.6.4 */
+#define LIM_SPF_MX_NAMES          10u                 /* RFC 7208 4.6.4: per mx lookup */
+#define LIM_SPF_PTR_NAMES         10u                 /* RFC 7208 4.6.4: per ptr lookup */
+#define LIM_SPF_RECORD            (16u * 1024)        /* longest record we parse */
+#define LIM_SPF_EXPLANATION       1024u               /* expanded exp= text */
+#define LIM_SPF_MACRO_OUT         1024u               /* one expanded domain-spec */
+
+/* ---- DKIM (checks/dkim) ---- */
+#define LIM_DKIM_MAX_SIGNATURES   8u                  /* dkim_max_signatures */
+#define LIM_DKIM_MIN_RSA_BITS     1024u               /* RFC 8301 3.2 */
+
+/* ---- DMARC (checks/dmarc) ---- */
+#define LIM_DMARC_TREE_WALK       8u                  /* RFC 9989 tree walk: at most 8 queries */
+#define LIM_DMARC_RECORD          (4u * 1024)
+
+/* ---- trace and logging ---- */
+#define LIM_TRACE_BYTES           (64u * 1024)        /* explain trace per message */
+#define LIM_LOG_FIELD             256u                /* untrusted text in one log field */
+
+#endif

@@ -1,0 +1,24 @@
+/* Small text helpers for untrusted bytes: printable copies for logs and
+ * headers, case-insensitive comparisons, strict number parsing. Any thread. */
+#ifndef ALIGND_TEXT_H
+#define ALIGND_TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Copies src to dst (always NUL-terminated, cap >= 1), replacing every byte
+ * outside printable ASCII with '?'; cuts at cap-1 bytes and marks a cut with
+ * "...". Returns the length written. */
+size_t text_printable(char *dst, size_t cap, const char *src, size_t len);
+
+/* ASCII case-insensitive equality of a counted string and a C string. */
+int text_ieq(const char *s, size_t len, const char *lit);
+
+/* Parses a whole counted string as an unsigned decimal number in [0, max]:
+ * digits only, no sign, no spaces. 0 or -1. */
+int text_u64(const char *s, size_t len, uint64_t max, uint64_t *out_r);
+
+/* Trims spaces and tabs at both ends of [*s, *s+*len). */
+void text_trim(const char **s, size_t *len);
+
+#endif
