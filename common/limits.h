@@ -27,6 +27,7 @@
 #define LIM_DNS_MAX_INFLIGHT      100000u             /* lookups in flight daemon-wide */
 #define LIM_DNS_MAX_NAME          255u                /* RFC 1035 2.3.4 */
 #define LIM_DNS_MAX_ANSWER        (64u * 1024)        /* rdata bytes accepted per answer */
+#define LIM_DNS_SEEN_SLOTS        8192u               /* answers remembered for from_cache (power of 2) */
 
 /* ---- SPF (checks/spf) ---- */
 #define LIM_SPF_DNS_TERMS         10u                 /* RFC 7208 4.6.4 */
@@ -40,10 +41,15 @@
 /* ---- DKIM (checks/dkim) ---- */
 #define LIM_DKIM_MAX_SIGNATURES   8u                  /* dkim_max_signatures */
 #define LIM_DKIM_MIN_RSA_BITS     1024u               /* RFC 8301 3.2 */
+#define LIM_DKIM_CLOCK_DRIFT      300u                /* dkim_clock_drift: seconds a t= may lie in the future */
 
 /* ---- DMARC (checks/dmarc) ---- */
 #define LIM_DMARC_TREE_WALK       8u                  /* RFC 9989 tree walk: at most 8 queries */
 #define LIM_DMARC_RECORD          (4u * 1024)
+#define LIM_DMARC_AUTHOR_DOMAINS  4u                  /* distinct From domains evaluated (RFC 9989 11.5) */
+#define LIM_DMARC_FROM_MAILBOXES  64u                 /* mailboxes parsed in the From field(s) */
+#define LIM_DMARC_LOOKUPS         128u                /* DNS lookups in one DMARC evaluation */
+#define LIM_MAIL_COMMENT_DEPTH    32u                 /* nested RFC 5322 comments */
 
 /* ---- trace and logging ---- */
 #define LIM_TRACE_BYTES           (64u * 1024)        /* explain trace per message */

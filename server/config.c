@@ -1,0 +1,416 @@
+/* Configuration keys, defaults and the `key = value` file reader.
+ * Loop thread only. The key table below is the single source of truth:
+ * cfg_print() and docs/CONFIG.md follow it. */
+#include "server/config.h"
+#include "common/limits.h"
+#include "common/text.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+enum ktype { K_STR, K_UINT, K_MS, K_SIZE, K_BOOL, K_MODE, K_DOUBLE, K_LOG };
+
+struct key {
+	const char *name;
+	enum ktype type;
+	size_t off;
+	const char *def;          /* default, as text */
+	const char *choices;      /* K_STR: allowed values, space-separated, or NULL */
+	uint64_t min, max;        /* numeric keys */
+};
+
+#define O(f) offsetof(struct srv_config, f)
+static const struct key keys[] = {
+	{ "socket",              K_STR,  O(socket), "/run/alignd/alignd.sock", NULL, 0, 0 },
+	{ "socket_mode",         K_MODE, O(socket_mode), "0660", NULL, 0, 0777 },
+	{ "socket_group",        K_STR,  O(socket_group), "", NULL, 0, 0 },
+	{ "pid_file",            K_STR,  O(pid_file), "", NULL, 0, 0 },
+	{ "workers",             K_UINT, O(workers), "0", NULL, 0, 256 },
+	{ "max_message_size",    K_SIZE, O(max_message_size), "50M", NULL, 1024, (uint64_t)1 << 32 },
+	{ "max_request_header",  K_SIZE, O(max_request_header), "64K", NULL, 512, 16u << 20 },
+	{ "max_line_length",     K_SIZE, O(max_line_length), "4096", NULL, 256, 1u << 20 },
+	{ "max_connections",     K_UINT, O(max_connections), "1024", NULL, 1, 1000000 },
+	{ "idle_timeout",        K_MS,   O(idle_timeout), "60s", NULL, 100, 86400000 },
+	{ "request_timeout",     K_MS,   O(request_timeout), "30s", NULL, 100, 86400000 },
+	{ "scan_timeout",        K_MS,   O(scan_timeout), "20s", NULL, 100, 3600000 },
+	{ "shutdown_timeout",    K_MS,   O(shutdown_timeout), "10s", NULL, 0, 3600000 },
+	{ "log",                 K_LOG,  O(log), "stderr", NULL, 0, 0 },
+	{ "syslog_facility",     K_STR,  O(syslog_facility), "mail",
+	  "mail daemon local0 local1 local2 local3 local4 local5 local6 local7", 0, 0 },
+	{ "log_debug",           K_BOOL, O(log_debug), "no", NULL, 0, 0 },
+	{ "authserv_id",         K_STR,  O(authserv_id), "", NULL, 0, 0 },
+	{ "dns_trust_anchor",    K_STR,  O(dns_trust_anchor), "/usr/share/dns/root.key", NULL, 0, 0 },
+	{ "dns_mode",            K_STR,  O(dns_mode), "forward", "forward recursive", 0, 0 },
+	{ "dns_forwarders",      K_STR,  O(dns_forwarders), "", NULL, 0, 0 },
+	{ "unbound_config",      K_STR,  O(unbound_config), "", NULL, 0, 0 },
+	{ "dns_timeout",         K_MS,   O(dns_timeout), "5s", NULL, 50, 600000 },
+	{ "dns_msg_cache_size",  K_SIZE, O(dns_msg_cache_size), "32M", NULL, 0, (uint64_t)1 << 36 },
+	{ "dns_rrset_cache_size", K_SIZE, O(dns_rrset_cache_size), "64M", NULL, 0, (uint64_t)1 << 36 },
+	{ "dns_serve_stale",     K_BOOL, O(dns_serve_stale), "no", NULL, 0, 0 },
+	{ "spf_engine",          K_STR,  O(spf_engine), "native", "native libspf2", 0, 0 },
+	{ "spf_helo",            K_BOOL, O(spf_helo), "yes", NULL, 0, 0 },
+	{ "dkim_max_signatures", K_UINT, O(dkim_max_signatures), "8", NULL, 1, 64 },
+	{ "dmarc_mode",          K_STR,  O(dmarc_mode), "rfc9989", "rfc9989 rfc7489", 0, 0 },
+	{ "dmarc_temperror",     K_STR,  O(dmarc_temperror), "tempfail", "tempfail accept", 0, 0 },
+	{ "policy_mode",         K_STR,  O(policy_mode), "rfc9989", "strict rfc9989 quarantine-only", 0, 0 },
+	{ "reject_score",        K_DOUBLE, O(reject_score), "15", NULL, 0, 0 },
+	{ "quarantine_score",    K_DOUBLE, O(quarantine_score), "6", NULL, 0, 0 },
+};
+#undef O
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static void *field(struct srv_config *c, const struct key *k)
+{
+	return (char *)c + k->off;
+}
+
+static const void *cfield(const struct srv_config *c, const struct key *k)
+{
+	return (const char *)c + k->off;
+}
+
+/* "123", "10s", "250ms", "2m" -> milliseconds */
+static int parse_ms(const char *v, uint64_t *out)
+{
+	size_t len = strlen(v), dl = 0;
+	while (dl < len && isdigit((unsigned char)v[dl]))
+		dl++;
+	uint64_t n;
+	if (text_u64(v, dl, UINT64_MAX / 3600000, &n) < 0)
+		return -1;
+	const char *u = v + dl;
+	if (!*u || strcmp(u, "ms") == 0)
+		*out = n;
+	else if (strcmp(u, "s") == 0)
+		*out = n * 1000;
+	else if (strcmp(u, "m") == 0)
+		*out = n * 60000;
+	else if (strcmp(u, "h") == 0)
+		*out = n * 3600000;
+	else
+		return -1;
+	return 0;
+}
+
+/* "1024", "64K", "50M", "1G" -> bytes */
+static int parse_size(const char *v, uint64_t *out)
+{
+	size_t len = strlen(v), dl = 0;
+	while (dl < len && isdigit((unsigned char)v[dl]))
+		dl++;
+	uint64_t n;
+	if (text_u64(v, dl, UINT64_MAX >> 31, &n) < 0)
+		return -1;
+	const char *u = v + dl;
+	if (!*u)
+		*out = n;
+	else if (strcasecmp(u, "K") == 0 || strcasecmp(u, "KiB") == 0)
+		*out = n << 10;
+	else if (strcasecmp(u, "M") == 0 || strcasecmp(u, "MiB") == 0)
+		*out = n << 20;
+	else if (strcasecmp(u, "G") == 0 || strcasecmp(u, "GiB") == 0)
+		*out = n << 30;
+	else
+		return -1;
+	return 0;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "on"))
+		*out = 1;
+	else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "off"))
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
+static int in_choices(const char *choices, const char *v)
+{
+	size_t vl = strlen(v);
+	const char *p = choices;
+	while (*p) {
+		const char *e = strchr(p, ' ');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l == vl && strncmp(p, v, l) == 0)
+			return 1;
+		p += l;
+		if (*p)
+			p++;
+	}
+	return 0;
+}
+
+static int set_key(struct srv_config *c, const struct key *k, const char *v,
+                   char *err, size_t errlen)
+{
+	uint64_t n = 0;
+	switch (k->type) {
+	case K_STR: {
+		if (k->choices && !in_choices(k->choices, v)) {
+			snprintf(err, errlen, "%s: '%s' is not one of: %s", k->name, v, k->choices);
+			return -1;
+		}
+		char *d = strdup(v);
+		if (!d) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		char **slot = field(c, k);
+		free(*slot);
+		*slot = d;
+		return 0;
+	}
+	case K_BOOL:
+		if (parse_bool(v, field(c, k)) < 0) {
+			snprintf(err, errlen, "%s: want yes or no, not '%s'", k->name, v);
+			return -1;
+		}
+		return 0;
+	case K_LOG:
+		if (strcmp(v, "stderr") == 0)
+			*(enum cfg_log *)field(c, k) = CFG_LOG_STDERR;
+		else if (strcmp(v, "syslog") == 0)
+			*(enum cfg_log *)field(c, k) = CFG_LOG_SYSLOG;
+		else {
+			snprintf(err, errlen, "%s: want stderr or syslog, not '%s'", k->name, v);
+			return -1;
+		}
+		return 0;
+	case K_DOUBLE: {
+		char *end;
+		errno = 0;
+		double d = strtod(v, &end);
+		if (errno || end == v || *end || d != d || d < -1e6 || d > 1e6) {
+			snprintf(err, errlen, "%s: want a number, not '%s'", k->name, v);
+			return -1;
+		}
+		*(double *)field(c, k) = d;
+		return 0;
+	}
+	case K_MODE: {
+		char *end;
+		errno = 0;
+		unsigned long m = strtoul(v, &end, 8);
+		if (errno || end == v || *end || m > k->max) {
+			snprintf(err, errlen, "%s: want an octal mode such as 0660, not '%s'", k->name, v);
+			return -1;
+		}
+		*(unsigned *)field(c, k) = (unsigned)m;
+		return 0;
+	}
+	case K_UINT:
+		if (text_u64(v, strlen(v), UINT64_MAX, &n) < 0) {
+			snprintf(err, errlen, "%s: want a whole number, not '%s'", k->name, v);
+			return -1;
+		}
+		break;
+	case K_MS:
+		if (parse_ms(v, &n) < 0) {
+			snprintf(err, errlen, "%s: want a duration such as 500ms, 10s or 2m, not '%s'", k->name, v);
+			return -1;
+		}
+		break;
+	case K_SIZE:
+		if (parse_size(v, &n) < 0) {
+			snprintf(err, errlen, "%s: want a size such as 4096, 64K or 50M, not '%s'", k->name, v);
+			return -1;
+		}
+		break;
+	}
+	if (n < k->min || n > k->max) {
+		snprintf(err, errlen, "%s: %llu is outside [%llu, %llu]", k->name,
+		         (unsigned long long)n, (unsigned long long)k->min,
+		         (unsigned long long)k->max);
+		return -1;
+	}
+	if (k->type == K_UINT && k->off == offsetof(struct srv_config, workers))
+		*(unsigned *)field(c, k) = (unsigned)n;
+	else
+		*(uint64_t *)field(c, k) = n;
+	return 0;
+}
+
+int cfg_set(struct srv_config *c, const char *key, const char *value,
+            char *err, size_t errlen)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].name, key) == 0)
+			return set_key(c, &keys[i], value, err, errlen);
+	snprintf(err, errlen, "unknown key '%s'", key);
+	return -1;
+}
+
+struct srv_config *cfg_new_default(void)
+{
+	struct srv_config *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->refs = 1;
+	char err[256];
+	for (size_t i = 0; i < NKEYS; i++)
+		if (set_key(c, &keys[i], keys[i].def, err, sizeof(err)) < 0) {
+			/* a default that does not parse is a bug in the table */
+			fprintf(stderr, "alignd: bad built-in default: %s\n", err);
+			abort();
+		}
+	return c;
+}
+
+struct srv_config *cfg_load(const char *path, char *err, size_t errlen)
+{
+	struct srv_config *c = cfg_new_default();
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (!path)
+		return c;
+	c->path = strdup(path);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		cfg_unref(&c);
+		return NULL;
+	}
+	char line[4096];
+	unsigned lineno = 0;
+	int rc = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		size_t len = strlen(line);
+		if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
+			rc = -1;
+			break;
+		}
+		char *p = line;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		char *hash = strchr(p, '#');
+		if (hash)
+			*hash = '\0';
+		char *end = p + strlen(p);
+		while (end > p && isspace((unsigned char)end[-1]))
+			*--end = '\0';
+		if (!*p)
+			continue;
+		char *eq = strchr(p, '=');
+		if (!eq) {
+			snprintf(err, errlen, "%s:%u: want 'key = value'", path, lineno);
+			rc = -1;
+			break;
+		}
+		char *ke = eq;
+		while (ke > p && isspace((unsigned char)ke[-1]))
+			ke--;
+		*ke = '\0';
+		char *v = eq + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		/* an optional pair of double quotes keeps spaces and '#' out of it */
+		size_t vl = strlen(v);
+		if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+			v[vl - 1] = '\0';
+			v++;
+		}
+		char e2[512];
+		if (cfg_set(c, p, v, e2, sizeof(e2)) < 0) {
+			snprintf(err, errlen, "%s:%u: %s", path, lineno, e2);
+			rc = -1;
+			break;
+		}
+	}
+	fclose(f);
+	if (rc < 0) {
+		cfg_unref(&c);
+		return NULL;
+	}
+	return c;
+}
+
+struct srv_config *cfg_ref(struct srv_config *c)
+{
+	c->refs++;
+	return c;
+}
+
+void cfg_unref(struct srv_config **cp)
+{
+	struct srv_config *c = *cp;
+	*cp = NULL;
+	if (!c || --c->refs > 0)
+		return;
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].type == K_STR)
+			free(*(char **)field(c, &keys[i]));
+	free(c->path);
+	free(c);
+}
+
+static void print_ms(FILE *out, uint64_t ms)
+{
+	if (ms && ms % 1000 == 0)
+		fprintf(out, "%llus", (unsigned long long)(ms / 1000));
+	else
+		fprintf(out, "%llums", (unsigned long long)ms);
+}
+
+static void print_size(FILE *out, uint64_t n)
+{
+	if (n && n % (1u << 20) == 0)
+		fprintf(out, "%lluM", (unsigned long long)(n >> 20));
+	else if (n && n % 1024 == 0)
+		fprintf(out, "%lluK", (unsigned long long)(n >> 10));
+	else
+		fprintf(out, "%llu", (unsigned long long)n);
+}
+
+void cfg_print(const struct srv_config *c, FILE *out)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct key *k = &keys[i];
+		const void *f = cfield(c, k);
+		fprintf(out, "%s = ", k->name);
+		switch (k->type) {
+		case K_STR: {
+			const char *s = *(char *const *)f;
+			if (strpbrk(s, " #") || !*s)
+				fprintf(out, "\"%s\"", s);
+			else
+				fputs(s, out);
+			break;
+		}
+		case K_BOOL:   fputs(*(const int *)f ? "yes" : "no", out); break;
+		case K_LOG:    fputs(*(const enum cfg_log *)f == CFG_LOG_SYSLOG ? "syslog" : "stderr", out); break;
+		case K_MODE:   fprintf(out, "%04o", *(const unsigned *)f); break;
+		case K_DOUBLE: fprintf(out, "%g", *(const double *)f); break;
+		case K_UINT:
+			if (k->off == offsetof(struct srv_config, workers))
+				fprintf(out, "%u", *(const unsigned *)f);
+			else
+				fprintf(out, "%llu", (unsigned long long)*(const uint64_t *)f);
+			break;
+		case K_MS:     print_ms(out, *(const uint64_t *)f); break;
+		case K_SIZE:   print_size(out, *(const uint64_t *)f); break;
+		}
+		fputc('\n', out);
+	}
+}
+
+const char *cfg_authserv_id(const struct srv_config *c)
+{
+	static char host[256];
+	if (c->authserv_id && *c->authserv_id)
+		return c->authserv_id;
+	if (!host[0] && gethostname(host, sizeof(host) - 1) < 0)
+		strcpy(host, "localhost");
+	return host;
+}

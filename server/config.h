@@ -1,0 +1,79 @@
+/* The daemon's configuration: a table of keys with defaults, loaded from
+ * an optional `key = value` file and overridden by command-line flags.
+ * Loop thread only. A loaded config is immutable and reference-counted:
+ * SIGHUP builds a new one; scans keep the one they started with. */
+#ifndef ALIGND_CONFIG_H
+#define ALIGND_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG };
+
+struct srv_config {
+	unsigned refs;
+	char *path;                   /* the file it was read from, or NULL */
+
+	/* socket */
+	char *socket;
+	unsigned socket_mode;
+	char *socket_group;
+	char *pid_file;
+
+	/* workers and limits */
+	unsigned workers;             /* 0: one per core */
+	uint64_t max_message_size;
+	uint64_t max_request_header;
+	uint64_t max_line_length;
+	uint64_t max_connections;
+	uint64_t idle_timeout;        /* milliseconds */
+	uint64_t request_timeout;
+	uint64_t scan_timeout;
+	uint64_t shutdown_timeout;
+
+	/* logging */
+	enum cfg_log log;
+	char *syslog_facility;
+	int log_debug;
+
+	/* results */
+	char *authserv_id;            /* empty: the host name */
+
+	/* DNS */
+	char *dns_trust_anchor;
+	char *dns_mode;               /* forward | recursive */
+	char *dns_forwarders;
+	char *unbound_config;
+	uint64_t dns_timeout;
+	uint64_t dns_msg_cache_size;
+	uint64_t dns_rrset_cache_size;
+	int dns_serve_stale;
+
+	/* checks */
+	char *spf_engine;             /* native | libspf2 */
+	int spf_helo;
+	uint64_t dkim_max_signatures;
+	char *dmarc_mode;             /* rfc9989 | rfc7489 */
+	char *dmarc_temperror;        /* tempfail | accept */
+	char *policy_mode;            /* strict | rfc9989 | quarantine-only */
+	double reject_score;          /* total score at which mail is rejected */
+	double quarantine_score;
+};
+
+/* Defaults only. NULL on allocation failure. */
+struct srv_config *cfg_new_default(void);
+/* Defaults, then the file (if path != NULL). On error returns NULL and
+ * writes "file:line: reason" into err. */
+struct srv_config *cfg_load(const char *path, char *err, size_t errlen);
+/* Sets one key from text (command-line flags use this too). */
+int cfg_set(struct srv_config *c, const char *key, const char *value,
+            char *err, size_t errlen);
+struct srv_config *cfg_ref(struct srv_config *c);
+void cfg_unref(struct srv_config **c);
+/* Writes every key with its effective value, as a valid config file. */
+void cfg_print(const struct srv_config *c, FILE *out);
+/* The authserv-id to use (authserv_id or the host name). */
+const char *cfg_authserv_id(const struct srv_config *c);
+
+#endif

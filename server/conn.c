@@ -1,0 +1,505 @@
+/* One client connection: reads and frames requests (protocol/request),
+ * keeps the pipeline of requests in order, writes replies, enforces the
+ * idle and request timeouts and the back-pressure limits. Loop thread. */
+#include "server/log.h"
+#include "server/scan.h"
+#include "server/srv.h"
+#include "server/stats.h"
+#include "common/buf.h"
+#include "common/limits.h"
+#include "protocol/reply.h"
+#include "protocol/request.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct preq {                    /* one request in the pipeline */
+	struct preq *next;
+	struct conn *conn;           /* NULL once the connection is gone */
+	enum proto_cmd cmd;
+	int done;
+	struct buf reply;
+	struct scan *scan;           /* SCAN until it reports */
+};
+
+struct conn {
+	uv_pipe_t pipe;              /* first: handle->data is not needed */
+	uv_timer_t timer;
+	struct srv *srv;
+	struct conn *prev, *next;
+	uint64_t id;
+	struct proto_parser *parser;
+	struct preq *head, *tail;    /* pipeline, oldest first */
+	size_t n_pending;
+	struct preq *cur;            /* SCAN whose body is being read */
+	struct buf held;             /* bytes read but not yet parsed (paused) */
+	uint64_t request_start;      /* loop time the current request began */
+	size_t write_backlog;        /* bytes handed to uv_write, not yet written */
+	int reading;
+	int eof;                     /* no more requests will be read */
+	int closing;
+	int handles_open;
+};
+
+struct wreq {
+	uv_write_t w;
+	struct conn *conn;
+	char *data;
+	size_t len;
+};
+
+static void conn_process(struct conn *c, const char *data, size_t len);
+static void conn_flush(struct conn *c);
+static void conn_arm_timer(struct conn *c);
+static void conn_update_reading(struct conn *c);
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	if (--c->handles_open > 0)
+		return;
+	struct srv *s = c->srv;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->n_conns--;
+	proto_parser_free(&c->parser);
+	buf_free(&c->held);
+	free(c);
+	srv_maybe_finish(s);
+}
+
+static void free_preq(struct preq *r)
+{
+	buf_free(&r->reply);
+	free(r);
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	/* scans still running lose their connection but finish on their own */
+	struct preq *r = c->head;
+	while (r) {
+		struct preq *next = r->next;
+		if (r->scan) {
+			scan_abandon(r->scan);
+			r->scan = NULL;
+			c->srv->stats.scans_abandoned++;
+		}
+		free_preq(r);
+		r = next;
+	}
+	c->head = c->tail = c->cur = NULL;
+	c->n_pending = 0;
+	uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static struct preq *preq_push(struct conn *c, enum proto_cmd cmd)
+{
+	struct preq *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->conn = c;
+	r->cmd = cmd;
+	buf_init(&r->reply, 0);
+	if (c->tail)
+		c->tail->next = r;
+	else
+		c->head = r;
+	c->tail = r;
+	c->n_pending++;
+	c->srv->stats.requests_total++;
+	return r;
+}
+
+/* A reply that needs no further work (status lines, PONG, STATS). */
+static void reply_now(struct conn *c, enum proto_cmd cmd, int status,
+                      const char *reason)
+{
+	struct preq *r = preq_push(c, cmd);
+	if (!r) {
+		conn_close(c);
+		return;
+	}
+	proto_reply_status(&r->reply, status, reason);
+	r->done = 1;
+	if (status >= 400 && status < 500)
+		c->srv->stats.errors_4xx++;
+	else if (status >= 500)
+		c->srv->stats.errors_5xx++;
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+	struct wreq *wr = (struct wreq *)w;
+	struct conn *c = wr->conn;
+	c->write_backlog -= wr->len;
+	free(wr->data);
+	free(wr);
+	if (c->closing)
+		return;
+	if (status < 0) {
+		log_msg(LOG_LVL_INFO, "conn %llu: write failed: %s",
+		        (unsigned long long)c->id, uv_strerror(status));
+		conn_close(c);
+		return;
+	}
+	conn_update_reading(c);
+	conn_flush(c);
+}
+
+/* Writes every finished reply at the head of the pipeline, in order. */
+static void conn_flush(struct conn *c)
+{
+	if (c->closing)
+		return;
+	while (c->head && c->head->done) {
+		struct preq *r = c->head;
+		c->head = r->next;
+		if (!c->head)
+			c->tail = NULL;
+		c->n_pending--;
+		int quit = r->cmd == PROTO_CMD_QUIT;
+		struct wreq *wr = calloc(1, sizeof(*wr));
+		if (!wr) {
+			free_preq(r);
+			conn_close(c);
+			return;
+		}
+		wr->conn = c;
+		wr->data = buf_steal(&r->reply, &wr->len);
+		free_preq(r);
+		if (!wr->data) {
+			free(wr);
+			conn_close(c);
+			return;
+		}
+		uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
+		c->write_backlog += wr->len;
+		int rc = uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, on_write);
+		if (rc < 0) {
+			c->write_backlog -= wr->len;
+			free(wr->data);
+			free(wr);
+			conn_close(c);
+			return;
+		}
+		if (quit)
+			c->eof = 1;
+	}
+	if (c->eof && !c->head) {
+		/* everything answered; close once the writes are done */
+		if (c->write_backlog == 0) {
+			conn_close(c);
+			return;
+		}
+	}
+	conn_update_reading(c);
+	conn_arm_timer(c);
+}
+
+static void on_scan_done(void *arg, struct buf *reply)
+{
+	struct preq *r = arg;
+	r->scan = NULL;
+	r->reply = *reply;
+	buf_init(reply, 0);
+	r->done = 1;
+	struct conn *c = r->conn;
+	conn_flush(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	struct conn *c = h->data;
+	(void)suggested;
+	b->base = c->srv->readbuf;
+	b->len = sizeof(c->srv->readbuf);
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+	struct conn *c = st->data;
+	if (n == 0 || c->closing)
+		return;
+	if (n < 0) {
+		if (c->cur)
+			log_msg(LOG_LVL_INFO, "conn %llu: client disconnected in the middle of a message",
+			        (unsigned long long)c->id);
+		else if (n != UV_EOF)
+			log_msg(LOG_LVL_INFO, "conn %llu: read error: %s",
+			        (unsigned long long)c->id, uv_strerror((int)n));
+		if (c->cur || n != UV_EOF || !c->head) {
+			conn_close(c);
+			return;
+		}
+		/* EOF after complete requests: answer them, then close */
+		c->eof = 1;
+		uv_read_stop(st);
+		c->reading = 0;
+		conn_flush(c);
+		return;
+	}
+	c->srv->stats.bytes_in += (uint64_t)n;
+	conn_process(c, b->base, (size_t)n);
+}
+
+/* Whether we may accept more request bytes now. */
+static int conn_may_read(const struct conn *c)
+{
+	return !c->closing && !c->eof && c->n_pending < LIM_MAX_PIPELINE &&
+	       c->write_backlog < LIM_MAX_WRITE_BACKLOG;
+}
+
+static void conn_update_reading(struct conn *c)
+{
+	if (c->closing)
+		return;
+	if (conn_may_read(c)) {
+		if (c->held.len > 0) {
+			/* bytes read before a pause come first */
+			struct buf held = c->held;
+			buf_init(&c->held, 0);
+			conn_process(c, held.data, held.len);
+			buf_free(&held);
+			if (c->closing || !conn_may_read(c))
+				return;
+		}
+		if (!c->reading) {
+			if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
+				c->reading = 1;
+		}
+	} else if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		c->reading = 0;
+	}
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	struct srv *s = c->srv;
+	s->stats.timeouts++;
+	int in_req = proto_in_request(c->parser) || c->cur;
+	log_msg(LOG_LVL_INFO, "conn %llu: %s timeout, closing",
+	        (unsigned long long)c->id, in_req ? "request" : "idle");
+	/* the connection is useless now: answer in order, then close */
+	if (c->cur) {
+		/* a SCAN whose body never completed: it cannot be answered */
+		c->cur->done = 1;
+		if (c->cur->scan) {
+			scan_abandon(c->cur->scan);
+			c->cur->scan = NULL;
+			s->stats.scans_abandoned++;
+		}
+		buf_free(&c->cur->reply);
+		buf_init(&c->cur->reply, 0);
+		proto_reply_status(&c->cur->reply, 408, "request timeout");
+		c->cur = NULL;
+	} else {
+		reply_now(c, PROTO_CMD_NONE, 408, in_req ? "request timeout" : "idle timeout");
+	}
+	s->stats.errors_4xx++;
+	c->eof = 1;
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		c->reading = 0;
+	}
+	conn_flush(c);
+}
+
+static void conn_arm_timer(struct conn *c)
+{
+	if (c->closing)
+		return;
+	struct srv *s = c->srv;
+	uint64_t now = uv_now(s->loop);
+	if (proto_in_request(c->parser) || c->cur) {
+		/* the whole request must arrive in time: bytes trickling in do not
+		 * extend it (slowloris) */
+		if (c->request_start == 0)
+			c->request_start = now ? now : 1;
+		uint64_t end = c->request_start + s->cfg->request_timeout;
+		uv_timer_start(&c->timer, on_timer, end > now ? end - now : 0, 0);
+	} else if (c->n_pending == 0 && !c->eof) {
+		c->request_start = 0;
+		uv_timer_start(&c->timer, on_timer, s->cfg->idle_timeout, 0);
+	} else {
+		/* waiting for our own scans: their deadline applies */
+		c->request_start = 0;
+		uv_timer_stop(&c->timer);
+	}
+}
+
+static void conn_process(struct conn *c, const char *data, size_t len)
+{
+	struct srv *s = c->srv;
+	size_t off = 0;
+	while (off < len && !c->closing) {
+		if (c->eof)
+			break;            /* nothing after QUIT or a fatal error is read */
+		if (!conn_may_read(c)) {
+			/* paused: keep the rest for later */
+			if (buf_add(&c->held, data + off, len - off) < 0)
+				conn_close(c);
+			break;
+		}
+		struct proto_event ev;
+		size_t used = 0;
+		if (!proto_in_request(c->parser) && !c->cur)
+			c->request_start = uv_now(s->loop) ? uv_now(s->loop) : 1;
+		proto_feed(c->parser, data + off, len - off, &used, &ev);
+		off += used;
+		switch (ev.type) {
+		case PROTO_EV_MORE:
+			break;
+		case PROTO_EV_HEAD: {
+			struct preq *r = preq_push(c, PROTO_CMD_SCAN);
+			if (!r) {
+				conn_close(c);
+				return;
+			}
+			struct proto_request req;
+			proto_take_request(c->parser, &req);
+			r->scan = scan_new(s, &req, on_scan_done, r);
+			proto_request_clear(&req);
+			if (!r->scan) {
+				proto_reply_status(&r->reply, 500, "out of memory");
+				r->done = 1;
+				s->stats.errors_5xx++;
+				/* the body still arrives: cur stays NULL, bytes are dropped below */
+			}
+			c->cur = r;
+			break;
+		}
+		case PROTO_EV_BODY:
+			if (c->cur && c->cur->scan)
+				scan_body(c->cur->scan, ev.data, ev.len);
+			break;
+		case PROTO_EV_END: {
+			if (ev.req->cmd == PROTO_CMD_SCAN) {
+				struct preq *r = c->cur;
+				c->cur = NULL;
+				c->request_start = 0;
+				if (r && r->scan)
+					scan_end(r->scan);
+				break;
+			}
+			c->request_start = 0;
+			if (ev.req->cmd == PROTO_CMD_PING) {
+				reply_now(c, PROTO_CMD_PING, 200, "PONG");
+			} else if (ev.req->cmd == PROTO_CMD_STATS) {
+				struct preq *r = preq_push(c, PROTO_CMD_STATS);
+				if (!r) {
+					conn_close(c);
+					return;
+				}
+				stats_reply(s, &r->reply);
+				r->done = 1;
+			} else if (ev.req->cmd == PROTO_CMD_QUIT) {
+				reply_now(c, PROTO_CMD_QUIT, 200, "BYE");
+				c->eof = 1;
+			}
+			break;
+		}
+		case PROTO_EV_ERROR:
+			c->request_start = 0;
+			log_msg(LOG_LVL_INFO, "conn %llu: bad request: %d %s%s",
+			        (unsigned long long)c->id, ev.status, ev.reason,
+			        ev.fatal ? " (closing)" : "");
+			reply_now(c, PROTO_CMD_NONE, ev.status, ev.reason);
+			if (ev.fatal) {
+				c->eof = 1;
+				off = len;
+			}
+			break;
+		}
+		if (ev.type == PROTO_EV_MORE)
+			break;
+	}
+	conn_flush(c);
+}
+
+void conn_accept(struct srv *s)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->srv = s;
+	c->id = ++s->next_conn_id;
+	buf_init(&c->held, 0);
+	uv_pipe_init(s->loop, &c->pipe, 0);
+	uv_timer_init(s->loop, &c->timer);
+	c->pipe.data = c;
+	c->timer.data = c;
+	c->handles_open = 2;
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->n_conns++;
+	if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->pipe) < 0) {
+		conn_close(c);
+		return;
+	}
+	s->stats.connections_total++;
+	struct proto_limits lim = {
+		.max_line = s->cfg->max_line_length,
+		.max_head = s->cfg->max_request_header,
+		.max_fields = LIM_MAX_REQUEST_FIELDS,
+		.max_body = s->cfg->max_message_size,
+	};
+	c->parser = proto_parser_new(&lim);
+	if (!c->parser) {
+		conn_close(c);
+		return;
+	}
+	if (s->n_conns > s->cfg->max_connections || s->stopping) {
+		s->stats.connections_rejected++;
+		log_msg(LOG_LVL_WARN, "conn %llu: %s, refused", (unsigned long long)c->id,
+		        s->stopping ? "shutting down" : "too many connections");
+		reply_now(c, PROTO_CMD_NONE, 421, s->stopping ? "shutting down"
+		                                               : "too many connections, try again later");
+		c->eof = 1;
+		conn_flush(c);
+		return;
+	}
+	conn_update_reading(c);
+	conn_arm_timer(c);
+}
+
+void conn_shutdown_all(struct srv *s)
+{
+	struct conn *c = s->conns;
+	while (c) {
+		struct conn *next = c->next;
+		if (!c->closing) {
+			if (c->cur || !c->head) {
+				/* idle, or a message still arriving that we will not wait for */
+				conn_close(c);
+			} else {
+				/* answer what was fully received, then close */
+				c->eof = 1;
+				if (c->reading) {
+					uv_read_stop((uv_stream_t *)&c->pipe);
+					c->reading = 0;
+				}
+				conn_flush(c);
+			}
+		}
+		c = next;
+	}
+}
+
+void conn_close_all(struct srv *s)
+{
+	for (struct conn *c = s->conns; c; c = c->next)
+		conn_close(c);
+}

@@ -1,0 +1,447 @@
+/* alignd: command line, configuration, the listening socket, signals and
+ * the event loop. Loop thread. Security stance: runs unprivileged where it
+ * can; trusts nothing it reads from the socket, a message or DNS; the
+ * socket's mode and group decide who may ask it. */
+#include "server/config.h"
+#include "server/dispatch.h"
+#include "server/log.h"
+#include "server/srv.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define ALIGND_VERSION "0.1.0"
+
+struct overrides {                /* --set and flags, re-applied on SIGHUP */
+	char **kv;
+	size_t n;
+};
+
+static struct overrides ovr;
+static struct srv server;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+	"usage: alignd [options]\n"
+	"  -c, --config FILE        read FILE (key = value lines); without it the\n"
+	"                           built-in defaults apply (alignd --print-config)\n"
+	"  -s, --socket PATH        listen on PATH (overrides 'socket')\n"
+	"  -w, --workers N          worker threads for CPU work (0 = one per core)\n"
+	"      --unbound-config F   extra unbound.conf-style settings for the resolver\n"
+	"      --authserv-id ID     authserv-id of Authentication-Results\n"
+	"      --log stderr|syslog  where log lines go\n"
+	"  -d, --debug              debug logging\n"
+	"  -o, --set KEY=VALUE      set any configuration key (repeatable)\n"
+	"      --check-config       validate the configuration and exit (0 = valid)\n"
+	"      --print-config       print the effective configuration and exit\n"
+	"  -V, --version            print the version and exit\n"
+	"  -h, --help               this text\n");
+}
+
+static int add_override(const char *key, const char *value)
+{
+	size_t len = strlen(key) + strlen(value) + 2;
+	char *kv = malloc(len);
+	char **nkv = realloc(ovr.kv, (ovr.n + 1) * sizeof(*nkv));
+	if (!kv || !nkv) {
+		free(kv);
+		return -1;
+	}
+	snprintf(kv, len, "%s=%s", key, value);
+	ovr.kv = nkv;
+	ovr.kv[ovr.n++] = kv;
+	return 0;
+}
+
+static int apply_overrides(struct srv_config *c, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < ovr.n; i++) {
+		char key[128];
+		const char *eq = strchr(ovr.kv[i], '=');
+		size_t kl = eq ? (size_t)(eq - ovr.kv[i]) : 0;
+		if (!eq || kl == 0 || kl >= sizeof(key)) {
+			snprintf(err, errlen, "--set %s: want KEY=VALUE", ovr.kv[i]);
+			return -1;
+		}
+		memcpy(key, ovr.kv[i], kl);
+		key[kl] = '\0';
+		char e2[512];
+		if (cfg_set(c, key, eq + 1, e2, sizeof(e2)) < 0) {
+			snprintf(err, errlen, "command line: %s", e2);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static struct srv_config *load_config(const char *path, char *err, size_t errlen)
+{
+	struct srv_config *c = cfg_load(path, err, errlen);
+	if (c && apply_overrides(c, err, errlen) < 0)
+		cfg_unref(&c);
+	return c;
+}
+
+/* Refuses to steal the socket of a running instance; removes a stale one. */
+static int prepare_socket_path(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "socket path too long: %s", path);
+		return -1;
+	}
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		if (errno != ENOENT) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			return -1;
+		}
+		/* create the last directory level if it is missing (/run/alignd) */
+		char dir[sizeof(sa.sun_path)];
+		snprintf(dir, sizeof(dir), "%s", path);
+		char *slash = strrchr(dir, '/');
+		if (slash && slash != dir) {
+			*slash = '\0';
+			if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+				snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+				return -1;
+			}
+		}
+		return 0;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "%s exists and is not a socket; not touching it", path);
+		return -1;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int e = errno;
+	close(fd);
+	if (rc == 0) {
+		snprintf(err, errlen, "another instance is listening on %s", path);
+		return -1;
+	}
+	if (e != ECONNREFUSED) {
+		snprintf(err, errlen, "%s: cannot tell whether it is in use: %s", path, strerror(e));
+		return -1;
+	}
+	if (unlink(path) < 0) {
+		snprintf(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
+		return -1;
+	}
+	log_msg(LOG_LVL_INFO, "removed stale socket %s", path);
+	return 0;
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+	struct srv *s = l->data;
+	if (status < 0) {
+		log_msg(LOG_LVL_WARN, "accept: %s", uv_strerror(status));
+		return;
+	}
+	conn_accept(s);
+}
+
+static int start_listening(struct srv *s, char *err, size_t errlen)
+{
+	const struct srv_config *c = s->cfg;
+	if (prepare_socket_path(c->socket, err, errlen) < 0)
+		return -1;
+	uv_pipe_init(s->loop, &s->listener, 0);
+	s->listener.data = s;
+	mode_t old = umask(0177);
+	int rc = uv_pipe_bind(&s->listener, c->socket);
+	umask(old);
+	if (rc < 0) {
+		snprintf(err, errlen, "bind %s: %s", c->socket, uv_strerror(rc));
+		uv_close((uv_handle_t *)&s->listener, NULL);
+		return -1;
+	}
+	if (chmod(c->socket, c->socket_mode) < 0) {
+		snprintf(err, errlen, "chmod %s: %s", c->socket, strerror(errno));
+		goto fail;
+	}
+	if (c->socket_group && *c->socket_group) {
+		struct group *g = getgrnam(c->socket_group);
+		if (!g) {
+			snprintf(err, errlen, "socket_group '%s': no such group", c->socket_group);
+			goto fail;
+		}
+		if (chown(c->socket, (uid_t)-1, g->gr_gid) < 0) {
+			snprintf(err, errlen, "chown %s: %s", c->socket, strerror(errno));
+			goto fail;
+		}
+	}
+	rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+	if (rc < 0) {
+		snprintf(err, errlen, "listen %s: %s", c->socket, uv_strerror(rc));
+		goto fail;
+	}
+	s->listening = 1;
+	return 0;
+fail:
+	uv_close((uv_handle_t *)&s->listener, NULL);
+	unlink(c->socket);
+	return -1;
+}
+
+static void close_if_open(uv_handle_t *h)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+void srv_maybe_finish(struct srv *s)
+{
+	if (!s->stopping || s->n_conns > 0 || s->stats.scans_in_flight > 0)
+		return;
+	if (s->stopping == 2)
+		return;
+	s->stopping = 2;
+	log_msg(LOG_LVL_INFO, "all connections closed and scans finished; exiting");
+	dispatch_close(s);
+	close_if_open((uv_handle_t *)&s->shutdown_timer);
+	close_if_open((uv_handle_t *)&s->sig_term);
+	close_if_open((uv_handle_t *)&s->sig_int);
+	close_if_open((uv_handle_t *)&s->sig_hup);
+}
+
+static void on_shutdown_timer(uv_timer_t *t)
+{
+	struct srv *s = t->data;
+	if (s->n_conns > 0 || s->stats.scans_in_flight > 0) {
+		log_msg(LOG_LVL_WARN, "shutdown timeout: closing %llu connections, %llu scans unfinished",
+		        (unsigned long long)s->n_conns, (unsigned long long)s->stats.scans_in_flight);
+		conn_close_all(s);
+	}
+	/* abandoned scans end with their DNS deadlines; do not wait forever */
+	uv_timer_start(t, on_shutdown_timer, 5000, 0);
+	if (s->n_conns == 0 && s->stats.scans_in_flight > 0 && t->data == s) {
+		static int rounds;
+		if (++rounds > 2) {
+			log_msg(LOG_LVL_ERR, "scans did not settle after shutdown; exiting anyway");
+			exit(0);
+		}
+	}
+}
+
+static void begin_shutdown(struct srv *s, const char *why)
+{
+	if (s->stopping)
+		return;
+	s->stopping = 1;
+	log_msg(LOG_LVL_INFO, "%s: no new connections; finishing %llu scans (at most %llums)",
+	        why, (unsigned long long)s->stats.scans_in_flight,
+	        (unsigned long long)s->cfg->shutdown_timeout);
+	if (s->listening) {
+		uv_close((uv_handle_t *)&s->listener, NULL);
+		unlink(s->cfg->socket);
+		s->listening = 0;
+	}
+	uv_timer_start(&s->shutdown_timer, on_shutdown_timer, s->cfg->shutdown_timeout, 0);
+	conn_shutdown_all(s);
+	srv_maybe_finish(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct srv *s = h->data;
+	if (signum == SIGHUP) {
+		char err[512];
+		const char *path = s->cfg->path;
+		struct srv_config *n = load_config(path, err, sizeof(err));
+		if (!n) {
+			log_msg(LOG_LVL_ERR, "reload failed, keeping the running configuration: %s", err);
+			return;
+		}
+		/* what is bound at start-up stays as it is until a restart */
+		static const char *const fixed[] = { "socket", "workers", "DNS settings" };
+		int changed[3] = {
+			strcmp(n->socket, s->cfg->socket) != 0,
+			n->workers != s->cfg->workers,
+			strcmp(n->dns_mode, s->cfg->dns_mode) || strcmp(n->dns_forwarders, s->cfg->dns_forwarders) ||
+			strcmp(n->unbound_config, s->cfg->unbound_config) ||
+			strcmp(n->dns_trust_anchor, s->cfg->dns_trust_anchor) ||
+			n->dns_timeout != s->cfg->dns_timeout,
+		};
+		for (int i = 0; i < 3; i++)
+			if (changed[i])
+				log_msg(LOG_LVL_WARN, "reload: %s changed; takes effect after a restart", fixed[i]);
+		free(n->socket);
+		n->socket = strdup(s->cfg->socket);
+		if (!n->socket) {
+			cfg_unref(&n);
+			return;
+		}
+		n->workers = s->cfg->workers;
+		log_open(n->log == CFG_LOG_SYSLOG, n->syslog_facility, n->log_debug);
+		cfg_unref(&s->cfg);
+		s->cfg = n;
+		s->stats.reloads++;
+		log_msg(LOG_LVL_INFO, "configuration reloaded from %s", path ? path : "built-in defaults");
+		return;
+	}
+	begin_shutdown(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static unsigned cores(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_UNBOUND = 256, OPT_AUTHSERV, OPT_LOG, OPT_CHECK, OPT_PRINT };
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "unbound-config", required_argument, NULL, OPT_UNBOUND },
+		{ "authserv-id", required_argument, NULL, OPT_AUTHSERV },
+		{ "log", required_argument, NULL, OPT_LOG },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "set", required_argument, NULL, 'o' },
+		{ "check-config", no_argument, NULL, OPT_CHECK },
+		{ "print-config", no_argument, NULL, OPT_PRINT },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config_path = NULL;
+	int check = 0, print = 0, opt, bad = 0;
+	while ((opt = getopt_long(argc, argv, "c:s:w:do:Vh", opts, NULL)) != -1) {
+		int rc = 0;
+		switch (opt) {
+		case 'c': config_path = optarg; break;
+		case 's': rc = add_override("socket", optarg); break;
+		case 'w': rc = add_override("workers", optarg); break;
+		case OPT_UNBOUND: rc = add_override("unbound_config", optarg); break;
+		case OPT_AUTHSERV: rc = add_override("authserv_id", optarg); break;
+		case OPT_LOG: rc = add_override("log", optarg); break;
+		case 'd': rc = add_override("log_debug", "yes"); break;
+		case 'o': {
+			const char *eq = strchr(optarg, '=');
+			if (!eq) {
+				fprintf(stderr, "alignd: --set %s: want KEY=VALUE\n", optarg);
+				return 2;
+			}
+			char key[128];
+			size_t kl = (size_t)(eq - optarg);
+			if (kl == 0 || kl >= sizeof(key)) {
+				fprintf(stderr, "alignd: --set %s: bad key\n", optarg);
+				return 2;
+			}
+			memcpy(key, optarg, kl);
+			key[kl] = '\0';
+			rc = add_override(key, eq + 1);
+			break;
+		}
+		case OPT_CHECK: check = 1; break;
+		case OPT_PRINT: print = 1; break;
+		case 'V': printf("alignd %s\n", ALIGND_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: bad = 1; break;
+		}
+		if (rc < 0) {
+			fprintf(stderr, "alignd: out of memory\n");
+			return 1;
+		}
+	}
+	if (bad || optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	char err[1024];
+	struct srv_config *cfg = load_config(config_path, err, sizeof(err));
+	if (!cfg) {
+		fprintf(stderr, "alignd: %s\n", err);
+		return check ? 1 : 78;     /* EX_CONFIG */
+	}
+	if (check || print) {
+		if (print)
+			cfg_print(cfg, stdout);
+		if (check)
+			printf("alignd: configuration %s is valid\n",
+			       config_path ? config_path : "(built-in defaults)");
+		cfg_unref(&cfg);
+		return 0;
+	}
+
+	log_open(cfg->log == CFG_LOG_SYSLOG, cfg->syslog_facility, cfg->log_debug);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct srv *s = &server;
+	s->cfg = cfg;
+	s->workers = cfg->workers ? cfg->workers : cores();
+	/* libuv sizes its pool once, at the first piece of queued work */
+	char nbuf[16];
+	snprintf(nbuf, sizeof(nbuf), "%u", s->workers);
+	setenv("UV_THREADPOOL_SIZE", nbuf, 1);
+
+	s->loop = uv_default_loop();
+	s->started_ms = uv_now(s->loop);
+	uv_timer_init(s->loop, &s->shutdown_timer);
+	s->shutdown_timer.data = s;
+	uv_signal_init(s->loop, &s->sig_term);
+	uv_signal_init(s->loop, &s->sig_int);
+	uv_signal_init(s->loop, &s->sig_hup);
+	s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
+	uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&s->sig_int, on_signal, SIGINT);
+	uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
+
+	if (dispatch_init(s, err, sizeof(err)) < 0) {
+		log_msg(LOG_LVL_ERR, "cannot start the checks: %s", err);
+		return 1;
+	}
+	if (start_listening(s, err, sizeof(err)) < 0) {
+		log_msg(LOG_LVL_ERR, "%s", err);
+		dispatch_close(s);
+		return 1;
+	}
+	if (cfg->pid_file && *cfg->pid_file) {
+		FILE *pf = fopen(cfg->pid_file, "w");
+		if (pf) {
+			fprintf(pf, "%ld\n", (long)getpid());
+			fclose(pf);
+		} else {
+			log_msg(LOG_LVL_WARN, "pid_file %s: %s", cfg->pid_file, strerror(errno));
+		}
+	}
+	log_msg(LOG_LVL_INFO, "alignd %s listening on %s (%u workers, config: %s)",
+	        ALIGND_VERSION, cfg->socket, s->workers,
+	        config_path ? config_path : "built-in defaults");
+
+	uv_run(s->loop, UV_RUN_DEFAULT);
+
+	if (s->cfg->pid_file && *s->cfg->pid_file)
+		unlink(s->cfg->pid_file);
+	int rc = uv_loop_close(s->loop);
+	if (rc != 0)
+		log_msg(LOG_LVL_DEBUG, "loop closed with handles open: %s", uv_strerror(rc));
+	cfg_unref(&s->cfg);
+	for (size_t i = 0; i < ovr.n; i++)
+		free(ovr.kv[i]);
+	free(ovr.kv);
+	log_msg(LOG_LVL_INFO, "stopped");
+	return 0;
+}

@@ -1,0 +1,65 @@
+/* The daemon's shared state: the loop, the current configuration, the
+ * listener, the connection list, counters and the check engines. One per
+ * process, owned by main(), loop thread only. */
+#ifndef ALIGND_SRV_H
+#define ALIGND_SRV_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "server/config.h"
+
+struct conn;
+struct srv_dns;
+struct dnsq;
+struct engines;
+
+struct srv_stats {
+	uint64_t connections_total;
+	uint64_t connections_rejected;
+	uint64_t requests_total;
+	uint64_t scans_total;
+	uint64_t scans_in_flight;
+	uint64_t scans_abandoned;
+	uint64_t errors_4xx;
+	uint64_t errors_5xx;
+	uint64_t timeouts;
+	uint64_t bytes_in;
+	uint64_t action_accept;
+	uint64_t action_quarantine;
+	uint64_t action_reject;
+	uint64_t action_tempfail;
+	uint64_t reloads;
+};
+
+struct srv {
+	uv_loop_t *loop;
+	struct srv_config *cfg;       /* current; scans hold their own reference */
+	uv_pipe_t listener;
+	int listening;
+	struct conn *conns;           /* doubly linked list */
+	uint64_t n_conns;
+	uint64_t next_conn_id;
+	struct srv_stats stats;
+	uint64_t started_ms;
+	int stopping;
+	uv_timer_t shutdown_timer;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	char readbuf[64 * 1024];      /* shared read buffer: reads are processed at once */
+	struct srv_dns *dns;
+	struct dnsq *dq;
+	struct engines *eng;          /* check libraries (server/dispatch.c) */
+	unsigned workers;             /* worker-pool size in effect */
+};
+
+/* conn.c */
+void conn_accept(struct srv *s);
+/* Stops reading on every connection; closes idle ones; the others close
+ * once their replies are written. */
+void conn_shutdown_all(struct srv *s);
+void conn_close_all(struct srv *s);
+
+/* main.c: checks whether shutdown can complete */
+void srv_maybe_finish(struct srv *s);
+
+#endif

@@ -1,0 +1,41 @@
+/* STATS: a snapshot of the counters in struct srv_stats, the DNS layer's
+ * and the check engines'. Loop thread. */
+#include "server/stats.h"
+#include "server/dispatch.h"
+#include "server/srv.h"
+#include "protocol/reply.h"
+
+#include <stddef.h>
+
+#define MAX_STATS 96
+
+void stats_reply(struct srv *s, struct buf *out)
+{
+	const char *names[MAX_STATS];
+	uint64_t values[MAX_STATS];
+	size_t n = 0;
+#define ADD(name, v) do { if (n < MAX_STATS) { names[n] = (name); values[n] = (uint64_t)(v); n++; } } while (0)
+	const struct srv_stats *st = &s->stats;
+	ADD("Uptime-Seconds", (uv_now(s->loop) - s->started_ms) / 1000);
+	ADD("Workers", s->workers);
+	ADD("Connections-Current", s->n_conns);
+	ADD("Connections-Total", st->connections_total);
+	ADD("Connections-Rejected", st->connections_rejected);
+	ADD("Requests-Total", st->requests_total);
+	ADD("Scans-Total", st->scans_total);
+	ADD("Scans-In-Flight", st->scans_in_flight);
+	ADD("Scans-Abandoned", st->scans_abandoned);
+	ADD("Action-Accept", st->action_accept);
+	ADD("Action-Quarantine", st->action_quarantine);
+	ADD("Action-Reject", st->action_reject);
+	ADD("Action-Tempfail", st->action_tempfail);
+	ADD("Errors-4xx", st->errors_4xx);
+	ADD("Errors-5xx", st->errors_5xx);
+	ADD("Timeouts", st->timeouts);
+	ADD("Bytes-In", st->bytes_in);
+	ADD("Config-Reloads", st->reloads);
+	size_t more = dispatch_stats(s, names + n, values + n, MAX_STATS - n);
+	n += more;
+#undef ADD
+	proto_reply_stats(out, names, values, n);
+}

@@ -1,0 +1,11 @@
+/* STATS reply: the daemon's counters as "Name: value" lines. Loop thread. */
+#ifndef ALIGND_STATS_H
+#define ALIGND_STATS_H
+
+#include "common/buf.h"
+
+struct srv;
+
+void stats_reply(struct srv *s, struct buf *out);
+
+#endif
