@@ -1,0 +1,556 @@
+/* Worker-thread side of DKIM: one shared DKIM_LIB, and dkv_verify(), which
+ * feeds a whole message to libopendkim, answers its key lookups from the
+ * key set (never DNS) and turns each signature into an RFC 8601 result.
+ * Owns the DKIM_LIB; each verification owns its DKIM handle. */
+#include "checks/dkim/dkv.h"
+#include "checks/dkim/dkv_int.h"
+#include "common/text.h"
+#include "common/trace.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <opendkim/dkim.h>
+
+struct dkv_lib {
+	DKIM_LIB *dl;
+	unsigned max_sigs;
+	unsigned min_bits;
+	unsigned drift;
+	uint64_t fixed_time;
+	int ed25519;
+};
+
+struct vctx {
+	const struct dkv_lib *l;
+	const struct dkv_keyset *ks;
+	size_t buflen;            /* libopendkim's key buffer, seen by key_cb */
+};
+
+const char *dkv_keytype_name(enum dkv_keytype k)
+{
+	switch (k) {
+	case DKV_KEY_RSA:     return "rsa";
+	case DKV_KEY_ED25519: return "ed25519";
+	case DKV_KEY_UNKNOWN: break;
+	}
+	return "unknown";
+}
+
+/* ---- libopendkim callbacks (run inside dkim_chunk / dkim_eom) ---- */
+
+/* Signatures beyond the configured maximum are not evaluated at all: no key
+ * is asked for and no crypto is spent on them (a cheap attack otherwise). */
+static DKIM_CBSTAT prescreen_cb(DKIM *dkim, DKIM_SIGINFO **sigs, int nsigs)
+{
+	struct vctx *c = dkim_get_user_context(dkim);
+	if (c == NULL)
+		return DKIM_CBSTAT_CONTINUE;
+	for (int k = (int)c->l->max_sigs; k < nsigs; k++)
+		dkim_sig_ignore(sigs[k]);
+	return DKIM_CBSTAT_CONTINUE;
+}
+
+/* "<s>._domainkey.<d>" of a signature, lower case; -1 if it has none */
+static int sig_qname(DKIM_SIGINFO *sig, char *out, size_t cap)
+{
+	const char *s = (const char *)dkim_sig_getselector(sig);
+	const char *d = (const char *)dkim_sig_getdomain(sig);
+	if (s == NULL || d == NULL)
+		return -1;
+	int n = snprintf(out, cap, "%s._domainkey.%s", s, d);
+	if (n < 0 || (size_t)n >= cap)
+		return -1;
+	dkv_lower(out);
+	return 0;
+}
+
+/* Answers libopendkim's key lookup from the key set. Anything but a usable
+ * record is reported as "not found": judge() tells a missing key from a
+ * temporary failure by the key set itself. (DKIM_CBSTAT_ERROR or TRYAGAIN
+ * would end dkim_eom() for every signature of the message.) */
+static DKIM_CBSTAT key_cb(DKIM *dkim, DKIM_SIGINFO *sig, u_char *buf,
+                          size_t buflen)
+{
+	struct vctx *c = dkim_get_user_context(dkim);
+	char qname[DKV_NAME_MAX];
+	if (c == NULL || buflen == 0 || sig_qname(sig, qname, sizeof qname) != 0)
+		return DKIM_CBSTAT_NOTFOUND;
+	c->buflen = buflen;
+	const struct dkv_key *key = dkv_keyset_find(c->ks, qname);
+	if (key == NULL || key->status != DNSQ_OK || strlen(key->txt) >= buflen)
+		return DKIM_CBSTAT_NOTFOUND;
+	memcpy(buf, key->txt, strlen(key->txt) + 1);
+	dkim_sig_setdnssec(sig, key->sec == DNSQ_SEC_SECURE ? DKIM_DNSSEC_SECURE
+	                                                    : DKIM_DNSSEC_INSECURE);
+	return DKIM_CBSTAT_CONTINUE;
+}
+
+/* ---- the library handle ---- */
+
+struct dkv_lib *dkv_lib_new(const struct dkv_opts *o, char *err, size_t errlen)
+{
+	struct dkv_opts def = { 0 };
+	if (o == NULL)
+		o = &def;
+	struct dkv_lib *l = calloc(1, sizeof *l);
+	if (l == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	l->max_sigs = o->max_signatures ? o->max_signatures : LIM_DKIM_MAX_SIGNATURES;
+	l->min_bits = o->min_rsa_bits ? o->min_rsa_bits : LIM_DKIM_MIN_RSA_BITS;
+	l->drift = o->clock_drift ? o->clock_drift : LIM_DKIM_CLOCK_DRIFT;
+	l->fixed_time = o->fixed_time;
+	l->dl = dkim_init(NULL, NULL);
+	if (l->dl == NULL) {
+		snprintf(err, errlen, "dkim_init failed");
+		free(l);
+		return NULL;
+	}
+	/* FIXCRLF: LF-only input is turned into CRLF (without it an LF-only
+	 * message shows no signature). BADSIGHANDLES: a malformed signature
+	 * still gets a handle, so one broken extra DKIM-Signature does not
+	 * hide the valid ones. */
+	unsigned int flags = DKIM_LIBFLAGS_FIXCRLF | DKIM_LIBFLAGS_BADSIGHANDLES;
+	uint64_t drift = l->drift;
+	unsigned int minbits = l->min_bits;
+	int bad = 0;
+	bad |= dkim_options(l->dl, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS,
+	                    &flags, sizeof flags) != DKIM_STAT_OK;
+	bad |= dkim_options(l->dl, DKIM_OP_SETOPT, DKIM_OPTS_CLOCKDRIFT,
+	                    &drift, sizeof drift) != DKIM_STAT_OK;
+	bad |= dkim_options(l->dl, DKIM_OP_SETOPT, DKIM_OPTS_MINKEYBITS,
+	                    &minbits, sizeof minbits) != DKIM_STAT_OK;
+	if (l->fixed_time != 0) {
+		uint64_t ft = l->fixed_time;
+		bad |= dkim_options(l->dl, DKIM_OP_SETOPT, DKIM_OPTS_FIXEDTIME,
+		                    &ft, sizeof ft) != DKIM_STAT_OK;
+	}
+	bad |= dkim_set_key_lookup(l->dl, key_cb) != DKIM_STAT_OK;
+	bad |= dkim_set_prescreen(l->dl, prescreen_cb) != DKIM_STAT_OK;
+	if (bad) {
+		snprintf(err, errlen, "libopendkim refused an option");
+		dkim_close(l->dl);
+		free(l);
+		return NULL;
+	}
+	l->ed25519 = dkim_libfeature(l->dl, DKIM_FEATURE_ED25519) ? 1 : 0;
+	return l;
+}
+
+void dkv_lib_free(struct dkv_lib **lp)
+{
+	struct dkv_lib *l = *lp;
+	if (l == NULL)
+		return;
+	dkim_close(l->dl);
+	free(l);
+	*lp = NULL;
+}
+
+int dkv_lib_has_ed25519(const struct dkv_lib *l)
+{
+	return l->ed25519;
+}
+
+unsigned dkv_lib_max_signatures(const struct dkv_lib *l)
+{
+	return l->max_sigs;
+}
+
+/* ---- judging one signature ---- */
+
+static const char *tagval(DKIM_SIGINFO *sig, bool key, const char *tag)
+{
+	return (const char *)dkim_sig_gettagvalue(sig, key, (u_char *)tag);
+}
+
+static void copy_tag(char *dst, size_t cap, const char *v)
+{
+	if (v == NULL)
+		dst[0] = '\0';
+	else
+		text_printable(dst, cap, v, strlen(v));
+}
+
+static int num_tag(const char *v, uint64_t *out)
+{
+	if (v == NULL)
+		return 0;
+	const char *s = v;
+	size_t len = strlen(v);
+	text_trim(&s, &len);
+	/* RFC 6376 3.5: t=, x= and l= are at most 12 and 76 digits; more than
+	 * fits in 64 bits is refused as a syntax error elsewhere */
+	return text_u64(s, len, UINT64_MAX, out) == 0 ? 1 : -1;
+}
+
+/* h= is a colon-separated list of header names, FWS allowed around them */
+static int lists_from(const char *h)
+{
+	if (h == NULL)
+		return 0;
+	const char *p = h;
+	while (*p) {
+		const char *e = strchr(p, ':');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		const char *nm = p;
+		text_trim(&nm, &len);
+		if (text_ieq(nm, len, "from"))
+			return 1;
+		if (e == NULL)
+			break;
+		p = e + 1;
+	}
+	return 0;
+}
+
+static int is_key_error(int e)
+{
+	switch (e) {
+	case DKIM_SIGERROR_NOKEY:
+	case DKIM_SIGERROR_DNSSYNTAX:
+	case DKIM_SIGERROR_KEYFAIL:
+	case DKIM_SIGERROR_MULTIREPLY:
+	case DKIM_SIGERROR_KEYVERSION:
+	case DKIM_SIGERROR_KEYUNKNOWNHASH:
+	case DKIM_SIGERROR_KEYHASHMISMATCH:
+	case DKIM_SIGERROR_NOTEMAILKEY:
+	case DKIM_SIGERROR_KEYTYPEMISSING:
+	case DKIM_SIGERROR_KEYTYPEUNKNOWN:
+	case DKIM_SIGERROR_KEYREVOKED:
+	case DKIM_SIGERROR_KEYDECODE:
+	case DKIM_SIGERROR_KEYTOOSMALL:
+		return 1;
+	}
+	return 0;
+}
+
+static void set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)
+{
+	char tmp[DKV_REASON_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	o->res = r;
+	text_printable(o->reason, sizeof o->reason, tmp, strlen(tmp));
+}
+
+static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
+                  struct dkv_sig *o, uint64_t now)
+{
+	const struct dkv_lib *l = c->l;
+	unsigned int flags = dkim_sig_getflags(sig);
+	int err = dkim_sig_geterror(sig);
+	int bh = dkim_sig_getbh(sig);
+	char qname[DKV_NAME_MAX];
+	const struct dkv_key *key = NULL;
+	if (sig_qname(sig, qname, sizeof qname) == 0)
+		key = dkv_keyset_find(c->ks, qname);
+	else
+		qname[0] = '\0';
+	int too_long = key && key->status == DNSQ_OK && c->buflen &&
+	               strlen(key->txt) >= c->buflen;
+
+	memset(o, 0, sizeof *o);
+	o->lib_error = err;
+	copy_tag(o->d, sizeof o->d, tagval(sig, false, "d"));
+	copy_tag(o->s, sizeof o->s, tagval(sig, false, "s"));
+	copy_tag(o->a, sizeof o->a, tagval(sig, false, "a"));
+	copy_tag(o->i, sizeof o->i, tagval(sig, false, "i"));
+	const char *b = tagval(sig, false, "b");
+	if (b != NULL) {
+		size_t n = 0;
+		for (const char *p = b; *p && n < DKV_BPREFIX_LEN; p++)
+			if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+				o->b_prefix[n++] = *p;
+		o->b_prefix[n] = '\0';
+		text_printable(o->b_prefix, sizeof o->b_prefix, o->b_prefix, n);
+	}
+	int tn = num_tag(tagval(sig, false, "t"), &o->t);
+	int xn = num_tag(tagval(sig, false, "x"), &o->x);
+	int ln = num_tag(tagval(sig, false, "l"), &o->l);
+	o->has_t = tn == 1;
+	o->has_x = xn == 1;
+	o->has_l = ln == 1;
+	o->from_signed = lists_from(tagval(sig, false, "h"));
+
+	ssize_t msglen = 0, canonlen = 0, signlen = 0;
+	if (dkim_sig_getcanonlen(dk, sig, &msglen, &canonlen, &signlen) == DKIM_STAT_OK) {
+		o->body_len = msglen > 0 ? (uint64_t)msglen : 0;
+		if (o->has_l && msglen > canonlen)
+			o->unsigned_len = (uint64_t)(msglen - canonlen);
+	}
+
+	/* the key */
+	o->key_status = key ? key->status : DNSQ_TEMPFAIL;
+	o->key_sec = key ? key->sec : DNSQ_SEC_INSECURE;
+	o->key_found = key && key->status == DNSQ_OK && !too_long;
+	const char *kt = tagval(sig, true, "k");
+	dkim_alg_t alg = DKIM_SIGN_UNKNOWN;
+	(void)dkim_sig_getsignalg(sig, &alg);
+	if (kt != NULL && strcasecmp(kt, "ed25519") == 0)
+		o->key_type = DKV_KEY_ED25519;
+	else if (kt != NULL && strcasecmp(kt, "rsa") == 0)
+		o->key_type = DKV_KEY_RSA;
+	else if (kt == NULL && (flags & DKIM_SIGFLAG_KEYLOADED))
+		o->key_type = DKV_KEY_RSA;       /* RFC 6376 3.6.1: k= defaults to rsa */
+	else if (kt == NULL && alg == DKIM_SIGN_ED25519SHA256)
+		o->key_type = DKV_KEY_ED25519;
+	else if (kt == NULL && (alg == DKIM_SIGN_RSASHA1 || alg == DKIM_SIGN_RSASHA256))
+		o->key_type = DKV_KEY_RSA;
+	unsigned int bits = 0;
+	if (dkim_sig_getkeysize(sig, &bits) == DKIM_STAT_OK)
+		o->key_bits = bits;
+	if (o->key_type == DKV_KEY_ED25519 && o->key_bits == 0 &&
+	    (flags & DKIM_SIGFLAG_KEYLOADED))
+		o->key_bits = 256;     /* RFC 8463: a 32-byte public key */
+	o->key_testing = (flags & DKIM_SIGFLAG_TESTKEY) != 0;
+	o->bh_ok = bh == DKIM_SIGBH_MATCH ? 1 : bh == DKIM_SIGBH_MISMATCH ? 0 : -1;
+	o->sig_ok = (flags & DKIM_SIGFLAG_PROCESSED) == 0 ? -1
+	          : (flags & DKIM_SIGFLAG_PASSED) ? 1 : 0;
+
+	/* 1. The signature itself must be well formed (RFC 6376 6.1.1). */
+	if (err != DKIM_SIGERROR_OK && err != DKIM_SIGERROR_BADSIG &&
+	    !is_key_error(err) && err != DKIM_SIGERROR_EXPIRED &&
+	    err != DKIM_SIGERROR_FUTURE) {
+		set_res(o, AUTH_PERMERROR, "bad signature: %s",
+		        dkim_sig_geterrorstr(err) ? dkim_sig_geterrorstr(err) : "unknown error");
+		return;
+	}
+	if (tn < 0 || xn < 0 || ln < 0) {
+		set_res(o, AUTH_PERMERROR, "bad signature: malformed t=, x= or l=");
+		return;
+	}
+	if (!o->from_signed) {
+		set_res(o, AUTH_PERMERROR, "h= does not include From (RFC 6376 5.4)");
+		return;
+	}
+	/* RFC 6376 3.5 x=: an expired signature is ignored (PERMFAIL) */
+	if ((o->has_x && o->x < now) || err == DKIM_SIGERROR_EXPIRED) {
+		set_res(o, AUTH_PERMERROR, "signature expired (x=%llu)",
+		        (unsigned long long)o->x);
+		return;
+	}
+	if (o->has_x && o->has_t && o->x < o->t) {
+		set_res(o, AUTH_PERMERROR, "x= earlier than t= (RFC 6376 3.5)");
+		return;
+	}
+	/* RFC 6376 3.5 t=: verifiers may ignore signatures from the future;
+	 * a little clock drift is tolerated */
+	if ((o->has_t && o->t > now && o->t - now > l->drift) ||
+	    err == DKIM_SIGERROR_FUTURE) {
+		set_res(o, AUTH_PERMERROR, "signature timestamp in the future (t=%llu)",
+		        (unsigned long long)o->t);
+		return;
+	}
+
+	/* 2. The key lookup (RFC 6376 6.1.2). */
+	if (key == NULL) {
+		set_res(o, AUTH_TEMPERROR, "key record %s was not looked up",
+		        qname[0] ? qname : "(unnamed)");
+		return;
+	}
+	switch (key->status) {
+	case DNSQ_OK:
+		break;
+	case DNSQ_NXDOMAIN:
+	case DNSQ_NODATA:
+		set_res(o, AUTH_PERMERROR, "no key record at %s (%s, RFC 6376 6.1.2)",
+		        qname, dnsq_status_name(key->status));
+		return;
+	case DNSQ_BOGUS:
+		set_res(o, AUTH_TEMPERROR, "key record at %s failed DNSSEC validation",
+		        qname);
+		return;
+	case DNSQ_TEMPFAIL:
+	case DNSQ_TIMEOUT:
+		set_res(o, AUTH_TEMPERROR, "key lookup for %s: %s",
+		        qname, dnsq_status_name(key->status));
+		return;
+	}
+	if (too_long) {
+		set_res(o, AUTH_PERMERROR, "key record at %s is too long", qname);
+		return;
+	}
+	if (err == DKIM_SIGERROR_KEYREVOKED) {
+		set_res(o, AUTH_PERMERROR, "key revoked (empty p=, RFC 6376 3.6.1)");
+		return;
+	}
+
+	/* 3. RFC 8301. Reported as "policy", not "fail": the signature is
+	 * refused for what it is, not because it failed to verify (RFC 8601
+	 * 2.7.1 policy: "some aspect of the signature ... was not acceptable"). */
+	if (alg == DKIM_SIGN_RSASHA1) {
+		if (o->key_bits != 0 && o->key_bits < l->min_bits)
+			set_res(o, AUTH_POLICY, "rsa-sha1 is not accepted (RFC 8301 3.1); "
+			        "RSA key of %u bits is under %u (3.2)", o->key_bits,
+			        l->min_bits);
+		else
+			set_res(o, AUTH_POLICY, "rsa-sha1 is not accepted (RFC 8301 3.1)");
+		return;
+	}
+	if (err == DKIM_SIGERROR_KEYTOOSMALL ||
+	    (o->key_type == DKV_KEY_RSA && o->key_bits != 0 && o->key_bits < l->min_bits)) {
+		set_res(o, AUTH_POLICY, "RSA key of %u bits is under %u (RFC 8301 3.2)",
+		        o->key_bits, l->min_bits);
+		return;
+	}
+	if (is_key_error(err)) {
+		set_res(o, AUTH_PERMERROR, "unusable key: %s",
+		        dkim_sig_geterrorstr(err) ? dkim_sig_geterrorstr(err) : "unknown error");
+		return;
+	}
+
+	/* 4. The crypto. PASSED alone is not enough: libopendkim sets it
+	 * when the header signature verifies even if the body hash differs. */
+	if ((flags & DKIM_SIGFLAG_PROCESSED) == 0) {
+		set_res(o, AUTH_TEMPERROR, "signature not processed");
+		return;
+	}
+	if (DKIM_SIG_CHECK(sig)) {
+		char extra[DKV_REASON_MAX];
+		int n = snprintf(extra, sizeof extra, "signature verified");
+		if (o->key_testing && n > 0 && (size_t)n < sizeof extra)
+			n += snprintf(extra + n, sizeof extra - (size_t)n,
+			              "; testing key (t=y)");
+		if (o->has_l && n > 0 && (size_t)n < sizeof extra)
+			snprintf(extra + n, sizeof extra - (size_t)n,
+			         "; l=%llu leaves %llu body bytes unsigned",
+			         (unsigned long long)o->l,
+			         (unsigned long long)o->unsigned_len);
+		set_res(o, AUTH_PASS, "%s", extra);
+		return;
+	}
+	if (bh == DKIM_SIGBH_MISMATCH) {
+		set_res(o, AUTH_FAIL, "body hash mismatch%s",
+		        (flags & DKIM_SIGFLAG_PASSED) ? " (header signature verified)" : "");
+		return;
+	}
+	set_res(o, AUTH_FAIL, "signature did not verify");
+}
+
+static int rank(enum auth_res r)
+{
+	switch (r) {
+	case AUTH_PASS:      return 7;
+	case AUTH_FAIL:      return 6;
+	case AUTH_TEMPERROR: return 5;
+	case AUTH_POLICY:    return 4;
+	case AUTH_PERMERROR: return 3;
+	case AUTH_NEUTRAL:   return 2;
+	case AUTH_SOFTFAIL:  return 1;
+	case AUTH_NONE:      return 0;
+	}
+	return 0;
+}
+
+static void trace_sig(struct trace *t, size_t idx, const struct dkv_sig *o)
+{
+	if (t == NULL || !t->enabled)
+		return;
+	trace_add(t, "dkim",
+	          "signature %zu: d=%s s=%s a=%s b=%s key=%s/%u%s dnssec=%s "
+	          "bh=%s sig=%s%s -> %s (%s)",
+	          idx + 1, o->d, o->s, o->a, o->b_prefix,
+	          dkv_keytype_name(o->key_type), o->key_bits,
+	          o->key_testing ? " t=y" : "",
+	          o->key_found ? dnsq_sec_name(o->key_sec) : "-",
+	          o->bh_ok == 1 ? "match" : o->bh_ok == 0 ? "mismatch" : "untested",
+	          o->sig_ok == 1 ? "ok" : o->sig_ok == 0 ? "bad" : "untested",
+	          o->has_l ? " l=" : "",
+	          auth_res_name(o->res), o->reason);
+}
+
+int dkv_verify(struct dkv_lib *l, const char *msg, size_t len,
+               const struct dkv_keyset *ks, struct dkv_result *res,
+               struct trace *t)
+{
+	uint64_t t0 = trace_now_us();
+	memset(res, 0, sizeof *res);
+	res->best = AUTH_NONE;
+
+	struct vctx c = { .l = l, .ks = ks, .buflen = 0 };
+
+	DKIM_STAT st = DKIM_STAT_OK;
+	DKIM *dk = dkim_verify(l->dl, (const unsigned char *)"alignd", NULL, &st);
+	if (dk == NULL) {
+		res->best = AUTH_TEMPERROR;
+		return -ENOMEM;
+	}
+	dkim_set_user_context(dk, &c);
+
+	/* dkim_chunk() does not write to the buffer; its prototype lacks const */
+	if (len > 0)
+		st = dkim_chunk(dk, (u_char *)(uintptr_t)msg, len);
+	if (st == DKIM_STAT_OK)
+		st = dkim_chunk(dk, NULL, 0);
+	if (st == DKIM_STAT_OK)
+		st = dkim_eom(dk, NULL);
+
+	DKIM_SIGINFO **sigs = NULL;
+	int nsigs = 0;
+	int rc = 0;
+	if (dkim_getsiglist(dk, &sigs, &nsigs) != DKIM_STAT_OK || sigs == NULL)
+		nsigs = 0;
+	if (nsigs == 0 && st != DKIM_STAT_OK && st != DKIM_STAT_NOSIG &&
+	    st != DKIM_STAT_BADSIG && st != DKIM_STAT_SYNTAX) {
+		/* libopendkim gave up before listing signatures */
+		if (t)
+			trace_add(t, "dkim", "libopendkim: %s", dkim_getresultstr(st));
+		rc = st == DKIM_STAT_NORESOURCE ? -ENOMEM : -EIO;
+		res->best = AUTH_TEMPERROR;
+	}
+
+	size_t n = (size_t)nsigs;
+	if (n > l->max_sigs) {
+		res->not_evaluated = n - l->max_sigs;
+		n = l->max_sigs;
+	}
+	if (n > 0) {
+		res->sigs = calloc(n, sizeof *res->sigs);
+		if (res->sigs == NULL) {
+			dkim_free(dk);
+			res->best = AUTH_TEMPERROR;
+			return -ENOMEM;
+		}
+	}
+	uint64_t now = l->fixed_time ? l->fixed_time : (uint64_t)time(NULL);
+	for (size_t k = 0; k < n; k++) {
+		judge(&c, dk, sigs[k], &res->sigs[k], now);
+		res->n++;
+		if (rank(res->sigs[k].res) > rank(res->best))
+			res->best = res->sigs[k].res;
+		trace_sig(t, k, &res->sigs[k]);
+	}
+	if (res->not_evaluated && t)
+		trace_add(t, "dkim", "%zu more signature(s) not evaluated (max %u)",
+		          res->not_evaluated, l->max_sigs);
+	if (nsigs == 0 && t && rc == 0)
+		trace_add(t, "dkim", "no DKIM signature");
+	dkim_free(dk);
+	res->elapsed_us = trace_now_us() - t0;
+	return rc;
+}
+
+void dkv_result_free(struct dkv_result *res)
+{
+	if (res == NULL)
+		return;
+	free(res->sigs);
+	res->sigs = NULL;
+	res->n = 0;
+}

@@ -1,0 +1,29 @@
+/* Internals shared by the files of checks/dkim (not for callers). */
+#ifndef ALIGND_DKV_INT_H
+#define ALIGND_DKV_INT_H
+
+#include <stddef.h>
+
+#include "checks/dnsq.h"
+
+struct dkv_key {
+	char *qname;              /* lower case, no final dot */
+	enum dnsq_status status;
+	enum dnsq_sec sec;
+	char *txt;                /* the TXT text when status == DNSQ_OK, else NULL */
+};
+
+struct dkv_keyset {
+	struct dkv_key *keys;
+	size_t n, cap;
+};
+
+int dkv_taglist(const char *s, size_t len,
+                int (*fn)(void *arg, const char *tag, size_t tlen,
+                          const char *val, size_t vlen),
+                void *arg);
+void dkv_lower(char *s);
+const struct dkv_key *dkv_keyset_find(const struct dkv_keyset *ks,
+                                      const char *qname);
+
+#endif
