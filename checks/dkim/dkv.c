@@ -214,6 +214,26 @@ static int lists_from(const char *h)
 	return 0;
 }
 
+struct ktag { char *out; size_t cap; };
+
+static int k_tag(void *arg, const char *tag, size_t tlen, const char *val,
+                 size_t vlen)
+{
+	struct ktag *k = arg;
+	if (tlen == 1 && tag[0] == 'k')
+		text_printable(k->out, k->cap, val, vlen);
+	return 0;
+}
+
+/* k= of a key record, lower case; "rsa" when absent (RFC 6376 3.6.1) */
+static void key_k_tag(const char *txt, char *out, size_t cap)
+{
+	struct ktag k = { out, cap };
+	snprintf(out, cap, "rsa");
+	(void)dkv_taglist(txt, strlen(txt), k_tag, &k);
+	dkv_lower(out);
+}
+
 static int is_key_error(int e)
 {
 	switch (e) {
@@ -316,7 +336,7 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 	if (dkim_sig_getkeysize(sig, &bits) == DKIM_STAT_OK)
 		o->key_bits = bits;
 	if (o->key_type == DKV_KEY_ED25519 && o->key_bits == 0 &&
-	    (flags & DKIM_SIGFLAG_KEYLOADED))
+	    o->key_found && !is_key_error(err))
 		o->key_bits = 256;     /* RFC 8463: a 32-byte public key */
 	o->key_testing = (flags & DKIM_SIGFLAG_TESTKEY) != 0;
 	o->bh_ok = bh == DKIM_SIGBH_MATCH ? 1 : bh == DKIM_SIGBH_MISMATCH ? 0 : -1;
@@ -324,6 +344,10 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 	          : (flags & DKIM_SIGFLAG_PASSED) ? 1 : 0;
 
 	/* 1. The signature itself must be well formed (RFC 6376 6.1.1). */
+	if (tagval(sig, false, "h") != NULL && !o->from_signed) {
+		set_res(o, AUTH_PERMERROR, "h= does not include From (RFC 6376 5.4)");
+		return;
+	}
 	if (err != DKIM_SIGERROR_OK && err != DKIM_SIGERROR_BADSIG &&
 	    !is_key_error(err) && err != DKIM_SIGERROR_EXPIRED &&
 	    err != DKIM_SIGERROR_FUTURE) {
@@ -388,6 +412,18 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 	}
 	if (err == DKIM_SIGERROR_KEYREVOKED) {
 		set_res(o, AUTH_PERMERROR, "key revoked (empty p=, RFC 6376 3.6.1)");
+		return;
+	}
+	/* RFC 6376 6.1.2 step 8: the key type (k=, default rsa) must suit
+	 * a=; libopendkim 2.11 does not check this for ed25519-sha256 */
+	char kk[16];
+	key_k_tag(key->txt, kk, sizeof kk);
+	int want_ed = alg == DKIM_SIGN_ED25519SHA256;
+	int want_rsa = alg == DKIM_SIGN_RSASHA1 || alg == DKIM_SIGN_RSASHA256;
+	if ((want_ed && strcmp(kk, "ed25519") != 0) ||
+	    (want_rsa && strcmp(kk, "rsa") != 0)) {
+		set_res(o, AUTH_PERMERROR, "key type k=%s does not suit a=%s "
+		        "(RFC 6376 6.1.2)", kk, o->a);
 		return;
 	}
 
