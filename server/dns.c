@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unbound.h>
+#include <unistd.h>
 
 #include "common/limits.h"
 
@@ -493,9 +494,19 @@ static int configure(struct ub_ctx *ctx, const struct dns_opts *o,
 		return -1;
 
 	ta = o->trust_anchor_file ? o->trust_anchor_file : DNS_ROOT_KEY;
-	if (ta[0] && (r = ub_ctx_add_ta_file(ctx, ta)) != 0) {
-		snprintf(err, errlen, "trust anchor %s: %s", ta, ub_strerror(r));
-		return -1;
+	if (ta[0]) {
+		/* libunbound reads the file only at the first query and then
+		 * fails every lookup: check now, while an error can be shown. */
+		if (access(ta, R_OK) != 0) {
+			snprintf(err, errlen, "trust anchor %s: %s", ta,
+			         strerror(errno));
+			return -1;
+		}
+		if ((r = ub_ctx_add_ta_file(ctx, ta)) != 0) {
+			snprintf(err, errlen, "trust anchor %s: %s", ta,
+			         ub_strerror(r));
+			return -1;
+		}
 	}
 
 	if (!o->recursion) {

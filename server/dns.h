@@ -46,6 +46,16 @@ struct srv_dns_stats {
 	uint64_t cache_hits;   /* answers with from_cache == 1 (approximate) */
 };
 
+/* Answers (struct dnsq_answer) carry status, DNSSEC state, TTL, elapsed
+ * time and from_cache. libunbound does not say whether it answered from its
+ * cache: from_cache is 1 when an answer to the same (name, type) was passed
+ * on before and its TTL has not run out (a bounded table of
+ * LIM_DNS_SEEN_SLOTS entries), else 0. It is an approximation for traces and
+ * STATS: wrong when libunbound evicted the entry early or a slot collided. A
+ * bogus answer never carries data (count 0, sec BOGUS, why = libunbound's
+ * reason); SERVFAIL, REFUSED and resolver errors are DNSQ_TEMPFAIL; a
+ * lookup past its deadline is cancelled in libunbound and answered
+ * DNSQ_TIMEOUT, and its late answer is dropped. */
 struct srv_dns;
 
 void dns_opts_default(struct dns_opts *o);

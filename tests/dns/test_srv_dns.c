@@ -502,6 +502,60 @@ static void t_rate(struct srv_dns *d, struct dnsq *dq)
 	       "(%d in flight)\n", total, secs, total / secs, window);
 }
 
+/* The option paths: explicit forwarders with a trust anchor file (no
+ * config file), cache sizes and serve-stale accepted, bad values refused. */
+static void t_options(void)
+{
+	const char *wdir = getenv("ALIGND_TEST_WORLD_DIR");
+	const char *port = getenv("ALIGND_TEST_NSD_PORT");
+	char ta[1024], fwd[64], err[256];
+	struct dns_opts o;
+	struct srv_dns *d = NULL;
+	struct rec r;
+	int rc;
+
+	if (!wdir || !port) {
+		CHECK(0, "world directory or nsd port not in the environment");
+		return;
+	}
+	snprintf(ta, sizeof ta, "%s/anchors.keys", wdir);
+	snprintf(fwd, sizeof fwd, "127.0.0.1@%s", port);
+	dns_opts_default(&o);
+	o.trust_anchor_file = ta;
+	o.forwarders = fwd;
+	o.timeout_ms = TIMEOUT_MS;
+	o.msg_cache_size = 4u << 20;
+	o.rrset_cache_size = 8u << 20;
+	o.serve_stale = 1;
+	rc = srv_dns_new(loop, &o, &d, err, sizeof err);
+	CHECK(rc == 0, "options: %s", err);
+	if (rc == 0) {
+		r = one(srv_dns_dnsq(d), "example.net", DNSQ_T_TXT);
+		EXPECT(r, DNSQ_OK, DNSQ_SEC_SECURE, "via forwarder");
+		CHECK(strcmp(r.txt, "v=spf1 mx -all") == 0, "forwarded '%s'",
+		      r.txt);
+		srv_dns_close(&d);
+		uv_run(loop, UV_RUN_DEFAULT);
+	}
+
+	dns_opts_default(&o);
+	o.trust_anchor_file = "/nonexistent/anchor.keys";
+	rc = srv_dns_new(loop, &o, &d, err, sizeof err);
+	CHECK(rc != 0 && d == NULL && err[0], "missing anchor file accepted");
+	dns_opts_default(&o);
+	o.trust_anchor_file = "";
+	o.forwarders = "not-an-address";
+	rc = srv_dns_new(loop, &o, &d, err, sizeof err);
+	CHECK(rc != 0 && d == NULL && err[0], "bad forwarder accepted");
+	printf("refused bad forwarder: %s\n", err);
+	dns_opts_default(&o);
+	o.trust_anchor_file = "";
+	o.recursion = 1;
+	o.unbound_config = "/nonexistent/unbound.conf";
+	rc = srv_dns_new(loop, &o, &d, err, sizeof err);
+	CHECK(rc != 0 && d == NULL && err[0], "missing config accepted");
+}
+
 int main(void)
 {
 	static uv_loop_t l;
@@ -556,6 +610,7 @@ int main(void)
 
 	t_cap();
 	t_close_pending();
+	t_options();
 
 	if (uv_loop_close(loop) != 0) {
 		failures++;
