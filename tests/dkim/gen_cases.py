@@ -3,10 +3,10 @@
 signer) and fresh keys, writes them with their key table and expectations,
 then runs the verifier test program on them.
 
-usage: gen_cases.py --out DIR --runner PROGRAM
+usage: gen_cases.py --out DIR --runner PROGRAM [--runner PROGRAM2 ...]
 Writes DIR/keys.txt (one "<name> <TXT>" line per key record, same format as
 the Mail::DKIM corpus), DIR/cases.tsv (file, signature number or *, then
-name=value expectations) and DIR/*.eml, then execs PROGRAM DIR NOW.
+name=value expectations) and DIR/*.eml, then runs each PROGRAM DIR NOW.
 """
 import argparse
 import base64
@@ -97,7 +97,7 @@ def canon_body_len(msg, canon=b'relaxed/simple'):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--out', required=True)
-    ap.add_argument('--runner', required=True)
+    ap.add_argument('--runner', required=True, action='append')
     args = ap.parse_args()
     out = args.out
     os.makedirs(out, exist_ok=True)
@@ -261,8 +261,10 @@ def main():
             f.write('\t'.join([name, idx] + exp) + '\n')
 
     sys.stdout.flush()
-    r = subprocess.run([args.runner, out, str(now)])
-    return r.returncode
+    rc = 0
+    for runner in args.runner:
+        rc |= subprocess.run([runner, out, str(now)]).returncode
+    return rc
 
 
 if __name__ == '__main__':
