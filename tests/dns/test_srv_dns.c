@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "server/dns.h"
@@ -502,6 +503,64 @@ static void t_rate(struct srv_dns *d, struct dnsq *dq)
 	       "(%d in flight)\n", total, secs, total / secs, window);
 }
 
+/* Serve-stale (RFC 8767): once stale.example's server goes silent and its
+ * 1 s TTL ran out, a context with serve_stale answers from the expired
+ * entry after unbound's client timeout; one without it cannot answer. */
+static void t_stale(void)
+{
+	const char *rundir = getenv("ALIGND_TEST_RUN_DIR");
+	char down[1024];
+	struct dns_opts o;
+	struct srv_dns *ds = NULL, *dp = NULL;
+	struct rec rs, rp;
+	char err[256];
+	FILE *f;
+
+	if (!rundir) {
+		CHECK(0, "ALIGND_TEST_RUN_DIR not set");
+		return;
+	}
+	snprintf(down, sizeof down, "%s/stale.example.down", rundir);
+	dns_opts_default(&o);
+	o.trust_anchor_file = "";
+	o.recursion = 1;
+	o.unbound_config = ub_conf;
+	o.timeout_ms = 4000;
+	o.serve_stale = 1;
+	CHECK(srv_dns_new(loop, &o, &ds, err, sizeof err) == 0, "%s", err);
+	o.serve_stale = 0;
+	o.timeout_ms = 2500;
+	CHECK(srv_dns_new(loop, &o, &dp, err, sizeof err) == 0, "%s", err);
+	if (!ds || !dp)
+		return;
+	rs = one(srv_dns_dnsq(ds), "stale.example", DNSQ_T_TXT);
+	EXPECT(rs, DNSQ_OK, DNSQ_SEC_SECURE, "stale zone up");
+	rp = one(srv_dns_dnsq(dp), "stale.example", DNSQ_T_TXT);
+	EXPECT(rp, DNSQ_OK, DNSQ_SEC_SECURE, "stale zone up (plain)");
+	f = fopen(down, "w");
+	CHECK(f != NULL, "cannot create %s", down);
+	if (f)
+		fclose(f);
+	run_for(2200);
+	memset(&rs, 0, sizeof rs);
+	memset(&rp, 0, sizeof rp);
+	look(srv_dns_dnsq(ds), "stale.example", DNSQ_T_TXT, rec_cb, &rs);
+	look(srv_dns_dnsq(dp), "stale.example", DNSQ_T_TXT, rec_cb, &rp);
+	run_until_done(6000);
+	EXPECT(rs, DNSQ_OK, -1, "serve-stale answer");
+	CHECK(strcmp(rs.txt, "v=spf1 ip4:192.0.2.0/24 -all") == 0,
+	      "stale data '%s'", rs.txt);
+	CHECK(rp.status != DNSQ_OK, "expired data without serve_stale");
+	printf("server down: serve_stale %s after %.0f ms (%s), "
+	       "without %s after %.0f ms\n", dnsq_status_name(rs.status),
+	       rs.elapsed_us / 1000.0, dnsq_sec_name(rs.sec),
+	       dnsq_status_name(rp.status), rp.elapsed_us / 1000.0);
+	unlink(down);
+	srv_dns_close(&ds);
+	srv_dns_close(&dp);
+	uv_run(loop, UV_RUN_DEFAULT);
+}
+
 /* The option paths: explicit forwarders with a trust anchor file (no
  * config file), cache sizes and serve-stale accepted, bad values refused. */
 static void t_options(void)
@@ -611,6 +670,7 @@ int main(void)
 	t_cap();
 	t_close_pending();
 	t_options();
+	t_stale();
 
 	if (uv_loop_close(loop) != 0) {
 		failures++;

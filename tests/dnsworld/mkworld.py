@@ -266,7 +266,7 @@ def generate(outdir, world=DEFAULT_WORLD):
         if sign not in SIGN_MODES:
             raise WorldError("%s: sign must be one of %s" % (zname, SIGN_MODES))
         server = str(z.get("server", "nsd"))
-        if not (server in ("nsd", "silent", "servfail", "refused")
+        if not (server in ("nsd", "silent", "servfail", "refused", "switch")
                 or re.fullmatch(r"delay:\d+", server)):
             raise WorldError("%s: bad server %r" % (zname, server))
         origin = fqdn(zname) if zname != "." else "."

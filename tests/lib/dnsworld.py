@@ -133,12 +133,15 @@ def _dns_rcode_reply(query, rcode):
 
 class Responder(threading.Thread):
     """A misbehaving name server on 127.0.0.1:port (UDP and TCP).
-    mode: silent | servfail | refused | delay:MS (relays nsd's answer)."""
+    mode: silent | servfail | refused | delay:MS (relays nsd's answer late)
+    | switch (relays nsd's answer at once while down_path does not exist,
+    stays silent while it does)."""
 
-    def __init__(self, mode, nsd_port):
+    def __init__(self, mode, nsd_port, down_path=None):
         super().__init__(daemon=True)
         self.mode = mode
         self.nsd_port = nsd_port
+        self.down_path = down_path
         self.delay = int(mode.split(":")[1]) / 1000.0 \
             if mode.startswith("delay:") else 0
         self.port = None
@@ -166,7 +169,9 @@ class Responder(threading.Thread):
             return _dns_rcode_reply(data, 2)
         if self.mode == "refused":
             return _dns_rcode_reply(data, 5)
-        if self.delay:
+        if self.is_down():
+            return None
+        if self.delay or self.mode == "switch":
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.settimeout(2)
             try:
@@ -177,6 +182,9 @@ class Responder(threading.Thread):
             finally:
                 s.close()
         return None  # silent
+
+    def is_down(self):
+        return self.mode == "switch" and os.path.exists(self.down_path)
 
     def run(self):
         sel = selectors.DefaultSelector()
@@ -210,7 +218,8 @@ class Responder(threading.Thread):
                     except OSError:
                         continue
                     self.queries += 1
-                    if self.mode == "silent" or self.delay:
+                    if self.mode == "silent" or self.delay or \
+                            self.is_down():
                         self.held.append(c)  # read nothing, say nothing
                         continue
                     c.settimeout(1)
@@ -285,7 +294,8 @@ class World:
             self.nsd_port = free_port()
             ports = {}
             for zone, mode in mkworld.responder_zones(self.info).items():
-                r = Responder(mode, self.nsd_port)
+                r = Responder(mode, self.nsd_port,
+                              os.path.join(self.rundir, zone + ".down"))
                 r.start()
                 self.responders.append(r)
                 ports[zone] = r.port
@@ -366,7 +376,16 @@ class World:
             shutil.rmtree(self.world_dir, ignore_errors=True)
             self.world_dir = None
 
+    def set_down(self, zone, down=True):
+        """A `server: switch` zone stops (or resumes) answering."""
+        p = os.path.join(self.rundir, zone + ".down")
+        if down:
+            open(p, "w").close()
+        elif os.path.exists(p):
+            os.unlink(p)
+
     def env(self):
-        return {"ALIGND_TEST_UNBOUND_CONF": self.unbound_conf,
+        return {"ALIGND_TEST_RUN_DIR": self.rundir,
+                "ALIGND_TEST_UNBOUND_CONF": self.unbound_conf,
                 "ALIGND_TEST_WORLD_DIR": self.world_dir,
                 "ALIGND_TEST_NSD_PORT": str(self.nsd_port)}

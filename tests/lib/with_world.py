@@ -4,6 +4,7 @@
     with_world.py [--cache-dir DIR] [--world YAML] [--keep] -- CMD [ARGS...]
 
 CMD runs with ALIGND_TEST_UNBOUND_CONF (libunbound config of the world),
+ALIGND_TEST_RUN_DIR (nsd state; switch files for `server: switch` zones),
 ALIGND_TEST_WORLD_DIR (generated data: world.json, dkim/ keys, zones/) and
 ALIGND_TEST_NSD_PORT set. The exit status is CMD's (128+N if killed by
 signal N). The world is stopped when CMD ends, and on SIGTERM/SIGINT/SIGHUP
