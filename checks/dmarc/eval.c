@@ -605,6 +605,23 @@ static void trace_result(struct dmarc_eval *e, const struct dmarc_result *r)
 		   r->rec.adkim_strict ? 's' : 'r', r->rec.aspf_strict ? 's' : 'r');
 	if (r->org_domain[0])
 		TR(e, "%s: organizational domain %s", r->domain, r->org_domain);
+	for (size_t i = 0; i < e->nid && r->where != DMARC_AT_NONE; i++) {
+		/* each authenticated identifier: why it aligned or did not */
+		const struct ident *id = &e->id[i];
+		int strict = id->is_spf ? r->rec.aspf_strict : r->rec.adkim_strict;
+		const char *org = e->o.mode == DMARC_MODE_RFC7489 ? id->org :
+		                  id->w && id->w->org_known ? id->w->org : "";
+		TR(e, "%s: %s %s is %s; %s alignment: %s", r->domain,
+		   id->is_spf ? "SPF domain" : "DKIM d=", id->domain, auth_res_name(id->res),
+		   strict ? "strict" : "relaxed",
+		   strcmp(id->domain, r->domain) == 0 ? "identical to the author domain" :
+		   strict ? "not identical" :
+		   !org[0] ? "organizational domain not needed or unknown" :
+		   strcmp(org, r->org_domain) == 0 ? "same organizational domain" :
+		   "different organizational domain");
+		if (org[0] && !strict && strcmp(id->domain, r->domain) != 0)
+			TR(e, "%s: organizational domain of %s is %s", r->domain, id->domain, org);
+	}
 	if (r->res == DMARC_RES_PASS || r->res == DMARC_RES_FAIL)
 		TR(e, "%s: SPF %s%s, DKIM %s%s", r->domain,
 		   r->spf_aligned == 1 ? "aligned " : "not aligned ", r->spf_domain,
@@ -653,6 +670,20 @@ static void progress(struct dmarc_eval *e)
 			waiting = 1;
 	if (!e->have_inputs)
 		return;
+	if (e->o.mode == DMARC_MODE_RFC9989)
+		for (size_t i = 0; i < e->nid; i++) {
+			/* the identifiers' org-domain walks run in parallel with
+			 * the author's; only identical domains need none */
+			struct ident *id = &e->id[i];
+			int same = 0;
+			for (size_t k = 0; k < nd; k++)
+				same |= strcmp(id->domain, e->a.domains[k]) == 0;
+			if (same || id->w || (id->res != AUTH_PASS && id->res != AUTH_TEMPERROR))
+				continue;
+			id->w = &e->idw[i];
+			walk_init(id->w, id->domain, e);
+			walk_eval(e, id->w);
+		}
 	if (nd == 0) {
 		memset(&e->res, 0, sizeof(e->res));
 		e->res.res = DMARC_RES_PERMERROR;
