@@ -30,8 +30,13 @@ int proto_reply_status(struct buf *out, int status, const char *reason)
 
 int proto_reply_result_text(struct buf *out, const struct proto_result *r)
 {
-	buf_printf(out, "ALIGND/1 200 OK\r\nAction: %s\r\nScore: %.2f\r\n",
-	           r->action, r->score);
+	buf_adds(out, "ALIGND/1 200 OK\r\n");
+	if (r->queue_id) {
+		buf_adds(out, "Queue-Id: ");
+		add_clean(out, r->queue_id);
+		buf_adds(out, "\r\n");
+	}
+	buf_printf(out, "Action: %s\r\nScore: %.2f\r\n", r->action, r->score);
 	if (r->smtp_reply) {
 		buf_adds(out, "SMTP-Reply: ");
 		add_clean(out, r->smtp_reply);
@@ -90,11 +95,15 @@ int proto_reply_result_msgpack(struct buf *out, const struct proto_result *r)
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, &body, mp_write);
 
-	size_t n = 5 + (r->smtp_reply ? 1 : 0) + (r->n_add_headers ? 1 : 0) +
+	size_t n = 5 + (r->queue_id ? 1 : 0) + (r->smtp_reply ? 1 : 0) + (r->n_add_headers ? 1 : 0) +
 	           (r->n_trace ? 1 : 0);
 	msgpack_pack_map(&pk, n);
 	pk_str(&pk, "status");
 	msgpack_pack_int(&pk, 200);
+	if (r->queue_id) {
+		pk_str(&pk, "queue_id");
+		pk_str(&pk, r->queue_id);
+	}
 	pk_str(&pk, "action");
 	pk_str(&pk, r->action);
 	pk_str(&pk, "score");

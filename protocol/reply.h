@@ -22,6 +22,7 @@ struct proto_trace_line {
 };
 
 struct proto_result {
+	const char *queue_id;      /* echoed from the request when it had one */
 	const char *action;        /* accept | quarantine | reject | tempfail */
 	double score;
 	const char *smtp_reply;    /* NULL for accept */

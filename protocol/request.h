@@ -65,7 +65,9 @@ struct proto_parser *proto_parser_new(const struct proto_limits *lim);
 void proto_parser_free(struct proto_parser **p);
 
 /* Consumes bytes from buf[0..len) and reports one event; *used_r says how
- * many bytes were consumed (the caller feeds the rest again). After a fatal
+ * many bytes were consumed. The caller feeds the rest again, and keeps
+ * calling (even with len 0) until PROTO_EV_MORE: the END of a request whose
+ * last byte has been consumed comes without further input. After a fatal
  * ERROR every later call returns the same error. A non-fatal ERROR is
  * reported once the bad request has been skipped entirely, so replies stay
  * in request order and the connection stays usable. */

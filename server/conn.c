@@ -38,6 +38,7 @@ struct conn {
 	int reading;
 	int eof;                     /* no more requests will be read */
 	int closing;
+	int lingering;               /* eof: the close-anyway timer runs */
 	int handles_open;
 };
 
@@ -315,12 +316,29 @@ static void on_timer(uv_timer_t *t)
 	conn_flush(c);
 }
 
+static void on_linger(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	log_msg(LOG_LVL_INFO, "conn %llu: replies not read in time, closing",
+	        (unsigned long long)c->id);
+	conn_close(c);
+}
+
 static void conn_arm_timer(struct conn *c)
 {
 	if (c->closing)
 		return;
 	struct srv *s = c->srv;
 	uint64_t now = uv_now(s->loop);
+	if (c->eof) {
+		/* nothing more is read; the last replies are being written. A
+		 * client that never reads them does not keep us forever. */
+		if (!c->lingering) {
+			c->lingering = 1;
+			uv_timer_start(&c->timer, on_linger, s->cfg->idle_timeout, 0);
+		}
+		return;
+	}
 	if (proto_in_request(c->parser) || c->cur) {
 		/* the whole request must arrive in time: bytes trickling in do not
 		 * extend it (slowloris) */
@@ -342,12 +360,14 @@ static void conn_process(struct conn *c, const char *data, size_t len)
 {
 	struct srv *s = c->srv;
 	size_t off = 0;
-	while (off < len && !c->closing) {
+	while (!c->closing) {
 		if (c->eof)
 			break;            /* nothing after QUIT or a fatal error is read */
-		if (!conn_may_read(c)) {
-			/* paused: keep the rest for later */
-			if (buf_add(&c->held, data + off, len - off) < 0)
+		/* back-pressure applies between requests only: a request already
+		 * begun is read to its end, so its scan can start */
+		int between = !c->cur && !proto_in_request(c->parser);
+		if (between && !conn_may_read(c)) {
+			if (off < len && buf_add(&c->held, data + off, len - off) < 0)
 				conn_close(c);
 			break;
 		}

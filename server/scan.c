@@ -84,6 +84,7 @@ static void scan_report(struct scan *sc)
 	snprintf(ar, sizeof(ar), "%s; none", cfg_authserv_id(sc->cfg));
 
 	struct proto_result res = {
+		.queue_id = sc->req.queue_id,
 		.action = action,
 		.score = 0,
 		.auth_results = ar,

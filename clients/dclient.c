@@ -1,0 +1,261 @@
+/* Blocking client of the alignd protocol with poll() deadlines. */
+#include "clients/dclient.h"
+#include "common/limits.h"
+#include "protocol/reply.h"
+#include "protocol/request.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEFAULT_SOCKET "/run/alignd/alignd.sock"
+#define MAX_REPLY (16u * 1024 * 1024)
+
+const char *dclient_default_socket(void)
+{
+	const char *e = getenv("ALIGND_SOCKET");
+	return e && *e ? e : DEFAULT_SOCKET;
+}
+
+void dclient_init(struct dclient *c, int timeout_ms)
+{
+	c->fd = -1;
+	c->timeout_ms = timeout_ms;
+	buf_init(&c->in, MAX_REPLY);
+}
+
+int dclient_connect(struct dclient *c, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "socket path too long");
+		return -1;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* a local connect() does not block for long: the listen backlog is the
+	 * only wait, and a full one fails at once with EAGAIN */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		snprintf(err, errlen, "cannot connect to %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	c->fd = fd;
+	c->in.len = 0;
+	return 0;
+}
+
+static int wait_fd(int fd, short ev, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = ev };
+	for (;;) {
+		int rc = poll(&p, 1, timeout_ms);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		return rc;
+	}
+}
+
+int dclient_send(struct dclient *c, const void *data, size_t len, char *err, size_t errlen)
+{
+	const char *p = data;
+	while (len > 0) {
+		if (wait_fd(c->fd, POLLOUT, c->timeout_ms) <= 0) {
+			snprintf(err, errlen, "timed out sending to the daemon");
+			return -1;
+		}
+		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			snprintf(err, errlen, "send: %s", strerror(errno));
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static char *dupn(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+	if (d) {
+		memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
+static int push(char ***arr, size_t *n, const char *s, size_t len)
+{
+	char **na = realloc(*arr, (*n + 1) * sizeof(*na));
+	if (!na)
+		return -1;
+	*arr = na;
+	na[*n] = dupn(s, len);
+	if (!na[*n])
+		return -1;
+	(*n)++;
+	return 0;
+}
+
+int dreply_parse(const char *buf, size_t len, struct dreply *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->code = proto_reply_code(buf, len);
+	if (r->code < 0)
+		return -1;
+	const char *p = buf, *end = buf + len;
+	int first = 1;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		if (ll && p[ll - 1] == '\r')
+			ll--;
+		if (ll == 0)
+			break;
+		if (first) {
+			r->status = dupn(p + (ll > 13 ? 13 : ll), ll > 13 ? ll - 13 : 0);
+			first = 0;
+		} else {
+			const char *colon = memchr(p, ':', ll);
+			if (colon) {
+				size_t nlen = (size_t)(colon - p);
+				const char *v = colon + 1;
+				size_t vl = ll - nlen - 1;
+				while (vl && *v == ' ') {
+					v++;
+					vl--;
+				}
+#define IS(lit) (nlen == sizeof(lit) - 1 && strncasecmp(p, lit, nlen) == 0)
+				int rc = 0;
+				if (IS("Action"))
+					r->action = dupn(v, vl);
+				else if (IS("Score"))
+					r->score = strtod(v, NULL);
+				else if (IS("SMTP-Reply"))
+					r->smtp_reply = dupn(v, vl);
+				else if (IS("Symbol"))
+					rc = push(&r->symbols, &r->n_symbols, v, vl);
+				else if (IS("Authentication-Results"))
+					r->auth_results = dupn(v, vl);
+				else if (IS("Add-Header"))
+					rc = push(&r->add_headers, &r->n_add_headers, v, vl);
+				else if (IS("Trace"))
+					rc = push(&r->trace, &r->n_trace, v, vl);
+				else
+					rc = push(&r->fields, &r->n_fields, p, ll);
+#undef IS
+				if (rc < 0)
+					return -1;
+			}
+		}
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+	return 0;
+}
+
+static void free_arr(char **a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(a[i]);
+	free(a);
+}
+
+void dreply_free(struct dreply *r)
+{
+	free(r->status);
+	free(r->action);
+	free(r->smtp_reply);
+	free(r->auth_results);
+	free_arr(r->symbols, r->n_symbols);
+	free_arr(r->add_headers, r->n_add_headers);
+	free_arr(r->trace, r->n_trace);
+	free_arr(r->fields, r->n_fields);
+	memset(r, 0, sizeof(*r));
+}
+
+int dclient_read(struct dclient *c, struct dreply *r, char *err, size_t errlen)
+{
+	for (;;) {
+		long n = c->in.len ? proto_reply_length(c->in.data, c->in.len) : 0;
+		if (n < 0) {
+			snprintf(err, errlen, "the daemon's reply is not an alignd reply");
+			return -1;
+		}
+		if (n > 0) {
+			int rc = dreply_parse(c->in.data, (size_t)n, r);
+			buf_consume(&c->in, (size_t)n);
+			if (rc < 0)
+				snprintf(err, errlen, "cannot parse the daemon's reply");
+			return rc;
+		}
+		if (wait_fd(c->fd, POLLIN, c->timeout_ms) <= 0) {
+			snprintf(err, errlen, "timed out waiting for the daemon's reply");
+			return -1;
+		}
+		if (buf_reserve(&c->in, 65536) < 0) {
+			snprintf(err, errlen, "reply too large");
+			return -1;
+		}
+		ssize_t got = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1, 0);
+		if (got < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (got <= 0) {
+			snprintf(err, errlen, "the daemon closed the connection%s%s",
+			         got < 0 ? ": " : "", got < 0 ? strerror(errno) : "");
+			return -1;
+		}
+		c->in.len += (size_t)got;
+		c->in.data[c->in.len] = '\0';
+	}
+}
+
+int dclient_scan(struct dclient *c, const struct proto_envelope *env,
+                 const char *msg, size_t len, struct dreply *r,
+                 char *err, size_t errlen)
+{
+	char *head;
+	size_t hl;
+	if (proto_write_scan_head(env, len, &head, &hl) < 0) {
+		snprintf(err, errlen, "envelope value with a line break or NUL");
+		return -1;
+	}
+	int rc = dclient_send(c, head, hl, err, errlen);
+	free(head);
+	if (rc == 0)
+		rc = dclient_send(c, msg, len, err, errlen);
+	if (rc < 0) {
+		/* the daemon may have refused the request (413) and closed: its
+		 * reply says why, so read it if it is there */
+		char e2[256];
+		if (dclient_read(c, r, e2, sizeof(e2)) == 0)
+			return 0;
+		return -1;
+	}
+	return dclient_read(c, r, err, errlen);
+}
+
+void dclient_close(struct dclient *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	buf_free(&c->in);
+	buf_init(&c->in, MAX_REPLY);
+}

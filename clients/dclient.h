@@ -1,0 +1,55 @@
+/* The client side of the alignd protocol for the thin clients (alignc,
+ * the milter, the content filter): connect with a deadline, send a
+ * request, read and parse one reply. Blocking I/O with poll() deadlines;
+ * one struct dclient per thread. */
+#ifndef ALIGND_DCLIENT_H
+#define ALIGND_DCLIENT_H
+
+#include <stddef.h>
+
+#include "common/buf.h"
+
+struct dclient {
+	int fd;
+	int timeout_ms;           /* per operation */
+	struct buf in;            /* bytes read and not yet consumed */
+};
+
+struct dreply {
+	int code;                 /* 200, 4xx, 5xx */
+	char *status;             /* the status line's text after the code */
+	char *action;             /* NULL unless a scan result */
+	double score;
+	char *smtp_reply;
+	char **symbols;           /* "NAME score detail" */
+	size_t n_symbols;
+	char *auth_results;
+	char **add_headers;
+	size_t n_add_headers;
+	char **trace;
+	size_t n_trace;
+	char **fields;            /* every other "Name: value" line, verbatim (STATS) */
+	size_t n_fields;
+};
+
+void dclient_init(struct dclient *c, int timeout_ms);
+/* 0, or -1 with a reason in err (daemon unreachable). */
+int dclient_connect(struct dclient *c, const char *path, char *err, size_t errlen);
+int dclient_send(struct dclient *c, const void *data, size_t len, char *err, size_t errlen);
+/* Reads one complete reply into *r (text replies only). 0 or -1. */
+int dclient_read(struct dclient *c, struct dreply *r, char *err, size_t errlen);
+void dclient_close(struct dclient *c);
+
+int dreply_parse(const char *buf, size_t len, struct dreply *r);
+void dreply_free(struct dreply *r);
+
+/* One whole SCAN over an open connection: head, body, reply. */
+struct proto_envelope;
+int dclient_scan(struct dclient *c, const struct proto_envelope *env,
+                 const char *msg, size_t len, struct dreply *r,
+                 char *err, size_t errlen);
+
+/* Default socket path: $ALIGND_SOCKET or the daemon's default. */
+const char *dclient_default_socket(void);
+
+#endif
