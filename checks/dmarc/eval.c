@@ -155,8 +155,12 @@ static void on_answer(void *arg, const struct dnsq_answer *ans)
 			if (dnsq_txt(ans, i, buf, sizeof(buf), &len) < 0) {
 				/* too long or malformed: a DMARC record is short; we
 				 * only need to know whether it claims to be one */
-				if (ans->rdlen[i] >= 9 && memcmp(ans->rdata[i] + 1, "v=DMARC1", 8) == 0)
-					q->n_dmarc++;
+				if (ans->rdlen[i] >= 9 && memcmp(ans->rdata[i] + 1, "v=DMARC1", 8) == 0 &&
+				    ++q->n_dmarc == 1) {
+					memset(&q->rec, 0, sizeof(q->rec));
+					q->rec.status = DMARC_REC_UNUSABLE;
+					q->rec.why = "DMARC record too long or malformed";
+				}
 				continue;
 			}
 			if (dmarc_record_parse(buf, len, e->o.mode, &r) == DMARC_REC_NOT_DMARC)

@@ -134,6 +134,14 @@ static void test_alignment(void)
 	g = run(m, &(struct scen){ .from = FROM("nothing.example"), .spf = AUTH_PASS,
 	        .spf_domain = "nothing.example" }, NULL);
 	CHECK(g.r.res == DMARC_RES_NONE && g.r.where == DMARC_AT_NONE, "no record");
+	char big[LIM_DMARC_RECORD + 100];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	memcpy(big, "v=DMARC1; p=reject; x=", 22);
+	memdns_add_txt(m, "_dmarc.huge.example", big);
+	g = run(m, &(struct scen){ .from = FROM("huge.example") }, NULL);
+	CHECK(g.r.res == DMARC_RES_NONE && g.r.where == DMARC_AT_AUTHOR, "oversized record: %s",
+	      dmarc_res_name(g.r.res));
 	g = run(m, &(struct scen){ .from = FROM("unusable.example") }, NULL);
 	CHECK(g.r.res == DMARC_RES_NONE && g.r.where == DMARC_AT_AUTHOR, "unusable record");
 	memdns_free(&m);
