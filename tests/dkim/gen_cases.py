@@ -256,6 +256,11 @@ def main():
 
     write('unsigned.eml', m, ('*', ['n=0', 'best=none']))
 
+    # the benchmark message: about 15 KB, one rsa-2048 signature
+    big = message(body_lines=300)
+    write('bench_15k.eml', sign(big, b's2048', k2048, t=t) + big,
+          ('1', ['res=pass', 'bits=2048']))
+
     with open(os.path.join(out, 'cases.tsv'), 'w') as f:
         for name, idx, exp in cases:
             f.write('\t'.join([name, idx] + exp) + '\n')
