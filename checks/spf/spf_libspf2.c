@@ -69,7 +69,11 @@ struct l2_eval {
 	char big_name[LIM_DNS_MAX_NAME + 1];
 	char subnames[LIM_SPF_MX_NAMES + LIM_SPF_PTR_NAMES][LIM_DNS_MAX_NAME + 1];
 	unsigned nsub;
+	SPF_dns_server_t *dns;
+	SPF_server_t *srv;
 	SPF_request_t *req;
+	SPF_response_t *resp;
+	int rc;
 	int exp_state;           /* 0 none, 1 explanation set, -1 ignored */
 	char exp[LIM_SPF_EXPLANATION + 1];
 	struct spf_result res;
@@ -445,6 +449,38 @@ static enum auth_res map_result(struct l2_eval *ev, SPF_result_t r)
 	}
 }
 
+/* The libspf2 calls of one run; may leave through l2_error's longjmp. */
+static void l2_query(struct l2_eval *ev)
+{
+	SPF_response_t *tmp = NULL;
+	ev->srv = SPF_server_new_dns(ev->dns, 0);
+	if (!ev->srv)
+		return;
+	/* a literal: alignd expands the default explanation itself */
+	SPF_server_set_explanation(ev->srv, "-", &tmp);
+	if (tmp)
+		SPF_response_free(tmp);
+	if (ev->receiver)
+		SPF_server_set_rec_dom(ev->srv, ev->receiver);
+	ev->req = SPF_request_new(ev->srv);
+	if (!ev->req)
+		return;
+	if (ev->ip6) {
+		struct in6_addr a6;
+		memcpy(&a6, ev->ipb, 16);
+		SPF_request_set_ipv6(ev->req, a6);
+	} else {
+		struct in_addr a4;
+		memcpy(&a4, ev->ipb, 4);
+		SPF_request_set_ipv4(ev->req, a4);   /* mapped IPv4 as IPv4 */
+	}
+	if (ev->helo)
+		SPF_request_set_helo_dom(ev->req, ev->helo);
+	SPF_request_set_env_from(ev->req, ev->rq.sender);
+	SPF_request_query_mailfrom(ev->req, &ev->resp);
+	ev->rc = 0;
+}
+
 /* 0 result in ev->res, 1 needs more lookups, -1 libspf2 failed */
 static int run_once(struct l2_eval *ev)
 {
@@ -458,42 +494,16 @@ static int run_once(struct l2_eval *ev)
 	dns->lookup = l2_lookup;
 	dns->get_exp = l2_get_exp;
 	dns->name = "alignd";
-	SPF_server_t *srv = NULL;
-	SPF_request_t *req = NULL;
-	SPF_response_t *resp = NULL, *tmp = NULL;
-	volatile int rc = -1;
+	/* everything setjmp must not lose lives in *ev, not in locals */
+	ev->dns = dns;
+	ev->srv = NULL;
+	ev->req = NULL;
+	ev->resp = NULL;
+	ev->rc = -1;
 	jmp_buf jb;
 	l2_cur = ev;
 	l2_guard = &jb;
-	if (setjmp(jb) == 0) {
-		srv = SPF_server_new_dns(dns, 0);
-		if (srv) {
-			/* a literal: alignd expands the default explanation itself */
-			SPF_server_set_explanation(srv, "-", &tmp);
-			if (tmp)
-				SPF_response_free(tmp);
-			if (ev->receiver)
-				SPF_server_set_rec_dom(srv, ev->receiver);
-			req = SPF_request_new(srv);
-		}
-		if (req) {
-			struct in_addr a4;
-			struct in6_addr a6;
-			if (ev->ip6) {
-				memcpy(&a6, ev->ipb, 16);
-				SPF_request_set_ipv6(req, a6);
-			} else {
-				memcpy(&a4, ev->ipb, 4);
-				SPF_request_set_ipv4(req, a4);   /* mapped IPv4 as IPv4 */
-			}
-			if (ev->helo)
-				SPF_request_set_helo_dom(req, ev->helo);
-			SPF_request_set_env_from(req, ev->rq.sender);
-			ev->req = req;
-			SPF_request_query_mailfrom(req, &resp);
-			rc = 0;
-		}
-	} else {
+	if (setjmp(jb) != 0) {
 		/* libspf2 called its fatal-error hook: its objects may be half
 		 * built, so they are left allocated rather than freed blind */
 		l2_guard = NULL;
@@ -502,27 +512,31 @@ static int run_once(struct l2_eval *ev)
 		trace_add(ev->t, "spf", "libspf2 reported an internal error");
 		return -1;
 	}
+	l2_query(ev);
 	l2_guard = NULL;
 	l2_cur = NULL;
-	ev->req = NULL;
-	if (rc == 0 && resp) {
-		ev->res.result = map_result(ev, SPF_response_result(resp));
+	if (ev->rc == 0 && ev->resp) {
+		ev->res.result = map_result(ev, SPF_response_result(ev->resp));
 		ev->res.problem[0] = '\0';
-		if (SPF_response_messages(resp) > 0) {
-			SPF_error_t *e = SPF_response_message(resp, 0);
+		if (SPF_response_messages(ev->resp) > 0) {
+			SPF_error_t *e = SPF_response_message(ev->resp, 0);
 			const char *m = e ? SPF_error_message(e) : NULL;
 			if (m)
 				text_printable(ev->res.problem, sizeof(ev->res.problem), m, strlen(m));
 		}
 	}
-	if (resp)
-		SPF_response_free(resp);
-	if (req)
-		SPF_request_free(req);
-	if (srv)
-		SPF_server_free(srv);
+	if (ev->resp)
+		SPF_response_free(ev->resp);
+	if (ev->req)
+		SPF_request_free(ev->req);
+	if (ev->srv)
+		SPF_server_free(ev->srv);
 	free(dns);
-	if (rc < 0)
+	ev->req = NULL;
+	ev->resp = NULL;
+	ev->srv = NULL;
+	ev->dns = NULL;
+	if (ev->rc < 0)
 		return -1;
 	if (ev->big || ev->limit_hit)
 		return 0;
