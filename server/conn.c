@@ -17,6 +17,7 @@ struct preq {                    /* one request in the pipeline */
 	struct preq *next;
 	struct conn *conn;           /* NULL once the connection is gone */
 	enum proto_cmd cmd;
+	enum proto_format format;
 	int done;
 	struct buf reply;
 	struct scan *scan;           /* SCAN until it reports */
@@ -206,15 +207,23 @@ static void conn_flush(struct conn *c)
 	conn_arm_timer(c);
 }
 
-static void on_scan_done(void *arg, struct buf *reply)
+static void on_scan_done(void *arg, const struct proto_result *res)
 {
 	struct preq *r = arg;
+	struct srv *s = r->conn->srv;
 	r->scan = NULL;
-	r->reply = *reply;
-	buf_init(reply, 0);
+	int rc = -1;
+	if (res)
+		rc = r->format == PROTO_FMT_MSGPACK ? proto_reply_result_msgpack(&r->reply, res)
+		                                    : proto_reply_result_text(&r->reply, res);
+	if (rc < 0) {
+		buf_free(&r->reply);
+		buf_init(&r->reply, 0);
+		proto_reply_status(&r->reply, 500, "internal error while scanning");
+		s->stats.errors_5xx++;
+	}
 	r->done = 1;
-	struct conn *c = r->conn;
-	conn_flush(c);
+	conn_flush(r->conn);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
@@ -388,6 +397,7 @@ static void conn_process(struct conn *c, const char *data, size_t len)
 			}
 			struct proto_request req;
 			proto_take_request(c->parser, &req);
+			r->format = req.format;
 			r->scan = scan_new(s, &req, on_scan_done, r);
 			proto_request_clear(&req);
 			if (!r->scan) {

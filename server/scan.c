@@ -102,25 +102,13 @@ static void scan_report(struct scan *sc)
 			res.trace_dropped = sc->trace.dropped;
 		}
 	}
-	struct buf reply;
-	buf_init(&reply, 0);
-	int rc = sc->req.format == PROTO_FMT_MSGPACK
-	       ? proto_reply_result_msgpack(&reply, &res)
-	       : proto_reply_result_text(&reply, &res);
+	sc->done(sc->arg, &res);
 	free(tl);
-	if (rc < 0) {
-		buf_free(&reply);
-		buf_init(&reply, 0);
-		proto_reply_status(&reply, 500, "cannot encode the reply");
-		s->stats.errors_5xx++;
-	}
 	s->stats.action_accept++;
 	log_msg(LOG_LVL_INFO, "scan qid=%s ip=%s helo=%s mfrom=%s size=%zu action=%s score=%.2f ms=%llu",
 	        log_clean(sc->req.queue_id), log_clean(sc->req.client_ip),
 	        log_clean(sc->req.helo), log_clean(domain_of(sc->req.mail_from)),
 	        sc->msg_len, action, res.score, (unsigned long long)ms);
-	sc->done(sc->arg, &reply);
-	buf_free(&reply);
 }
 
 static void on_deadline(uv_timer_t *t)

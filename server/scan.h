@@ -7,14 +7,16 @@
 
 #include <stddef.h>
 
-#include "common/buf.h"
+#include "protocol/reply.h"
 #include "protocol/request.h"
 
 struct srv;
 struct scan;
 
-/* The encoded reply, handed over: the callee owns *reply's bytes. */
-typedef void (*scan_done_cb)(void *arg, struct buf *reply);
+/* The verdict; borrowed for the duration of the call. The caller encodes
+ * it (text or msgpack on the line protocol, JSON on the HTTP endpoint).
+ * res is NULL when the scan failed internally (reply 5xx). */
+typedef void (*scan_done_cb)(void *arg, const struct proto_result *res);
 
 /* Takes ownership of *req (left empty). */
 struct scan *scan_new(struct srv *s, struct proto_request *req,
