@@ -6,7 +6,7 @@ set -eu
 
 BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build
   libuv1-dev libunbound-dev libopendkim-dev libmsgpack-dev libspf2-dev
-  libpsl-dev publicsuffix libmilter-dev libssl-dev libjansson-dev
+  libpsl-dev publicsuffix libidn2-dev libmilter-dev libssl-dev libjansson-dev
   dns-root-data"
 TEST_PKGS="$BUILD_PKGS python3 python3-yaml python3-dkim python3-dnspython
   python3-msgpack netcat-openbsd nsd ldnsutils"

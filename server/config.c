@@ -241,6 +241,20 @@ static int set_key(struct srv_config *c, const struct key *k, const char *v,
 int cfg_set(struct srv_config *c, const char *key, const char *value,
             char *err, size_t errlen)
 {
+	if (strncmp(key, "score_", 6) == 0) {
+		char *end;
+		errno = 0;
+		double d = strtod(value, &end);
+		if (errno || end == value || *end || d != d || d < -1000 || d > 1000) {
+			snprintf(err, errlen, "%s: want a number, not '%s'", key, value);
+			return -1;
+		}
+		if (verdict_set_weight(&c->weights, key + 6, d) < 0) {
+			snprintf(err, errlen, "%s: no symbol named %s", key, key + 6);
+			return -1;
+		}
+		return 0;
+	}
 	for (size_t i = 0; i < NKEYS; i++)
 		if (strcmp(keys[i].name, key) == 0)
 			return set_key(c, &keys[i], value, err, errlen);
@@ -254,6 +268,7 @@ struct srv_config *cfg_new_default(void)
 	if (!c)
 		return NULL;
 	c->refs = 1;
+	verdict_opts_default(&c->weights);
 	char err[256];
 	for (size_t i = 0; i < NKEYS; i++)
 		if (set_key(c, &keys[i], keys[i].def, err, sizeof(err)) < 0) {
@@ -403,6 +418,19 @@ void cfg_print(const struct srv_config *c, FILE *out)
 		}
 		fputc('\n', out);
 	}
+	for (int i = 0; i < VSYM_COUNT; i++)
+		fprintf(out, "score_%s = %g\n", verdict_sym_name((enum verdict_sym)i), c->weights.weights[i]);
+}
+
+void cfg_verdict_opts(const struct srv_config *c, struct verdict_opts *o)
+{
+	*o = c->weights;
+	o->reject_score = c->reject_score;
+	o->quarantine_score = c->quarantine_score;
+	o->dmarc_temperror_tempfail = strcmp(c->dmarc_temperror, "tempfail") == 0;
+	o->mode = strcmp(c->policy_mode, "strict") == 0 ? VERDICT_MODE_STRICT
+	        : strcmp(c->policy_mode, "quarantine-only") == 0 ? VERDICT_MODE_QUARANTINE_ONLY
+	        : VERDICT_MODE_RFC9989;
 }
 
 const char *cfg_authserv_id(const struct srv_config *c)

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "checks/verdict/verdict.h"
+
 enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG };
 
 struct srv_config {
@@ -59,7 +61,13 @@ struct srv_config {
 	char *policy_mode;            /* strict | rfc9989 | quarantine-only */
 	double reject_score;          /* total score at which mail is rejected */
 	double quarantine_score;
+	/* symbol weights: keys score_<SYMBOL>; thresholds and modes above are
+	 * copied in by cfg_verdict_opts() */
+	struct verdict_opts weights;
 };
+
+/* The verdict options this configuration gives. */
+void cfg_verdict_opts(const struct srv_config *c, struct verdict_opts *o);
 
 /* Defaults only. NULL on allocation failure. */
 struct srv_config *cfg_new_default(void);

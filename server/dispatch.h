@@ -1,13 +1,29 @@
-/* The check engines as the daemon runs them: created once at start-up
- * (DNS cache, DKIM library, ...), and the per-scan orchestration lives in
- * scan.c. Loop thread. */
+/* The check engines as the daemon runs them, created once at start-up:
+ * the shared DNS cache, the DKIM library, the public suffix list, and a
+ * deferral queue the checks use to call back on a later loop turn.
+ * The per-scan orchestration lives in scan.c. Loop thread. */
 #ifndef ALIGND_DISPATCH_H
 #define ALIGND_DISPATCH_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 struct srv;
+struct dnsq;
+struct dkv_lib;
+struct dmarc_psl;
+struct defer_item;
+
+struct engines {
+	struct srv_dns *dns;
+	struct dnsq *dq;
+	struct dkv_lib *dkv;
+	struct dmarc_psl *psl;         /* loaded when dmarc_mode = rfc7489 */
+	uv_idle_t defer_idle;
+	struct defer_item *defer_head, *defer_tail;
+	uint64_t dkim_jobs;            /* verifications handed to the worker pool */
+};
 
 int dispatch_init(struct srv *s, char *err, size_t errlen);
 /* Called at shutdown once no scan is left. */
@@ -15,5 +31,7 @@ void dispatch_close(struct srv *s);
 /* Extra STATS lines; returns how many were written (at most max). */
 size_t dispatch_stats(struct srv *s, const char **names, uint64_t *values,
                       size_t max);
+/* Runs fn(arg) on a later loop turn (the checks' "never from inside" hook). */
+void dispatch_defer(void *engines, void (*fn)(void *), void *arg);
 
 #endif

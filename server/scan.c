@@ -1,11 +1,22 @@
 /* One SCAN: holds the message, runs the checks, builds the verdict and
- * the reply. Loop thread; CPU-heavy check work goes to the worker pool.
- * Lifetime: freed when it has reported (or was abandoned) and nothing of
- * it is pending any more. */
+ * the reply. Loop thread; DKIM verification goes to the worker pool.
+ *
+ * Timeline: the envelope starts SPF (MAIL FROM and HELO) at once; the end
+ * of the header section starts DMARC discovery and the DKIM key lookups,
+ * all in flight together while the body still arrives; the end of the
+ * body queues DKIM on a worker once its keys are in; DMARC is finished
+ * with the SPF and DKIM outcomes; then the verdict.
+ * Lifetime: every asynchronous step holds one count in `pending`; the
+ * scan is freed when it has reported (or was abandoned) and pending is 0. */
 #include "server/scan.h"
+#include "server/dispatch.h"
 #include "server/log.h"
 #include "server/srv.h"
+#include "checks/dkim/dkv.h"
+#include "checks/dmarc/dmarc.h"
 #include "checks/msg.h"
+#include "checks/spf/spf.h"
+#include "checks/verdict/verdict.h"
 #include "common/text.h"
 #include "common/trace.h"
 #include "protocol/reply.h"
@@ -14,53 +25,84 @@
 #include <stdlib.h>
 #include <string.h>
 
+struct key_lookup {
+	struct scan *sc;
+	char qname[DKV_NAME_MAX];
+};
+
+struct dkim_job {
+	uv_work_t work;
+	struct scan *sc;
+	struct dkv_result res;
+	struct trace trace;
+	int rc;
+};
+
 struct scan {
 	struct srv *srv;
 	struct srv_config *cfg;       /* reference held for the scan's life */
+	struct engines *eng;
 	struct proto_request req;
 	char *msg;                    /* Content-Length + 1 bytes, allocated once */
 	size_t msg_len, msg_cap;
 	size_t hdr_end;               /* first body byte, 0 until known */
 	size_t hdr_pos;               /* header-end search position */
 	struct msg parsed;
-	int parsed_ok;
-	uint64_t t0_us;
+	int headers_done;
+	uint64_t t0_us, deadline_us;
 	struct trace trace;
 	uv_timer_t timer;             /* deadline, and deferred completion */
 	int timer_open;
 	unsigned pending;             /* asynchronous work not yet settled */
-	int body_done, reported, abandoned;
+	int body_done, reported, abandoned, timed_out;
 	scan_done_cb done;
 	void *arg;
+
+	/* SPF */
+	int spf_done, helo_done;
+	int spf_ran, helo_ran;
+	struct spf_result spf, spf_helo;
+	const char *why_spf;
+	/* DKIM */
+	struct dkv_keyset *keys;
+	unsigned key_lookups;
+	int dkim_queued, dkim_done, dkim_ran;
+	struct dkv_result dkim;
+	/* DMARC */
+	struct dmarc_opts dmarc_opts;
+	struct dmarc_eval *dmarc;
+	int dmarc_finishing, dmarc_done, dmarc_ran;
+	struct dmarc_result dmarc_res;
 };
 
-static void scan_maybe_free(struct scan *sc);
+static void scan_progress(struct scan *sc);
 
 static void on_timer_closed(uv_handle_t *h)
 {
 	struct scan *sc = h->data;
 	sc->timer_open = 0;
-	scan_maybe_free(sc);
+	/* scan_maybe_free() below runs again now that the timer is gone */
+	if ((sc->reported || sc->abandoned) && sc->pending == 0) {
+		struct srv *s = sc->srv;
+		s->stats.scans_in_flight--;
+		msg_free(&sc->parsed);
+		trace_free(&sc->trace);
+		proto_request_clear(&sc->req);
+		dkv_keyset_free(&sc->keys);
+		dkv_result_free(&sc->dkim);
+		free(sc->msg);
+		cfg_unref(&sc->cfg);
+		free(sc);
+		srv_maybe_finish(s);
+	}
 }
 
 static void scan_maybe_free(struct scan *sc)
 {
 	if (!(sc->reported || sc->abandoned) || sc->pending > 0)
 		return;
-	if (sc->timer_open) {
-		if (!uv_is_closing((uv_handle_t *)&sc->timer))
-			uv_close((uv_handle_t *)&sc->timer, on_timer_closed);
-		return;
-	}
-	sc->srv->stats.scans_in_flight--;
-	msg_free(&sc->parsed);
-	trace_free(&sc->trace);
-	proto_request_clear(&sc->req);
-	free(sc->msg);
-	cfg_unref(&sc->cfg);
-	struct srv *s = sc->srv;
-	free(sc);
-	srv_maybe_finish(s);
+	if (sc->timer_open && !uv_is_closing((uv_handle_t *)&sc->timer))
+		uv_close((uv_handle_t *)&sc->timer, on_timer_closed);
 }
 
 static const char *domain_of(const char *addr)
@@ -71,23 +113,52 @@ static const char *domain_of(const char *addr)
 	return at ? at + 1 : addr;
 }
 
-/* Builds the verdict and the reply, logs the scan, reports it. */
+/* ---- verdict and reply ---- */
+
 static void scan_report(struct scan *sc)
 {
-	if (sc->reported)
+	if (sc->reported || sc->abandoned)
 		return;
 	sc->reported = 1;
 	struct srv *s = sc->srv;
 	uint64_t ms = (trace_now_us() - sc->t0_us) / 1000;
-	const char *action = "accept";
-	char ar[512];
-	snprintf(ar, sizeof(ar), "%s; none", cfg_authserv_id(sc->cfg));
 
+	struct verdict_opts vo;
+	cfg_verdict_opts(sc->cfg, &vo);
+	struct verdict_in in = {
+		.authserv_id = cfg_authserv_id(sc->cfg),
+		.spf = sc->spf_done && sc->spf_ran ? &sc->spf : NULL,
+		.why_spf = sc->why_spf ? sc->why_spf
+		         : !sc->spf_done ? "not finished before the deadline" : NULL,
+		.mail_from = sc->req.mail_from,
+		.spf_helo = sc->helo_done && sc->helo_ran ? &sc->spf_helo : NULL,
+		.helo = sc->req.helo,
+		.dkim = sc->dkim_done && sc->dkim_ran ? &sc->dkim : NULL,
+		.dkim_timeout = !sc->dkim_done,
+		.dmarc = sc->dmarc_done && sc->dmarc_ran ? &sc->dmarc_res : NULL,
+		.timed_out = sc->timed_out,
+	};
+	struct verdict v;
+	verdict_build(&in, &vo, &v, &sc->trace);
+
+	char qheader[512];
+	const char *add[1];
+	size_t n_add = 0;
+	if (v.action == VERDICT_QUARANTINE) {
+		snprintf(qheader, sizeof(qheader), "X-Alignd-Quarantine: yes (%s)",
+		         v.override ? v.override : v.summary);
+		add[n_add++] = qheader;
+	}
 	struct proto_result res = {
 		.queue_id = sc->req.queue_id,
-		.action = action,
-		.score = 0,
-		.auth_results = ar,
+		.action = verdict_action_name(v.action),
+		.score = v.score,
+		.smtp_reply = v.smtp_reply[0] ? v.smtp_reply : NULL,
+		.symbols = v.syms,
+		.n_symbols = v.n_syms,
+		.auth_results = v.ar.failed ? NULL : v.ar.data,
+		.add_headers = add,
+		.n_add_headers = n_add,
 	};
 	struct proto_trace_line *tl = NULL;
 	if (sc->req.explain && sc->trace.n) {
@@ -102,37 +173,277 @@ static void scan_report(struct scan *sc)
 			res.trace_dropped = sc->trace.dropped;
 		}
 	}
-	sc->done(sc->arg, &res);
-	free(tl);
-	s->stats.action_accept++;
-	log_msg(LOG_LVL_INFO, "scan qid=%s ip=%s helo=%s mfrom=%s size=%zu action=%s score=%.2f ms=%llu",
+	switch (v.action) {
+	case VERDICT_ACCEPT:     s->stats.action_accept++; break;
+	case VERDICT_QUARANTINE: s->stats.action_quarantine++; break;
+	case VERDICT_REJECT:     s->stats.action_reject++; break;
+	case VERDICT_TEMPFAIL:   s->stats.action_tempfail++; break;
+	}
+	log_msg(LOG_LVL_INFO, "scan qid=%s ip=%s helo=%s mfrom=%s %s size=%zu action=%s score=%.2f ms=%llu%s",
 	        log_clean(sc->req.queue_id), log_clean(sc->req.client_ip),
 	        log_clean(sc->req.helo), log_clean(domain_of(sc->req.mail_from)),
-	        sc->msg_len, action, res.score, (unsigned long long)ms);
+	        log_clean(v.summary), sc->msg_len, res.action, v.score,
+	        (unsigned long long)ms, sc->timed_out ? " (deadline)" : "");
+	sc->done(sc->arg, &res);
+	free(tl);
+	verdict_free(&v);
+}
+
+/* ---- SPF ---- */
+
+static void on_spf(void *arg, const struct spf_result *r)
+{
+	struct scan *sc = arg;
+	sc->spf = *r;
+	sc->spf_done = 1;
+	sc->spf_ran = 1;
+	sc->pending--;
+	trace_add(&sc->trace, "spf", "MAIL FROM result %s for %s (%u DNS terms, %u lookups, %u at once)",
+	          auth_res_name(r->result), r->domain, r->dns_terms, r->lookups, r->max_parallel);
+	scan_progress(sc);
+}
+
+static void on_spf_helo(void *arg, const struct spf_result *r)
+{
+	struct scan *sc = arg;
+	sc->spf_helo = *r;
+	sc->helo_done = 1;
+	sc->helo_ran = 1;
+	sc->pending--;
+	trace_add(&sc->trace, "spf", "HELO result %s for %s", auth_res_name(r->result), r->domain);
+	scan_progress(sc);
+}
+
+static void start_spf(struct scan *sc)
+{
+	const struct proto_request *q = &sc->req;
+	int engine = strcmp(sc->cfg->spf_engine, "libspf2") == 0 ? SPF_ENGINE_LIBSPF2
+	                                                          : SPF_ENGINE_NATIVE;
+	if (!q->client_ip) {
+		sc->why_spf = "client IP not given";
+		sc->spf_done = sc->helo_done = 1;
+		return;
+	}
+	if (!q->mail_from) {
+		sc->why_spf = "envelope sender not given";
+		sc->spf_done = 1;
+	} else if (!q->mail_from[0] && !q->helo) {
+		sc->why_spf = "null sender and no HELO";
+		sc->spf_done = 1;
+	} else {
+		struct spf_request rq;
+		spf_request_mailfrom(&rq, q->client_ip, q->mail_from, q->helo);
+		rq.deadline_us = sc->deadline_us;
+		rq.engine = engine;
+		rq.receiver = cfg_authserv_id(sc->cfg);
+		sc->pending++;
+		spf_check_host(sc->eng->dq, &rq, &sc->trace, on_spf, sc);
+	}
+	/* RFC 7208 2.3: checking HELO too is recommended; with a null sender
+	 * the MAIL FROM check above already is the HELO identity */
+	if (sc->cfg->spf_helo && q->helo && q->mail_from && q->mail_from[0]) {
+		struct spf_request rq;
+		spf_request_helo(&rq, q->client_ip, q->helo);
+		rq.deadline_us = sc->deadline_us;
+		rq.engine = engine;
+		rq.receiver = cfg_authserv_id(sc->cfg);
+		sc->pending++;
+		spf_check_host(sc->eng->dq, &rq, &sc->trace, on_spf_helo, sc);
+	} else {
+		sc->helo_done = 1;
+	}
+}
+
+/* ---- DKIM ---- */
+
+static void on_key(void *arg, const struct dnsq_answer *a)
+{
+	struct key_lookup *k = arg;
+	struct scan *sc = k->sc;
+	trace_add(&sc->trace, "dns", "TXT %s: %s, %s, ttl %u%s, %.1f ms", k->qname,
+	          dnsq_status_name(a->status), dnsq_sec_name(a->sec), a->ttl,
+	          a->from_cache == 1 ? ", cached" : "", a->elapsed_us / 1000.0);
+	if (dkv_keyset_put(sc->keys, k->qname, a) < 0)
+		trace_add(&sc->trace, "dkim", "cannot store the key answer for %s", k->qname);
+	free(k);
+	sc->key_lookups--;
+	sc->pending--;
+	scan_progress(sc);
+}
+
+static void start_dkim_keys(struct scan *sc)
+{
+	struct dkv_sigref refs[64];
+	size_t max = dkv_lib_max_signatures(sc->eng->dkv);
+	if (max > 64)
+		max = 64;
+	size_t total = 0;
+	size_t n = dkv_list(&sc->parsed, refs, max, &total);
+	if (total == 0) {
+		sc->dkim_done = 1;     /* no signature: nothing to verify */
+		return;
+	}
+	sc->keys = dkv_keyset_new();
+	if (!sc->keys) {
+		sc->dkim_done = 1;
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!refs[i].qname[0] || refs[i].dup)
+			continue;
+		struct key_lookup *k = malloc(sizeof(*k));
+		if (!k)
+			continue;       /* the key stays missing: temperror for it */
+		k->sc = sc;
+		memcpy(k->qname, refs[i].qname, sizeof(k->qname));
+		sc->key_lookups++;
+		sc->pending++;
+		trace_add(&sc->trace, "dkim", "signature %zu d=%s s=%s a=%s: key lookup %s",
+		          i + 1, refs[i].d, refs[i].s, refs[i].a, refs[i].qname);
+		dnsq_lookup(sc->eng->dq, k->qname, DNSQ_T_TXT, on_key, k);
+	}
+}
+
+static void dkim_work(uv_work_t *w)
+{
+	struct dkim_job *j = w->data;
+	struct scan *sc = j->sc;
+	j->rc = dkv_verify(sc->eng->dkv, sc->msg, sc->msg_len, sc->keys, &j->res, &j->trace);
+}
+
+static void dkim_after(uv_work_t *w, int status)
+{
+	struct dkim_job *j = w->data;
+	struct scan *sc = j->sc;
+	if (status == 0) {
+		sc->dkim = j->res;
+		sc->dkim_ran = 1;
+	} else {
+		dkv_result_free(&j->res);
+	}
+	trace_merge(&sc->trace, &j->trace);
+	trace_free(&j->trace);
+	if (status == 0 && j->rc < 0)
+		trace_add(&sc->trace, "dkim", "verification failed internally (%d)", j->rc);
+	free(j);
+	sc->dkim_done = 1;
+	sc->pending--;
+	scan_progress(sc);
+}
+
+static void queue_dkim(struct scan *sc)
+{
+	struct dkim_job *j = calloc(1, sizeof(*j));
+	sc->dkim_queued = 1;
+	if (!j) {
+		sc->dkim_done = 1;
+		return;
+	}
+	j->sc = sc;
+	j->work.data = j;
+	trace_init(&j->trace, sc->t0_us, sc->req.explain);
+	sc->pending++;
+	sc->eng->dkim_jobs++;
+	if (uv_queue_work(sc->srv->loop, &j->work, dkim_work, dkim_after) < 0) {
+		sc->pending--;
+		trace_free(&j->trace);
+		free(j);
+		sc->dkim_done = 1;
+	}
+}
+
+/* ---- DMARC ---- */
+
+static void on_dmarc(void *arg, const struct dmarc_result *r)
+{
+	struct scan *sc = arg;
+	sc->dmarc_res = *r;
+	sc->dmarc_done = 1;
+	sc->dmarc_ran = 1;
+	sc->pending--;
+	scan_progress(sc);
+}
+
+static void start_dmarc(struct scan *sc)
+{
+	struct dmarc_author author;
+	dmarc_author(&sc->parsed, &author);
+	struct dmarc_opts *o = &sc->dmarc_opts;
+	memset(o, 0, sizeof(*o));
+	o->mode = strcmp(sc->cfg->dmarc_mode, "rfc7489") == 0 ? DMARC_MODE_RFC7489
+	                                                       : DMARC_MODE_RFC9989;
+	o->psl = sc->eng->psl;
+	o->defer = dispatch_defer;
+	o->defer_arg = sc->eng;
+	if (o->mode == DMARC_MODE_RFC7489 && !o->psl)
+		o->mode = DMARC_MODE_RFC9989;
+	sc->dmarc = dmarc_start(sc->eng->dq, o, &author, sc->deadline_us, &sc->trace);
+	if (sc->dmarc)
+		sc->pending++;   /* released by on_dmarc, once dmarc_finish ran */
+	else
+		sc->dmarc_done = 1;
+}
+
+static void finish_dmarc(struct scan *sc)
+{
+	struct dmarc_dkim_in dk[LIM_DKIM_MAX_SIGNATURES * 8];
+	size_t nd = 0;
+	if (sc->dkim_ran)
+		for (size_t i = 0; i < sc->dkim.n && nd < sizeof(dk) / sizeof(dk[0]); i++)
+			dk[nd++] = (struct dmarc_dkim_in){ sc->dkim.sigs[i].res, sc->dkim.sigs[i].d };
+	const struct proto_request *q = &sc->req;
+	struct dmarc_inputs in = {
+		.spf = sc->spf_ran ? sc->spf.result : AUTH_NONE,
+		.spf_domain = sc->spf_ran ? sc->spf.domain : NULL,
+		.mail_from_null = q->mail_from && !q->mail_from[0],
+		.helo = q->helo,
+		.dkim = dk,
+		.n_dkim = nd,
+		.sample_key = q->queue_id,
+	};
+	const struct msg_field *mid = sc->headers_done ? msg_get(&sc->parsed, "Message-ID", 0) : NULL;
+	char midbuf[256];
+	if (mid && msg_unfold(mid->value, mid->value_len, midbuf, sizeof(midbuf)) != (size_t)-1)
+		in.sample_key = midbuf;
+	sc->dmarc_finishing = 1;
+	dmarc_finish(sc->dmarc, &in, on_dmarc, sc);
+}
+
+/* ---- orchestration ---- */
+
+static void scan_progress(struct scan *sc)
+{
+	if (sc->abandoned) {
+		scan_maybe_free(sc);
+		return;
+	}
+	if (sc->body_done && sc->headers_done && !sc->dkim_done && !sc->dkim_queued &&
+	    sc->key_lookups == 0)
+		queue_dkim(sc);
+	if (sc->dmarc && !sc->dmarc_finishing && sc->spf_done && sc->dkim_done)
+		finish_dmarc(sc);
+	if (sc->body_done && sc->spf_done && sc->helo_done && sc->dkim_done && sc->dmarc_done)
+		scan_report(sc);
+	scan_maybe_free(sc);
+}
+
+static void deferred_progress(void *arg)
+{
+	struct scan *sc = arg;
+	sc->pending--;
+	scan_progress(sc);
 }
 
 static void on_deadline(uv_timer_t *t)
 {
 	struct scan *sc = t->data;
-	if (!sc->body_done)
-		return;     /* the request timeout of the connection applies first */
-	trace_add(&sc->trace, "scan", "deadline reached with %u checks pending", sc->pending);
+	if (sc->reported || sc->abandoned)
+		return;
+	sc->timed_out = 1;
+	trace_add(&sc->trace, "scan", "deadline of %llu ms reached with %u steps pending",
+	          (unsigned long long)sc->cfg->scan_timeout, sc->pending);
 	scan_report(sc);
 	scan_maybe_free(sc);
-}
-
-static void scan_check_complete(struct scan *sc)
-{
-	if (sc->body_done && sc->pending == 0 && !sc->reported && !sc->abandoned)
-		scan_report(sc);
-	scan_maybe_free(sc);
-}
-
-static void on_soon(uv_timer_t *t)
-{
-	struct scan *sc = t->data;
-	uv_timer_start(&sc->timer, on_deadline, sc->cfg->scan_timeout, 0);
-	scan_check_complete(sc);
 }
 
 struct scan *scan_new(struct srv *s, struct proto_request *req,
@@ -150,6 +461,7 @@ struct scan *scan_new(struct srv *s, struct proto_request *req,
 		return NULL;
 	}
 	sc->srv = s;
+	sc->eng = s->eng;
 	sc->cfg = cfg_ref(s->cfg);
 	sc->req = *req;
 	memset(req, 0, sizeof(*req));
@@ -166,15 +478,23 @@ struct scan *scan_new(struct srv *s, struct proto_request *req,
 	          sc->req.client_ip ? sc->req.client_ip : "-",
 	          sc->req.helo ? sc->req.helo : "-",
 	          sc->req.mail_from ? sc->req.mail_from : "", sc->req.n_rcpt, sc->msg_cap);
+	/* the deadline counts from the end of the message (scan_end); checks
+	 * that start earlier get the same absolute bound plus reading time */
+	sc->deadline_us = sc->t0_us + sc->cfg->request_timeout * 1000 + sc->cfg->scan_timeout * 1000;
+	start_spf(sc);
 	return sc;
 }
 
 static void scan_headers_ready(struct scan *sc)
 {
-	if (msg_parse(sc->msg, sc->hdr_end, &sc->parsed) == MSG_OK)
-		sc->parsed_ok = 1;
+	int rc = msg_parse(sc->msg, sc->hdr_end, &sc->parsed);
+	sc->headers_done = 1;
+	if (rc != MSG_OK)
+		trace_add(&sc->trace, "scan", "header section not parsed (%d): checks see no header", rc);
 	trace_add(&sc->trace, "scan", "header section complete: %zu bytes, %zu fields",
 	          sc->hdr_end, sc->parsed.n_fields);
+	start_dmarc(sc);
+	start_dkim_keys(sc);
 }
 
 /* Incremental search for the blank line that ends the header section:
@@ -236,12 +556,20 @@ void scan_end(struct scan *sc)
 		sc->hdr_end = sc->msg_len;
 		scan_headers_ready(sc);
 	}
-	/* complete on the next loop iteration, never inside this call */
-	uv_timer_start(&sc->timer, on_soon, 0, 0);
+	uint64_t now = trace_now_us();
+	if (sc->deadline_us > now + sc->cfg->scan_timeout * 1000)
+		sc->deadline_us = now + sc->cfg->scan_timeout * 1000;
+	uv_timer_start(&sc->timer, on_deadline, sc->cfg->scan_timeout, 0);
+	/* progress on the next loop turn: done() never runs inside this call */
+	sc->pending++;
+	dispatch_defer(sc->eng, deferred_progress, sc);
 }
 
 void scan_abandon(struct scan *sc)
 {
 	sc->abandoned = 1;
+	/* DMARC evaluations end through dmarc_finish: give it what there is */
+	if (sc->dmarc && !sc->dmarc_finishing)
+		finish_dmarc(sc);
 	scan_maybe_free(sc);
 }

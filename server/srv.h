@@ -10,8 +10,6 @@
 #include "server/config.h"
 
 struct conn;
-struct srv_dns;
-struct dnsq;
 struct engines;
 
 struct srv_stats {
@@ -46,8 +44,6 @@ struct srv {
 	uv_timer_t shutdown_timer;
 	uv_signal_t sig_term, sig_int, sig_hup;
 	char readbuf[64 * 1024];      /* shared read buffer: reads are processed at once */
-	struct srv_dns *dns;
-	struct dnsq *dq;
 	struct engines *eng;          /* check libraries (server/dispatch.c) */
 	unsigned workers;             /* worker-pool size in effect */
 };
