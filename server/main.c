@@ -296,7 +296,7 @@ static void on_signal(uv_signal_t *h, int signum)
 		cfg_unref(&s->cfg);
 		s->cfg = n;
 		s->stats.reloads++;
-		log_msg(LOG_LVL_INFO, "configuration reloaded from %s", path ? path : "built-in defaults");
+		log_msg(LOG_LVL_INFO, "configuration reloaded from %s", s->cfg->path ? s->cfg->path : "built-in defaults");
 		return;
 	}
 	begin_shutdown(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -37,7 +37,7 @@ class Daemon:
         cmd = [ALIGND, "--socket", self.socket, "--authserv-id", "mx.test.example"]
         if self.world is not None:
             cmd += ["--unbound-config", self.world.unbound_conf,
-                    "--set", "dns_trust_anchor="]
+                    "--set", "dns_trust_anchor=", "--set", "dns_mode=recursive"]
         if self.config_path:
             cmd += ["--config", self.config_path]
         cmd += self.args
@@ -102,8 +102,13 @@ class Daemon:
         return rc
 
     def cleanup(self):
-        self.stop()
+        """Stops the daemon, which must exit 0 (under ASan a leak or an
+        error at exit makes it non-zero), and removes its directory."""
+        rc = self.stop()
+        log = self.logtext()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.proc is not None and rc != 0:
+            raise AssertionError("alignd exited with %s; its log:\n%s" % (rc, log[-6000:]))
 
     def __enter__(self):
         return self.start()
