@@ -4,6 +4,7 @@
 #include "protocol/reply.h"
 #include "protocol/request.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -249,6 +250,114 @@ int dclient_scan(struct dclient *c, const struct proto_envelope *env,
 		return -1;
 	}
 	return dclient_read(c, r, err, errlen);
+}
+
+int dclient_scan_fd(struct dclient *c, const struct proto_envelope *env,
+                    int fd, size_t len, struct dreply *r,
+                    char *err, size_t errlen)
+{
+	char *head;
+	size_t hl;
+	if (proto_write_scan_head(env, len, &head, &hl) < 0) {
+		snprintf(err, errlen, "envelope value with a line break or NUL");
+		return -1;
+	}
+	int rc = dclient_send(c, head, hl, err, errlen);
+	free(head);
+	char chunk[64 * 1024];
+	size_t left = len;
+	while (rc == 0 && left > 0) {
+		ssize_t n = read(fd, chunk, left < sizeof(chunk) ? left : sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* the daemon waits for bytes that will not come: drop the
+			 * connection rather than leave it mid-request */
+			snprintf(err, errlen, "spool file: %s", n < 0 ? strerror(errno) : "ends early");
+			dclient_close(c);
+			return -1;
+		}
+		left -= (size_t)n;
+		rc = dclient_send(c, chunk, (size_t)n, err, errlen);
+	}
+	if (rc < 0) {
+		char e2[256];
+		if (dclient_read(c, r, e2, sizeof(e2)) == 0)
+			return 0;
+		return -1;
+	}
+	return dclient_read(c, r, err, errlen);
+}
+
+int dclient_split_smtp(const char *s, char code[4], char xcode[16],
+                       char *text, size_t textlen)
+{
+	if (!s || !isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]) ||
+	    !isdigit((unsigned char)s[2]) || s[0] < '2' || s[0] > '5' ||
+	    (s[3] != ' ' && s[3] != '\0'))
+		return -1;
+	memcpy(code, s, 3);
+	code[3] = '\0';
+	xcode[0] = '\0';
+	const char *p = s + 3;
+	while (*p == ' ')
+		p++;
+	/* RFC 3463: class "." subject "." detail, class matching the code */
+	size_t n = 0;
+	int dots = 0, ok = p[0] == s[0] && p[1] == '.';
+	while (ok && p[n] && p[n] != ' ') {
+		if (p[n] == '.')
+			dots++;
+		else if (!isdigit((unsigned char)p[n]))
+			ok = 0;
+		n++;
+	}
+	if (ok && dots == 2 && n < 16 && p[n - 1] != '.') {
+		memcpy(xcode, p, n);
+		xcode[n] = '\0';
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+	size_t o = 0;
+	for (; *p && o + 1 < textlen; p++)
+		text[o++] = (*p == '%' || (unsigned char)*p < 0x20 || *p == 0x7f) ? '?' : *p;
+	if (textlen)
+		text[o] = '\0';
+	return 0;
+}
+
+/* Skips white space and (nested) comments: RFC 5322 CFWS. */
+static const char *skip_cfws(const char *p)
+{
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+			p++;
+		if (*p != '(')
+			return p;
+		int depth = 0;
+		for (; *p; p++) {
+			if (*p == '\\' && p[1])
+				p++;
+			else if (*p == '(')
+				depth++;
+			else if (*p == ')' && --depth == 0) {
+				p++;
+				break;
+			}
+		}
+	}
+}
+
+void dclient_ar_authserv_id(const char *value, char *id, size_t idlen)
+{
+	const char *p = skip_cfws(value);
+	size_t o = 0;
+	while (*p && *p != ';' && *p != ' ' && *p != '\t' && *p != '\r' &&
+	       *p != '\n' && *p != '(' && o + 1 < idlen)
+		id[o++] = (char)tolower((unsigned char)*p++);
+	if (idlen)
+		id[o] = '\0';
 }
 
 void dclient_close(struct dclient *c)

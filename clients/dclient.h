@@ -49,6 +49,26 @@ int dclient_scan(struct dclient *c, const struct proto_envelope *env,
                  const char *msg, size_t len, struct dreply *r,
                  char *err, size_t errlen);
 
+/* Like dclient_scan, but the len message bytes are read from fd (a spool
+ * file positioned at the message start), so that no copy is held in
+ * memory. -1 with a reason when fd ends early or a read fails. */
+int dclient_scan_fd(struct dclient *c, const struct proto_envelope *env,
+                    int fd, size_t len, struct dreply *r,
+                    char *err, size_t errlen);
+
+/* Splits an SMTP reply "550 5.7.1 text" into its parts: code (3 digits,
+ * 2xx..5xx), optional enhanced status (class.subject.detail) and text,
+ * each written NUL-terminated into the caller's arrays; the text is made
+ * printable (CR, LF, NUL and '%' replaced) so that MTAs take it verbatim.
+ * 0, or -1 when s does not start with a reply code. */
+int dclient_split_smtp(const char *s, char code[4], char xcode[16],
+                       char *text, size_t textlen);
+
+/* The authserv-id at the start of an Authentication-Results value
+ * (RFC 8601 2.2: after optional CFWS, up to ';' or white space), copied
+ * lower-case into id; "" when there is none. */
+void dclient_ar_authserv_id(const char *value, char *id, size_t idlen);
+
 /* Default socket path: $ALIGND_SOCKET or the daemon's default. */
 const char *dclient_default_socket(void);
 

@@ -1,0 +1,670 @@
+/* alignd-milter: a libmilter filter (Postfix smtpd_milters, Sendmail) that
+ * asks alignd about each message at end of DATA and acts on the verdict.
+ * libmilter runs one thread per MTA connection; each session context owns
+ * its envelope, its message copy and its connection to the daemon.
+ * Security stance: trusts the MTA's envelope, not the message's headers. */
+#include "clients/dclient.h"
+#include "common/limits.h"
+#include "protocol/request.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <libmilter/mfapi.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#define AR_NAME "Authentication-Results"
+#define MAX_AUTHSERV_ID 256
+#define MAX_TRACKED_AR 64            /* incoming A-R fields we can remove */
+#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_QUARANTINE_HEADER "X-Alignd-Quarantine"
+
+enum fallback { FB_TEMPFAIL = 0, FB_ACCEPT };
+
+static struct {
+	const char *milter_conn;      /* libmilter spec: unix:/path, inet:port@host */
+	const char *daemon_socket;
+	int timeout_ms;
+	enum fallback fallback;
+	const char *authserv_id;      /* NULL: taken from the daemon's reply */
+	int quarantine_hold;          /* smfi_quarantine() on quarantine */
+	int quarantine_header;        /* add a marker header on quarantine */
+	const char *quarantine_header_name;
+	size_t max_size;
+	long socket_mode;             /* -1: leave as created */
+	int use_syslog;
+	int debug;
+} opt;
+
+static void logmsg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logmsg(int prio, const char *fmt, ...)
+{
+	if (prio == LOG_DEBUG && !opt.debug)
+		return;
+	char line[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* untrusted text (addresses, daemon text) ends up here: printable only */
+	for (char *p = line; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	if (opt.use_syslog)
+		syslog(prio, "%s", line);
+	else
+		fprintf(stderr, "alignd-milter: %s\n", line);
+}
+
+struct sess {
+	int leadspc;                  /* MTA keeps the space after the colon */
+	char client_ip[INET6_ADDRSTRLEN];
+	char *helo;
+	/* the message in progress */
+	int have_from;
+	char *mail_from;              /* "" for the null sender */
+	char **rcpt;
+	size_t n_rcpt;
+	struct buf msg;               /* header section and body, CRLF */
+	int oversize;
+	unsigned ar_seen;             /* A-R fields so far (chgheader index) */
+	char *ar_ids[MAX_TRACKED_AR]; /* authserv-id of each, by index - 1 */
+	/* the daemon */
+	struct dclient dc;
+	int dc_scans;                 /* scans answered on this connection */
+};
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s ? s : "");
+	if (!d)
+		logmsg(LOG_ERR, "out of memory");
+	return d;
+}
+
+static void sess_reset_message(struct sess *s)
+{
+	free(s->mail_from);
+	s->mail_from = NULL;
+	s->have_from = 0;
+	for (size_t i = 0; i < s->n_rcpt; i++)
+		free(s->rcpt[i]);
+	free(s->rcpt);
+	s->rcpt = NULL;
+	s->n_rcpt = 0;
+	buf_free(&s->msg);
+	buf_init(&s->msg, opt.max_size);
+	s->oversize = 0;
+	for (unsigned i = 0; i < s->ar_seen && i < MAX_TRACKED_AR; i++) {
+		free(s->ar_ids[i]);
+		s->ar_ids[i] = NULL;
+	}
+	s->ar_seen = 0;
+}
+
+static struct sess *sess_get(SMFICTX *ctx)
+{
+	struct sess *s = smfi_getpriv(ctx);
+	if (s)
+		return s;
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		logmsg(LOG_ERR, "out of memory");
+		return NULL;
+	}
+	buf_init(&s->msg, opt.max_size);
+	dclient_init(&s->dc, opt.timeout_ms);
+	if (smfi_setpriv(ctx, s) != MI_SUCCESS) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Addresses come as "<a@b>" (or bare); the daemon wants them bare. */
+static char *strip_angles(const char *a)
+{
+	size_t n = strlen(a);
+	if (n >= 2 && a[0] == '<' && a[n - 1] == '>') {
+		char *d = malloc(n - 1);
+		if (d) {
+			memcpy(d, a + 1, n - 2);
+			d[n - 2] = '\0';
+		}
+		return d;
+	}
+	return xstrdup(a);
+}
+
+/* Appends s with every bare LF turned into CRLF (folded header values). */
+static void add_crlf(struct buf *b, const char *s)
+{
+	for (const char *p = s; *p; p++) {
+		if (*p == '\n' && (p == s || p[-1] != '\r'))
+			buf_add(b, "\r", 1);
+		buf_add(b, p, 1);
+	}
+}
+
+static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
+                             unsigned long f2, unsigned long f3,
+                             unsigned long *pf0, unsigned long *pf1,
+                             unsigned long *pf2, unsigned long *pf3)
+{
+	struct sess *s = sess_get(ctx);
+	if (!s)
+		return SMFIS_TEMPFAIL;
+	unsigned long want = SMFIF_ADDHDRS | SMFIF_CHGHDRS;
+	if (opt.quarantine_hold)
+		want |= SMFIF_QUARANTINE;
+	if ((f0 & want) != want) {
+		logmsg(LOG_ERR, "the MTA does not allow the header changes alignd-milter needs");
+		return SMFIS_REJECT;
+	}
+	*pf0 = want;
+	*pf1 = 0;
+	/* keep header values byte-exact (DKIM "simple" canonicalization) */
+	s->leadspc = (f1 & SMFIP_HDR_LEADSPC) != 0;
+	*pf1 = s->leadspc ? SMFIP_HDR_LEADSPC : 0;
+	*pf2 = 0;
+	*pf3 = 0;
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
+{
+	struct sess *s = sess_get(ctx);
+	if (!s)
+		return SMFIS_TEMPFAIL;
+	s->client_ip[0] = '\0';
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)sa)->sin_addr,
+		          s->client_ip, sizeof(s->client_ip));
+	else if (sa && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)sa)->sin6_addr,
+		          s->client_ip, sizeof(s->client_ip));
+	logmsg(LOG_DEBUG, "connect from %s [%s]", hostname ? hostname : "?",
+	       s->client_ip[0] ? s->client_ip : "local");
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_helo(SMFICTX *ctx, char *helo)
+{
+	struct sess *s = sess_get(ctx);
+	if (!s)
+		return SMFIS_TEMPFAIL;
+	free(s->helo);
+	s->helo = xstrdup(helo);
+	return s->helo ? SMFIS_CONTINUE : SMFIS_TEMPFAIL;
+}
+
+static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
+{
+	struct sess *s = sess_get(ctx);
+	if (!s)
+		return SMFIS_TEMPFAIL;
+	sess_reset_message(s);           /* a new message on this session */
+	s->mail_from = strip_angles(argv[0] ? argv[0] : "");
+	s->have_from = 1;
+	return s->mail_from ? SMFIS_CONTINUE : SMFIS_TEMPFAIL;
+}
+
+static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
+{
+	struct sess *s = sess_get(ctx);
+	if (!s || !argv[0])
+		return SMFIS_TEMPFAIL;
+	if (s->n_rcpt >= LIM_MAX_REQUEST_FIELDS / 2)
+		return SMFIS_CONTINUE;   /* the daemon only needs a few of them */
+	char **n = realloc(s->rcpt, (s->n_rcpt + 1) * sizeof(*n));
+	if (!n)
+		return SMFIS_TEMPFAIL;
+	s->rcpt = n;
+	n[s->n_rcpt] = strip_angles(argv[0]);
+	if (!n[s->n_rcpt])
+		return SMFIS_TEMPFAIL;
+	s->n_rcpt++;
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
+{
+	struct sess *s = sess_get(ctx);
+	if (!s)
+		return SMFIS_TEMPFAIL;
+	if (strcasecmp(name, AR_NAME) == 0) {
+		if (s->ar_seen < MAX_TRACKED_AR) {
+			char id[MAX_AUTHSERV_ID];
+			dclient_ar_authserv_id(value, id, sizeof(id));
+			s->ar_ids[s->ar_seen] = xstrdup(id);
+		}
+		s->ar_seen++;
+	}
+	if (s->oversize)
+		return SMFIS_CONTINUE;
+	buf_adds(&s->msg, name);
+	buf_add(&s->msg, ":", 1);
+	if (!s->leadspc)
+		buf_add(&s->msg, " ", 1);
+	add_crlf(&s->msg, value);
+	buf_add(&s->msg, "\r\n", 2);
+	if (s->msg.failed)
+		s->oversize = 1;
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_eoh(SMFICTX *ctx)
+{
+	struct sess *s = sess_get(ctx);
+	if (!s)
+		return SMFIS_TEMPFAIL;
+	buf_add(&s->msg, "\r\n", 2);
+	if (s->msg.failed)
+		s->oversize = 1;
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_body(SMFICTX *ctx, unsigned char *data, size_t len)
+{
+	struct sess *s = sess_get(ctx);
+	if (!s)
+		return SMFIS_TEMPFAIL;
+	if (!s->oversize && buf_add(&s->msg, data, len) < 0)
+		s->oversize = 1;
+	return SMFIS_CONTINUE;
+}
+
+/* One SCAN; a connection that has served scans before may have been
+ * closed by the daemon (idle timeout, restart): then one retry on a fresh
+ * connection. 0 with *r filled, or -1 (daemon unreachable or too slow). */
+static int ask_daemon(struct sess *s, const char *queue_id, struct dreply *r)
+{
+	struct proto_envelope env = {
+		.client_ip = s->client_ip[0] ? s->client_ip : NULL,
+		.helo = s->helo,
+		.mail_from = s->have_from ? s->mail_from : NULL,
+		.queue_id = queue_id,
+		.rcpt = (const char *const *)s->rcpt,
+		.n_rcpt = s->n_rcpt,
+	};
+	char err[512];
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (s->dc.fd < 0) {
+			if (dclient_connect(&s->dc, opt.daemon_socket, err, sizeof(err)) < 0)
+				break;
+			s->dc_scans = 0;
+		}
+		int reused = s->dc_scans > 0;
+		if (dclient_scan(&s->dc, &env, s->msg.data ? s->msg.data : "", s->msg.len,
+		                 r, err, sizeof(err)) == 0) {
+			s->dc_scans++;
+			return 0;
+		}
+		dclient_close(&s->dc);
+		if (!reused)
+			break;
+		logmsg(LOG_DEBUG, "reconnecting to the daemon: %s", err);
+	}
+	logmsg(LOG_WARNING, "%s: daemon unavailable: %s", queue_id ? queue_id : "-", err);
+	return -1;
+}
+
+static sfsistat set_reply(SMFICTX *ctx, const char *reply, const char *def_code,
+                          const char *def_x, const char *def_text, sfsistat st)
+{
+	char code[4], xcode[16], text[512];
+	if (!reply || dclient_split_smtp(reply, code, xcode, text, sizeof(text)) < 0 ||
+	    code[0] != def_code[0]) {
+		snprintf(code, sizeof(code), "%s", def_code);
+		snprintf(xcode, sizeof(xcode), "%s", def_x);
+		snprintf(text, sizeof(text), "%s", def_text);
+	}
+	if (smfi_setreply(ctx, code, xcode[0] ? xcode : NULL, text) != MI_SUCCESS)
+		logmsg(LOG_WARNING, "the MTA refused the reply text; it uses its own");
+	return st;
+}
+
+static sfsistat fallback(SMFICTX *ctx)
+{
+	if (opt.fallback == FB_ACCEPT)
+		return SMFIS_ACCEPT;
+	return set_reply(ctx, NULL, "451", "4.7.0",
+	                 "Message authentication is unavailable, try again later",
+	                 SMFIS_TEMPFAIL);
+}
+
+/* Adds "Name: value" at the top (index 0), or after the others (-1). */
+static void add_header(SMFICTX *ctx, struct sess *s, const char *name,
+                       const char *value, int top)
+{
+	char *v = malloc(strlen(value) + 2);
+	if (!v)
+		return;
+	/* with SMFIP_HDR_LEADSPC the MTA writes our value after the colon as is */
+	snprintf(v, strlen(value) + 2, "%s%s", s->leadspc ? " " : "", value);
+	int rc = top ? smfi_insheader(ctx, 0, (char *)name, v)
+	             : smfi_addheader(ctx, (char *)name, v);
+	if (rc != MI_SUCCESS)
+		logmsg(LOG_WARNING, "cannot add header %s", name);
+	free(v);
+}
+
+/* RFC 8601 5: results claiming our authserv-id were not made by us. */
+static void remove_forged_ar(SMFICTX *ctx, struct sess *s, const char *our_id)
+{
+	if (!our_id[0])
+		return;
+	unsigned n = s->ar_seen < MAX_TRACKED_AR ? s->ar_seen : MAX_TRACKED_AR;
+	if (s->ar_seen > MAX_TRACKED_AR)
+		logmsg(LOG_WARNING, "%u Authentication-Results fields; only the first %u examined",
+		       s->ar_seen, MAX_TRACKED_AR);
+	/* from the last: removing one does not renumber those before it */
+	for (unsigned i = n; i > 0; i--) {
+		if (!s->ar_ids[i - 1] || strcmp(s->ar_ids[i - 1], our_id) != 0)
+			continue;
+		if (smfi_chgheader(ctx, AR_NAME, (int)i, NULL) != MI_SUCCESS)
+			logmsg(LOG_WARNING, "cannot remove Authentication-Results #%u", i);
+		else
+			logmsg(LOG_INFO, "removed an Authentication-Results field claiming %s", our_id);
+	}
+}
+
+static void add_result_headers(SMFICTX *ctx, struct sess *s, const struct dreply *r)
+{
+	for (size_t i = 0; i < r->n_add_headers; i++) {
+		char *h = r->add_headers[i];
+		char *colon = strchr(h, ':');
+		if (!colon || colon == h)
+			continue;
+		*colon = '\0';
+		const char *v = colon + 1;
+		while (*v == ' ')
+			v++;
+		add_header(ctx, s, h, v, 0);
+		*colon = ':';
+	}
+	if (r->auth_results && *r->auth_results)
+		add_header(ctx, s, AR_NAME, r->auth_results, 1);
+}
+
+static int has_header_named(const struct dreply *r, const char *name)
+{
+	size_t nl = strlen(name);
+	for (size_t i = 0; i < r->n_add_headers; i++)
+		if (strncasecmp(r->add_headers[i], name, nl) == 0 && r->add_headers[i][nl] == ':')
+			return 1;
+	return 0;
+}
+
+static sfsistat on_eom(SMFICTX *ctx)
+{
+	struct sess *s = sess_get(ctx);
+	if (!s)
+		return SMFIS_TEMPFAIL;
+	const char *qid = smfi_getsymval(ctx, "i");
+	const char *q = qid ? qid : "-";
+	char our_id[MAX_AUTHSERV_ID] = "";
+	if (opt.authserv_id)
+		snprintf(our_id, sizeof(our_id), "%s", opt.authserv_id);
+	sfsistat st;
+	if (s->oversize) {
+		/* larger than the daemon takes: the MTA's own size limit should
+		 * be below this; pass it on unjudged rather than lose it */
+		logmsg(LOG_WARNING, "%s: larger than %zu bytes; passed without a verdict", q, opt.max_size);
+		remove_forged_ar(ctx, s, our_id);
+		sess_reset_message(s);
+		return SMFIS_ACCEPT;
+	}
+	struct dreply r;
+	if (ask_daemon(s, qid, &r) < 0) {
+		sess_reset_message(s);
+		return fallback(ctx);
+	}
+	if (r.code != 200 || !r.action) {
+		logmsg(LOG_WARNING, "%s: daemon answered %d %s", q, r.code, r.status ? r.status : "");
+		dreply_free(&r);
+		sess_reset_message(s);
+		return fallback(ctx);
+	}
+	if (!our_id[0] && r.auth_results)
+		dclient_ar_authserv_id(r.auth_results, our_id, sizeof(our_id));
+	logmsg(LOG_INFO, "%s: from=<%s> ip=%s action=%s score=%.2f%s%s", q,
+	       s->mail_from ? s->mail_from : "", s->client_ip, r.action, r.score,
+	       r.smtp_reply ? " reply=" : "", r.smtp_reply ? r.smtp_reply : "");
+	if (strcmp(r.action, "reject") == 0) {
+		st = set_reply(ctx, r.smtp_reply, "550", "5.7.1",
+		               "Rejected by message authentication policy", SMFIS_REJECT);
+	} else if (strcmp(r.action, "tempfail") == 0) {
+		st = set_reply(ctx, r.smtp_reply, "451", "4.7.1",
+		               "Message authentication failed temporarily, try again later",
+		               SMFIS_TEMPFAIL);
+	} else {
+		remove_forged_ar(ctx, s, our_id);
+		add_result_headers(ctx, s, &r);
+		if (strcmp(r.action, "quarantine") == 0) {
+			const char *why = r.smtp_reply ? r.smtp_reply : "message authentication policy";
+			if (opt.quarantine_header && !has_header_named(&r, opt.quarantine_header_name))
+				add_header(ctx, s, opt.quarantine_header_name, why, 0);
+			if (opt.quarantine_hold && smfi_quarantine(ctx, (char *)why) != MI_SUCCESS)
+				logmsg(LOG_WARNING, "%s: the MTA refused to quarantine", q);
+		} else if (strcmp(r.action, "accept") != 0) {
+			logmsg(LOG_WARNING, "%s: unknown action '%s'; accepting", q, r.action);
+		}
+		st = SMFIS_ACCEPT;
+	}
+	dreply_free(&r);
+	sess_reset_message(s);
+	return st;
+}
+
+static sfsistat on_abort(SMFICTX *ctx)
+{
+	struct sess *s = smfi_getpriv(ctx);
+	if (s)
+		sess_reset_message(s);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat on_close(SMFICTX *ctx)
+{
+	struct sess *s = smfi_getpriv(ctx);
+	if (!s)
+		return SMFIS_CONTINUE;
+	sess_reset_message(s);
+	buf_free(&s->msg);
+	free(s->helo);
+	dclient_close(&s->dc);
+	buf_free(&s->dc.in);
+	free(s);
+	smfi_setpriv(ctx, NULL);
+	return SMFIS_CONTINUE;
+}
+
+static struct smfiDesc desc = {
+	.xxfi_name = "alignd-milter",
+	.xxfi_version = SMFI_VERSION,
+	.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE,
+	.xxfi_connect = on_connect,
+	.xxfi_helo = on_helo,
+	.xxfi_envfrom = on_envfrom,
+	.xxfi_envrcpt = on_envrcpt,
+	.xxfi_header = on_header,
+	.xxfi_eoh = on_eoh,
+	.xxfi_body = on_body,
+	.xxfi_eom = on_eom,
+	.xxfi_abort = on_abort,
+	.xxfi_close = on_close,
+	.xxfi_negotiate = on_negotiate,
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+	"usage: alignd-milter -p SPEC [options]\n"
+	"  -p, --milter SPEC        where the MTA connects: unix:/path or inet:PORT@127.0.0.1\n"
+	"  -s, --socket PATH        alignd's socket (default $ALIGND_SOCKET or %s)\n"
+	"  -t, --timeout MS         deadline for each step of a scan (default %d)\n"
+	"  -F, --fallback MODE      daemon unreachable or too slow: tempfail (451, default)\n"
+	"                           or accept (pass the message without a verdict)\n"
+	"  -a, --authserv-id ID     remove incoming Authentication-Results with this id\n"
+	"                           (default: the id in the daemon's own results)\n"
+	"  -Q, --quarantine MODES   on quarantine: header, hold, or header,hold (default)\n"
+	"  -H, --quarantine-header NAME  marker header (default %s)\n"
+	"  -S, --max-size BYTES     largest message sent to the daemon (default %u)\n"
+	"  -m, --socket-mode OCTAL  mode of a unix milter socket (e.g. 0666)\n"
+	"  -l, --syslog             log to syslog (mail facility) instead of stderr\n"
+	"  -d, --debug              debug logging\n"
+	"  -h, --help               this text\n",
+	dclient_default_socket(), DEFAULT_TIMEOUT_MS, DEFAULT_QUARANTINE_HEADER,
+	LIM_MAX_MESSAGE_SIZE);
+}
+
+static int parse_quarantine(const char *v)
+{
+	opt.quarantine_header = opt.quarantine_hold = 0;
+	char tmp[64];
+	snprintf(tmp, sizeof(tmp), "%s", v);
+	for (char *save = NULL, *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (strcmp(t, "header") == 0)
+			opt.quarantine_header = 1;
+		else if (strcmp(t, "hold") == 0)
+			opt.quarantine_hold = 1;
+		else
+			return -1;
+	}
+	return 0;
+}
+
+static int parse_ulong(const char *s, int base, unsigned long lo, unsigned long hi,
+                       unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, base);
+	if (errno || end == s || *end || v < lo || v > hi || s[0] == '-')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "milter", required_argument, NULL, 'p' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "fallback", required_argument, NULL, 'F' },
+		{ "authserv-id", required_argument, NULL, 'a' },
+		{ "quarantine", required_argument, NULL, 'Q' },
+		{ "quarantine-header", required_argument, NULL, 'H' },
+		{ "max-size", required_argument, NULL, 'S' },
+		{ "socket-mode", required_argument, NULL, 'm' },
+		{ "syslog", no_argument, NULL, 'l' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	opt.daemon_socket = dclient_default_socket();
+	opt.timeout_ms = DEFAULT_TIMEOUT_MS;
+	opt.quarantine_header = opt.quarantine_hold = 1;
+	opt.quarantine_header_name = DEFAULT_QUARANTINE_HEADER;
+	opt.max_size = LIM_MAX_MESSAGE_SIZE;
+	opt.socket_mode = -1;
+	int c;
+	unsigned long v;
+	while ((c = getopt_long(argc, argv, "p:s:t:F:a:Q:H:S:m:ldh", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'p': opt.milter_conn = optarg; break;
+		case 's': opt.daemon_socket = optarg; break;
+		case 't':
+			if (parse_ulong(optarg, 10, 1, 3600000, &v) < 0)
+				goto bad;
+			opt.timeout_ms = (int)v;
+			break;
+		case 'F':
+			if (strcmp(optarg, "tempfail") == 0)
+				opt.fallback = FB_TEMPFAIL;
+			else if (strcmp(optarg, "accept") == 0)
+				opt.fallback = FB_ACCEPT;
+			else
+				goto bad;
+			break;
+		case 'a': {
+			static char id[MAX_AUTHSERV_ID];
+			dclient_ar_authserv_id(optarg, id, sizeof(id));
+			if (!id[0])
+				goto bad;
+			opt.authserv_id = id;
+			break;
+		}
+		case 'Q':
+			if (parse_quarantine(optarg) < 0)
+				goto bad;
+			break;
+		case 'H':
+			if (!optarg[0] || strpbrk(optarg, ": \t\r\n"))
+				goto bad;
+			opt.quarantine_header_name = optarg;
+			break;
+		case 'S':
+			if (parse_ulong(optarg, 10, 1024, (unsigned long)1 << 32, &v) < 0)
+				goto bad;
+			opt.max_size = v;
+			break;
+		case 'm':
+			if (parse_ulong(optarg, 8, 0, 0777, &v) < 0)
+				goto bad;
+			opt.socket_mode = (long)v;
+			break;
+		case 'l': opt.use_syslog = 1; break;
+		case 'd': opt.debug = 1; break;
+		case 'h': usage(stdout); return 0;
+		default:
+		bad:
+			if (c != '?')
+				fprintf(stderr, "alignd-milter: bad value for -%c: %s\n", c, optarg);
+			usage(stderr);
+			return 64;
+		}
+	}
+	if (!opt.milter_conn || optind < argc) {
+		usage(stderr);
+		return 64;
+	}
+	if (opt.use_syslog)
+		openlog("alignd-milter", LOG_PID, LOG_MAIL);
+	if (!opt.quarantine_hold)
+		desc.xxfi_flags &= ~(unsigned long)SMFIF_QUARANTINE;
+	if (smfi_setconn((char *)opt.milter_conn) != MI_SUCCESS ||
+	    smfi_register(desc) != MI_SUCCESS) {
+		logmsg(LOG_ERR, "cannot register the filter on %s", opt.milter_conn);
+		return 1;
+	}
+	if (smfi_opensocket(1) != MI_SUCCESS) {
+		logmsg(LOG_ERR, "cannot open %s", opt.milter_conn);
+		return 1;
+	}
+	const char *path = NULL;
+	if (strncmp(opt.milter_conn, "unix:", 5) == 0)
+		path = opt.milter_conn + 5;
+	else if (strncmp(opt.milter_conn, "local:", 6) == 0)
+		path = opt.milter_conn + 6;
+	if (path && opt.socket_mode >= 0 && chmod(path, (mode_t)opt.socket_mode) < 0) {
+		logmsg(LOG_ERR, "chmod %s: %s", path, strerror(errno));
+		return 1;
+	}
+	logmsg(LOG_INFO, "listening on %s; daemon %s; fallback %s", opt.milter_conn,
+	       opt.daemon_socket, opt.fallback == FB_ACCEPT ? "accept" : "tempfail");
+	int rc = smfi_main();
+	logmsg(LOG_INFO, "stopped");
+	return rc == MI_SUCCESS ? 0 : 1;
+}
