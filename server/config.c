@@ -58,6 +58,10 @@ static const struct key keys[] = {
 	{ "dmarc_mode",          K_STR,  O(dmarc_mode), "rfc9989", "rfc9989 rfc7489", 0, 0 },
 	{ "dmarc_temperror",     K_STR,  O(dmarc_temperror), "tempfail", "tempfail accept", 0, 0 },
 	{ "policy_mode",         K_STR,  O(policy_mode), "rfc9989", "strict rfc9989 quarantine-only", 0, 0 },
+	{ "trusted_arc_sealers", K_STR,  O(trusted_arc_sealers), "", NULL, 0, 0 },
+	{ "trusted_forwarders",  K_STR,  O(trusted_forwarders), "", NULL, 0, 0 },
+	{ "trusted_lists",       K_STR,  O(trusted_lists), "", NULL, 0, 0 },
+	{ "policy_exceptions",   K_STR,  O(policy_exceptions), "", NULL, 0, 0 },
 	{ "reject_score",        K_DOUBLE, O(reject_score), "15", NULL, 0, 0 },
 	{ "quarantine_score",    K_DOUBLE, O(quarantine_score), "6", NULL, 0, 0 },
 };
@@ -366,8 +370,37 @@ void cfg_unref(struct srv_config **cp)
 	for (size_t i = 0; i < NKEYS; i++)
 		if (keys[i].type == K_STR)
 			free(*(char **)field(c, &keys[i]));
+	policy_conf_free(&c->policy);
 	free(c->path);
 	free(c);
+}
+
+int cfg_finalize(struct srv_config *c, char *err, size_t errlen)
+{
+	policy_conf_free(&c->policy);
+	struct policy_conf *p = &c->policy;
+	p->mode = strcmp(c->policy_mode, "strict") == 0 ? POLICY_STRICT
+	        : strcmp(c->policy_mode, "quarantine-only") == 0 ? POLICY_QUARANTINE_ONLY
+	        : POLICY_RFC9989;
+	char e2[384];
+	if (policy_add_sealers(p, c->trusted_arc_sealers, e2, sizeof(e2)) < 0) {
+		snprintf(err, errlen, "trusted_arc_sealers: %s", e2);
+		return -1;
+	}
+	if (policy_add_forwarders(p, c->trusted_forwarders, e2, sizeof(e2)) < 0) {
+		snprintf(err, errlen, "trusted_forwarders: %s", e2);
+		return -1;
+	}
+	if (policy_add_lists(p, c->trusted_lists, e2, sizeof(e2)) < 0) {
+		snprintf(err, errlen, "trusted_lists: %s", e2);
+		return -1;
+	}
+	if (*c->policy_exceptions &&
+	    policy_load_exceptions(p, c->policy_exceptions, e2, sizeof(e2)) < 0) {
+		snprintf(err, errlen, "policy_exceptions: %s", e2);
+		return -1;
+	}
+	return 0;
 }
 
 static void print_ms(FILE *out, uint64_t ms)
@@ -428,9 +461,6 @@ void cfg_verdict_opts(const struct srv_config *c, struct verdict_opts *o)
 	o->reject_score = c->reject_score;
 	o->quarantine_score = c->quarantine_score;
 	o->dmarc_temperror_tempfail = strcmp(c->dmarc_temperror, "tempfail") == 0;
-	o->mode = strcmp(c->policy_mode, "strict") == 0 ? VERDICT_MODE_STRICT
-	        : strcmp(c->policy_mode, "quarantine-only") == 0 ? VERDICT_MODE_QUARANTINE_ONLY
-	        : VERDICT_MODE_RFC9989;
 }
 
 const char *cfg_authserv_id(const struct srv_config *c)

@@ -59,12 +59,22 @@ struct srv_config {
 	char *dmarc_mode;             /* rfc9989 | rfc7489 */
 	char *dmarc_temperror;        /* tempfail | accept */
 	char *policy_mode;            /* strict | rfc9989 | quarantine-only */
+	char *trusted_arc_sealers;
+	char *trusted_forwarders;
+	char *trusted_lists;
+	char *policy_exceptions;      /* file: enforce / never-reject DOMAIN */
 	double reject_score;          /* total score at which mail is rejected */
 	double quarantine_score;
 	/* symbol weights: keys score_<SYMBOL>; thresholds and modes above are
 	 * copied in by cfg_verdict_opts() */
 	struct verdict_opts weights;
+	/* built by cfg_finalize() from the policy keys and the exceptions file */
+	struct policy_conf policy;
 };
+
+/* Builds what derives from several keys (the indirect-flow policy, with the
+ * exceptions file read now). Call after all keys are set; 0 or -1. */
+int cfg_finalize(struct srv_config *c, char *err, size_t errlen);
 
 /* The verdict options this configuration gives. */
 void cfg_verdict_opts(const struct srv_config *c, struct verdict_opts *o);

@@ -87,7 +87,7 @@ static int apply_overrides(struct srv_config *c, char *err, size_t errlen)
 static struct srv_config *load_config(const char *path, char *err, size_t errlen)
 {
 	struct srv_config *c = cfg_load(path, err, errlen);
-	if (c && apply_overrides(c, err, errlen) < 0)
+	if (c && (apply_overrides(c, err, errlen) < 0 || cfg_finalize(c, err, errlen) < 0))
 		cfg_unref(&c);
 	return c;
 }

@@ -12,6 +12,7 @@
 #include "server/dispatch.h"
 #include "server/log.h"
 #include "server/srv.h"
+#include "server/stats.h"
 #include "checks/dkim/dkv.h"
 #include "checks/dmarc/dmarc.h"
 #include "checks/msg.h"
@@ -138,6 +139,26 @@ static void scan_report(struct scan *sc)
 		.dmarc = sc->dmarc_done && sc->dmarc_ran ? &sc->dmarc_res : NULL,
 		.timed_out = sc->timed_out,
 	};
+	/* indirect flows: may a DMARC reject be lowered? (docs/policy.md) */
+	struct policy_decision pd;
+	if (sc->dmarc_done && sc->dmarc_ran && sc->dmarc_res.res == DMARC_RES_FAIL) {
+		const char *passing[64];
+		size_t np = 0;
+		for (size_t i = 0; sc->dkim_ran && i < sc->dkim.n && np < 64; i++)
+			if (sc->dkim.sigs[i].res == AUTH_PASS)
+				passing[np++] = sc->dkim.sigs[i].d;
+		struct policy_evidence ev;
+		policy_gather(&sc->cfg->policy, sc->headers_done ? &sc->parsed : NULL,
+		              sc->req.client_ip, sc->req.helo, sc->req.mail_from, passing, np,
+		              AUTH_NONE, NULL, 0, NULL, &ev);
+		enum policy_disp disp = sc->dmarc_res.disp == DMARC_DISP_REJECT ? POLICY_DISP_REJECT
+		                      : sc->dmarc_res.disp == DMARC_DISP_QUARANTINE ? POLICY_DISP_QUARANTINE
+		                      : POLICY_DISP_NONE;
+		policy_decide(&sc->cfg->policy, sc->dmarc_res.domain, disp, &ev, &pd);
+		in.policy = &pd;
+		if (pd.override)
+			stats_count_override(s, pd.override);
+	}
 	struct verdict v;
 	verdict_build(&in, &vo, &v, &sc->trace);
 

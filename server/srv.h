@@ -28,6 +28,11 @@ struct srv_stats {
 	uint64_t action_reject;
 	uint64_t action_tempfail;
 	uint64_t reloads;
+	uint64_t override_forwarded;
+	uint64_t override_trusted_forwarder;
+	uint64_t override_mailing_list;
+	uint64_t override_local_policy;
+	uint64_t override_sampled_out;
 };
 
 struct srv {

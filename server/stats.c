@@ -6,6 +6,7 @@
 #include "protocol/reply.h"
 
 #include <stddef.h>
+#include <string.h>
 
 #define MAX_STATS 96
 
@@ -34,8 +35,28 @@ void stats_reply(struct srv *s, struct buf *out)
 	ADD("Timeouts", st->timeouts);
 	ADD("Bytes-In", st->bytes_in);
 	ADD("Config-Reloads", st->reloads);
+	ADD("Override-Forwarded", st->override_forwarded);
+	ADD("Override-Trusted-Forwarder", st->override_trusted_forwarder);
+	ADD("Override-Mailing-List", st->override_mailing_list);
+	ADD("Override-Local-Policy", st->override_local_policy);
+	ADD("Override-Sampled-Out", st->override_sampled_out);
 	size_t more = dispatch_stats(s, names + n, values + n, MAX_STATS - n);
 	n += more;
 #undef ADD
 	proto_reply_stats(out, names, values, n);
+}
+
+void stats_count_override(struct srv *s, const char *reason)
+{
+	struct srv_stats *st = &s->stats;
+	if (strcmp(reason, "forwarded") == 0)
+		st->override_forwarded++;
+	else if (strcmp(reason, "trusted_forwarder") == 0)
+		st->override_trusted_forwarder++;
+	else if (strcmp(reason, "mailing_list") == 0)
+		st->override_mailing_list++;
+	else if (strcmp(reason, "local_policy") == 0)
+		st->override_local_policy++;
+	else if (strcmp(reason, "sampled_out") == 0)
+		st->override_sampled_out++;
 }

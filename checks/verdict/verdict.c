@@ -21,7 +21,6 @@ void verdict_opts_default(struct verdict_opts *o)
 	o->reject_score = 15.0;
 	o->quarantine_score = 6.0;
 	o->dmarc_temperror_tempfail = 1;
-	o->mode = VERDICT_MODE_RFC9989;
 }
 
 int verdict_set_weight(struct verdict_opts *o, const char *name, double w)
@@ -298,10 +297,15 @@ static int dmarc_part(const struct verdict_in *in, const struct verdict_opts *o,
 	case DMARC_RES_FAIL: {
 		enum dmarc_disp disp = r->disp;
 		const char *override = r->override != DMARC_OVR_NONE ? dmarc_override_name(r->override) : NULL;
-		if (disp == DMARC_DISP_REJECT && o->mode == VERDICT_MODE_QUARANTINE_ONLY) {
-			disp = DMARC_DISP_QUARANTINE;
-			override = "local_policy";
-			trace_add(t, "verdict", "policy_mode quarantine-only: DMARC reject of %s lowered to quarantine", dom);
+		const struct policy_decision *pd = in->policy;
+		if (pd && pd->override) {
+			disp = pd->disp == POLICY_DISP_REJECT ? DMARC_DISP_REJECT
+			     : pd->disp == POLICY_DISP_QUARANTINE ? DMARC_DISP_QUARANTINE : DMARC_DISP_NONE;
+			override = pd->override;
+			trace_add(t, "policy", "DMARC %s of %s lowered to %s: override=%s (%s)",
+			          dmarc_disp_name(r->disp), dom, dmarc_disp_name(disp), override, pd->why);
+		} else if (pd && pd->why[0]) {
+			trace_add(t, "policy", "%s", pd->why);
 		}
 		v->override = override;
 		if (disp == DMARC_DISP_REJECT) {
@@ -313,6 +317,9 @@ static int dmarc_part(const struct verdict_in *in, const struct verdict_opts *o,
 			add_sym(v, o, VSYM_DMARC_POLICY_QUARANTINE, "%s%s%s", dom,
 			        override ? " override=" : "", override ? override : "");
 			forced = VERDICT_QUARANTINE;
+		} else if (override) {
+			add_sym(v, o, VSYM_DMARC_POLICY_NONE, "%s p=%s override=%s", dom,
+			        dmarc_policy_name(r->policy), override);
 		} else {
 			add_sym(v, o, VSYM_DMARC_POLICY_NONE, "%s p=%s", dom, dmarc_policy_name(r->policy));
 		}
@@ -367,6 +374,11 @@ void verdict_build(const struct verdict_in *in, const struct verdict_opts *o,
 	buf_adds(&v->ar, in->authserv_id ? in->authserv_id : "localhost");
 	spf_part(in, o, v);
 	dkim_part(in, o, v);
+	if (in->arc != AUTH_NONE || in->arc_comment) {
+		buf_printf(&v->ar, "; arc=%s", auth_res_name(in->arc));
+		if (in->arc_comment)
+			ar_comment(&v->ar, in->arc_comment);
+	}
 	int forced = dmarc_part(in, o, v, t);
 	if (in->timed_out)
 		add_sym(v, o, VSYM_SCAN_TIMEOUT, "checks unfinished at the scan deadline");

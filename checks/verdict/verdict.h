@@ -9,20 +9,13 @@
 
 #include "checks/dkim/dkv.h"
 #include "checks/dmarc/dmarc.h"
+#include "checks/policy/policy.h"
 #include "checks/spf/spf.h"
 #include "common/buf.h"
 #include "common/trace.h"
 #include "protocol/reply.h"
 
 enum verdict_action { VERDICT_ACCEPT = 0, VERDICT_QUARANTINE, VERDICT_REJECT, VERDICT_TEMPFAIL };
-
-/* How a DMARC reject is honoured (docs/policy.md). */
-enum verdict_mode {
-	VERDICT_MODE_STRICT = 0,      /* RFC 7489 6.3 literally */
-	VERDICT_MODE_RFC9989,         /* reject direct failures; evidence of an
-	                                 indirect flow may lower it (explicitly) */
-	VERDICT_MODE_QUARANTINE_ONLY, /* never reject on DMARC: quarantine */
-};
 
 /* Symbols and their default weights: docs/CONFIG.md lists them. */
 #define VERDICT_SYMBOLS(X) \
@@ -64,10 +57,9 @@ struct verdict_opts {
 	double reject_score;
 	double quarantine_score;
 	int dmarc_temperror_tempfail;   /* 1: DMARC temperror -> tempfail (451) */
-	enum verdict_mode mode;
 };
 
-/* Default weights and thresholds (15 / 6, tempfail on temperror, rfc9989). */
+/* Default weights and thresholds (15 / 6, tempfail on temperror). */
 void verdict_opts_default(struct verdict_opts *o);
 /* Sets one weight by symbol name; 0 or -1 (unknown name). */
 int verdict_set_weight(struct verdict_opts *o, const char *name, double w);
@@ -84,6 +76,13 @@ struct verdict_in {
 	const struct dkv_result *dkim;  /* NULL: not evaluated (no signature or deadline) */
 	int dkim_timeout;               /* DKIM did not finish in time */
 	const struct dmarc_result *dmarc;   /* NULL: not finished in time */
+	/* the indirect-flow decision for a DMARC failure (policy_decide);
+	 * NULL: the DMARC disposition applies as it is */
+	const struct policy_decision *policy;
+	/* ARC, for Authentication-Results: AUTH_NONE with arc_comment NULL
+	 * means not evaluated and no arc= is written */
+	enum auth_res arc;
+	const char *arc_comment;
 	int timed_out;                  /* the scan deadline passed */
 };
 

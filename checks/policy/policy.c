@@ -1,0 +1,472 @@
+/* Indirect-flow evidence and the override decision. Pure; any thread. */
+#include "checks/policy/policy.h"
+#include "common/text.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static char *lower_dup(const char *s, size_t n)
+{
+	while (n > 0 && s[n - 1] == '.')
+		n--;
+	char *d = malloc(n + 1);
+	if (!d)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		d[i] = (char)tolower((unsigned char)s[i]);
+	d[n] = '\0';
+	return d;
+}
+
+static int push_str(char ***arr, size_t *n, const char *s, size_t len)
+{
+	char **na = realloc(*arr, (*n + 1) * sizeof(*na));
+	if (!na)
+		return -1;
+	*arr = na;
+	if (!(na[*n] = lower_dup(s, len)))
+		return -1;
+	(*n)++;
+	return 0;
+}
+
+/* Calls fn for each item of a space/comma-separated list. */
+static int each_item(const char *list, int (*fn)(void *, const char *, size_t), void *arg)
+{
+	const char *p = list;
+	while (*p) {
+		while (*p == ' ' || *p == ',' || *p == '\t')
+			p++;
+		size_t n = strcspn(p, " ,\t");
+		if (n && fn(arg, p, n) < 0)
+			return -1;
+		p += n;
+	}
+	return 0;
+}
+
+struct add_ctx {
+	struct policy_conf *c;
+	char *err;
+	size_t errlen;
+	int which;
+};
+
+static int valid_domain(const char *s, size_t n)
+{
+	if (n == 0 || n > 253)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.' && s[i] != '_')
+			return 0;
+	return 1;
+}
+
+static int add_domain_item(void *arg, const char *s, size_t n)
+{
+	struct add_ctx *a = arg;
+	if (!valid_domain(s, n)) {
+		snprintf(a->err, a->errlen, "'%.*s' is not a domain name", (int)(n > 64 ? 64 : n), s);
+		return -1;
+	}
+	if (a->which == 0)
+		return push_str(&a->c->sealers, &a->c->n_sealers, s, n);
+	return push_str(&a->c->lists, &a->c->n_lists, s, n);
+}
+
+int policy_add_sealers(struct policy_conf *c, const char *list, char *err, size_t errlen)
+{
+	struct add_ctx a = { c, err, errlen, 0 };
+	return each_item(list, add_domain_item, &a);
+}
+
+int policy_add_lists(struct policy_conf *c, const char *list, char *err, size_t errlen)
+{
+	struct add_ctx a = { c, err, errlen, 1 };
+	return each_item(list, add_domain_item, &a);
+}
+
+static int parse_net(const char *s, size_t n, struct policy_net *out)
+{
+	char buf[80];
+	if (n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	char *slash = strchr(buf, '/');
+	long bits = -1;
+	if (slash) {
+		*slash = '\0';
+		char *end;
+		errno = 0;
+		bits = strtol(slash + 1, &end, 10);
+		if (errno || end == slash + 1 || *end)
+			return -1;
+	}
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, buf, out->addr) == 1) {
+		out->family = 4;
+		if (bits < 0)
+			bits = 32;
+		if (bits > 32)
+			return -1;
+	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+		out->family = 6;
+		if (bits < 0)
+			bits = 128;
+		if (bits > 128)
+			return -1;
+	} else {
+		return -1;
+	}
+	out->bits = (unsigned)bits;
+	return 0;
+}
+
+static int add_forwarder_item(void *arg, const char *s, size_t n)
+{
+	struct add_ctx *a = arg;
+	struct policy_conf *c = a->c;
+	if (n > 5 && strncasecmp(s, "helo:", 5) == 0) {
+		if (!valid_domain(s + 5, n - 5))
+			goto bad;
+		return push_str(&c->helos, &c->n_helos, s + 5, n - 5);
+	}
+	if (n > 5 && strncasecmp(s, "from:", 5) == 0) {
+		if (!valid_domain(s + 5, n - 5))
+			goto bad;
+		return push_str(&c->fwd_domains, &c->n_fwd_domains, s + 5, n - 5);
+	}
+	struct policy_net net;
+	if (parse_net(s, n, &net) < 0)
+		goto bad;
+	struct policy_net *nn = realloc(c->nets, (c->n_nets + 1) * sizeof(*nn));
+	if (!nn)
+		return -1;
+	c->nets = nn;
+	c->nets[c->n_nets++] = net;
+	return 0;
+bad:
+	snprintf(a->err, a->errlen, "forwarder '%.*s': want an address/prefix, helo:NAME or from:DOMAIN",
+	         (int)(n > 64 ? 64 : n), s);
+	return -1;
+}
+
+int policy_add_forwarders(struct policy_conf *c, const char *list, char *err, size_t errlen)
+{
+	struct add_ctx a = { c, err, errlen, 0 };
+	return each_item(list, add_forwarder_item, &a);
+}
+
+int policy_load_exceptions(struct policy_conf *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	char line[512];
+	unsigned no = 0;
+	int rc = 0;
+	while (fgets(line, sizeof(line), f)) {
+		no++;
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = '\0';
+		char kind[32], dom[300], extra[8];
+		int k = sscanf(line, "%31s %299s %7s", kind, dom, extra);
+		if (k <= 0)
+			continue;
+		enum policy_exception e;
+		if (k == 2 && strcasecmp(kind, "enforce") == 0)
+			e = POLICY_EXC_ENFORCE;
+		else if (k == 2 && strcasecmp(kind, "never-reject") == 0)
+			e = POLICY_EXC_NEVER_REJECT;
+		else {
+			snprintf(err, errlen, "%s:%u: want 'enforce DOMAIN' or 'never-reject DOMAIN'", path, no);
+			rc = -1;
+			break;
+		}
+		if (!valid_domain(dom, strlen(dom))) {
+			snprintf(err, errlen, "%s:%u: '%s' is not a domain name", path, no, dom);
+			rc = -1;
+			break;
+		}
+		void *ne = realloc(c->exc, (c->n_exc + 1) * sizeof(*c->exc));
+		if (!ne) {
+			rc = -1;
+			snprintf(err, errlen, "out of memory");
+			break;
+		}
+		c->exc = ne;
+		c->exc[c->n_exc].domain = lower_dup(dom, strlen(dom));
+		c->exc[c->n_exc].kind = e;
+		if (!c->exc[c->n_exc].domain) {
+			rc = -1;
+			break;
+		}
+		c->n_exc++;
+	}
+	fclose(f);
+	return rc;
+}
+
+static void free_strs(char **a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(a[i]);
+	free(a);
+}
+
+void policy_conf_free(struct policy_conf *c)
+{
+	free_strs(c->sealers, c->n_sealers);
+	free_strs(c->helos, c->n_helos);
+	free_strs(c->fwd_domains, c->n_fwd_domains);
+	free_strs(c->lists, c->n_lists);
+	for (size_t i = 0; i < c->n_exc; i++)
+		free(c->exc[i].domain);
+	free(c->exc);
+	free(c->nets);
+	memset(c, 0, sizeof(*c));
+}
+
+/* d equals base or is a subdomain of it (case-insensitive). */
+static int within(const char *d, const char *base)
+{
+	size_t dl = strlen(d), bl = strlen(base);
+	while (dl > 0 && d[dl - 1] == '.')
+		dl--;
+	if (bl == 0 || dl < bl || strncasecmp(d + dl - bl, base, bl) != 0)
+		return 0;
+	return dl == bl || d[dl - bl - 1] == '.';
+}
+
+static int in_list(char *const *list, size_t n, const char *d)
+{
+	for (size_t i = 0; i < n; i++)
+		if (within(d, list[i]))
+			return 1;
+	return 0;
+}
+
+static int net_match(const struct policy_net *net, const char *ip)
+{
+	unsigned char a[16];
+	int fam;
+	if (inet_pton(AF_INET, ip, a) == 1)
+		fam = 4;
+	else if (inet_pton(AF_INET6, ip, a) == 1) {
+		fam = 6;
+		/* an IPv4-mapped client is matched as IPv4 */
+		static const unsigned char mapped[12] = { 0,0,0,0,0,0,0,0,0,0,0xff,0xff };
+		if (net->family == 4 && memcmp(a, mapped, 12) == 0) {
+			memmove(a, a + 12, 4);
+			fam = 4;
+		}
+	} else
+		return 0;
+	if (fam != net->family)
+		return 0;
+	unsigned full = net->bits / 8, rest = net->bits % 8;
+	if (memcmp(a, net->addr, full) != 0)
+		return 0;
+	if (rest) {
+		unsigned char mask = (unsigned char)(0xff << (8 - rest));
+		if ((a[full] & mask) != (net->addr[full] & mask))
+			return 0;
+	}
+	return 1;
+}
+
+/* List-Id: "Name <label.domain>" (RFC 2919): the domain after the label. */
+static int list_domain(const struct msg *m, char *out, size_t cap)
+{
+	char v[1024];
+	const struct msg_field *f = msg_get(m, "List-Id", 0);
+	if (f && msg_unfold(f->value, f->value_len, v, sizeof(v)) != (size_t)-1) {
+		char *lt = strrchr(v, '<'), *gt = lt ? strchr(lt, '>') : NULL;
+		char *id = lt && gt ? lt + 1 : v;
+		if (gt)
+			*gt = '\0';
+		char *dot = strchr(id, '.');
+		if (dot && valid_domain(dot + 1, strlen(dot + 1)) && strlen(dot + 1) < cap) {
+			for (size_t i = 0; dot[1 + i]; i++)
+				out[i] = (char)tolower((unsigned char)dot[1 + i]);
+			out[strlen(dot + 1)] = '\0';
+			return 1;
+		}
+	}
+	f = msg_get(m, "List-Post", 0);
+	if (f && msg_unfold(f->value, f->value_len, v, sizeof(v)) != (size_t)-1) {
+		char *at = strchr(v, '@');
+		if (at) {
+			size_t n = strcspn(at + 1, ">?, \t");
+			if (n && n < cap && valid_domain(at + 1, n)) {
+				for (size_t i = 0; i < n; i++)
+					out[i] = (char)tolower((unsigned char)at[1 + i]);
+				out[n] = '\0';
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Whether an Authentication-Results text holds a "dmarc=pass" result. */
+static int aar_dmarc_pass(const char *aar)
+{
+	const char *p = aar;
+	while (p && *p) {
+		const char *semi = strchr(p, ';');
+		size_t n = semi ? (size_t)(semi - p) : strlen(p);
+		const char *q = p;
+		while (q < p + n && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
+			q++;
+		if ((size_t)(p + n - q) >= 10 && strncasecmp(q, "dmarc=pass", 10) == 0 &&
+		    (q + 10 == p + n || q[10] == ' ' || q[10] == '\t' || q[10] == '(' ||
+		     q[10] == '\r' || q[10] == '\n'))
+			return 1;
+		p = semi ? semi + 1 : NULL;
+	}
+	return 0;
+}
+
+void policy_gather(const struct policy_conf *c, const struct msg *m,
+                   const char *client_ip, const char *helo, const char *mail_from,
+                   const char *const *dkim_pass, size_t n_dkim_pass,
+                   enum auth_res arc, const char *const *arc_sealers, size_t n_sealers,
+                   const char *aar1, struct policy_evidence *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->arc = arc;
+	if (arc == AUTH_PASS) {
+		for (size_t i = 0; i < n_sealers; i++)
+			if (in_list(c->sealers, c->n_sealers, arc_sealers[i])) {
+				ev->arc_trusted = 1;
+				snprintf(ev->arc_sealer, sizeof(ev->arc_sealer), "%s", arc_sealers[i]);
+				break;
+			}
+		if (!ev->arc_trusted && n_sealers)
+			snprintf(ev->arc_sealer, sizeof(ev->arc_sealer), "%s", arc_sealers[0]);
+		ev->arc_aar1_dmarc_pass = aar1 && aar_dmarc_pass(aar1);
+	}
+	if (client_ip)
+		for (size_t i = 0; i < c->n_nets && !ev->forwarder; i++)
+			if (net_match(&c->nets[i], client_ip)) {
+				ev->forwarder = 1;
+				snprintf(ev->forwarder_why, sizeof(ev->forwarder_why),
+				         "client %s is a trusted forwarder", client_ip);
+			}
+	if (helo && !ev->forwarder)
+		for (size_t i = 0; i < c->n_helos; i++)
+			if (strcasecmp(helo, c->helos[i]) == 0) {
+				ev->forwarder = 1;
+				snprintf(ev->forwarder_why, sizeof(ev->forwarder_why),
+				         "HELO %s is a trusted forwarder", c->helos[i]);
+				break;
+			}
+	const char *at = mail_from ? strrchr(mail_from, '@') : NULL;
+	if (at && !ev->forwarder && in_list(c->fwd_domains, c->n_fwd_domains, at + 1)) {
+		ev->forwarder = 1;
+		snprintf(ev->forwarder_why, sizeof(ev->forwarder_why),
+		         "envelope sender domain %s is a trusted forwarder", at + 1);
+	}
+	if (m && list_domain(m, ev->list_domain, sizeof(ev->list_domain))) {
+		ev->list = 1;
+		for (size_t i = 0; i < n_dkim_pass; i++)
+			if (dkim_pass[i] && (within(ev->list_domain, dkim_pass[i]) ||
+			                     within(dkim_pass[i], ev->list_domain)))
+				ev->list_signed = 1;
+		ev->list_trusted = in_list(c->lists, c->n_lists, ev->list_domain);
+	}
+}
+
+enum policy_exception policy_exception_for(const struct policy_conf *c, const char *domain)
+{
+	/* the most specific entry wins */
+	enum policy_exception best = POLICY_EXC_NONE;
+	size_t best_len = 0;
+	for (size_t i = 0; i < c->n_exc; i++)
+		if (within(domain, c->exc[i].domain) && strlen(c->exc[i].domain) >= best_len) {
+			best = c->exc[i].kind;
+			best_len = strlen(c->exc[i].domain);
+		}
+	return best;
+}
+
+void policy_decide(const struct policy_conf *c, const char *domain,
+                   enum policy_disp disp, const struct policy_evidence *ev,
+                   struct policy_decision *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->disp = disp;
+	if (disp != POLICY_DISP_REJECT)
+		return;
+	enum policy_exception exc = policy_exception_for(c, domain);
+	if (exc == POLICY_EXC_ENFORCE) {
+		snprintf(out->why, sizeof(out->why), "reject enforced for %s by local exception", domain);
+		return;
+	}
+	if (c->mode == POLICY_STRICT) {
+		snprintf(out->why, sizeof(out->why), "policy_mode strict: no override");
+		return;
+	}
+	if (exc == POLICY_EXC_NEVER_REJECT) {
+		out->disp = POLICY_DISP_QUARANTINE;
+		out->override = "local_policy";
+		snprintf(out->why, sizeof(out->why), "%s is listed never-reject", domain);
+		return;
+	}
+	if (c->mode == POLICY_QUARANTINE_ONLY) {
+		out->disp = POLICY_DISP_QUARANTINE;
+		out->override = "local_policy";
+		snprintf(out->why, sizeof(out->why), "policy_mode quarantine-only");
+		return;
+	}
+	/* RFC 9989: trusted evidence of an indirect flow */
+	if (ev->forwarder) {
+		out->disp = POLICY_DISP_NONE;
+		out->override = "trusted_forwarder";
+		snprintf(out->why, sizeof(out->why), "%s", ev->forwarder_why);
+		return;
+	}
+	if (ev->arc == AUTH_PASS && ev->arc_trusted) {
+		if (ev->arc_aar1_dmarc_pass) {
+			out->disp = POLICY_DISP_NONE;
+			out->override = "trusted_forwarder";
+			snprintf(out->why, sizeof(out->why),
+			         "arc=pass, trusted sealer %s saw dmarc=pass at the first hop", ev->arc_sealer);
+		} else {
+			snprintf(out->why, sizeof(out->why),
+			         "trusted sealer %s did not see dmarc=pass at the first hop: no override",
+			         ev->arc_sealer);
+		}
+		return;
+	}
+	if (ev->list && ev->list_signed && ev->list_trusted) {
+		out->disp = POLICY_DISP_NONE;
+		out->override = "mailing_list";
+		snprintf(out->why, sizeof(out->why), "trusted mailing list %s, signed by its own domain",
+		         ev->list_domain);
+		return;
+	}
+	/* evidence that is there but not trusted: never accept, never reject */
+	if (ev->arc == AUTH_PASS || ev->list) {
+		out->disp = POLICY_DISP_QUARANTINE;
+		out->override = "forwarded";
+		if (ev->arc == AUTH_PASS)
+			snprintf(out->why, sizeof(out->why), "arc=pass from untrusted sealer %s",
+			         ev->arc_sealer[0] ? ev->arc_sealer : "?");
+		else
+			snprintf(out->why, sizeof(out->why), "mailing list %s (%s)", ev->list_domain,
+			         ev->list_signed ? "signed, not a trusted list" : "not signed by its domain");
+		return;
+	}
+	snprintf(out->why, sizeof(out->why), "direct failure: no evidence of an indirect flow");
+}

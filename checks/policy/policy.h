@@ -1,0 +1,104 @@
+/* Indirect mail flows: the evidence that a message which fails DMARC came
+ * through a forwarder or a mailing list, and the decision whether that
+ * evidence lowers a DMARC reject (RFC 9989 keeps the owner's policy but
+ * asks receivers not to reject solely on it where other knowledge shows a
+ * legitimate indirect flow). Every override carries a reason
+ * (RFC 7489 PolicyOverrideType). Pure; any thread. docs/policy.md. */
+#ifndef ALIGND_POLICY_H
+#define ALIGND_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "checks/auth.h"
+#include "checks/msg.h"
+
+#define POLICY_NAME_MAX 256
+
+enum policy_mode {
+	POLICY_STRICT = 0,        /* any DMARC fail under p=reject is rejected */
+	POLICY_RFC9989,           /* direct failures rejected; evidence may lower */
+	POLICY_QUARANTINE_ONLY,   /* reject becomes quarantine (reason local_policy) */
+};
+
+enum policy_exception { POLICY_EXC_NONE = 0, POLICY_EXC_ENFORCE, POLICY_EXC_NEVER_REJECT };
+
+struct policy_net {
+	int family;               /* 4 or 6 */
+	unsigned char addr[16];
+	unsigned bits;
+};
+
+struct policy_conf {
+	enum policy_mode mode;
+	char **sealers;           /* trusted ARC sealing domains (lower case) */
+	size_t n_sealers;
+	struct policy_net *nets;  /* trusted forwarders by client address */
+	size_t n_nets;
+	char **helos;             /* trusted forwarders by HELO name */
+	size_t n_helos;
+	char **fwd_domains;       /* trusted forwarders by envelope sender domain */
+	size_t n_fwd_domains;
+	char **lists;             /* trusted mailing-list domains */
+	size_t n_lists;
+	struct { char *domain; enum policy_exception kind; } *exc;
+	size_t n_exc;
+};
+
+/* Parses a space/comma-separated list into the matching field. 0 or -1
+ * with a reason. */
+int policy_add_sealers(struct policy_conf *c, const char *list, char *err, size_t errlen);
+/* Forwarders: "192.0.2.0/24", "2001:db8::/32", "helo:mx.example",
+ * "from:example.net" (envelope sender domain). */
+int policy_add_forwarders(struct policy_conf *c, const char *list, char *err, size_t errlen);
+int policy_add_lists(struct policy_conf *c, const char *list, char *err, size_t errlen);
+/* The exceptions file: lines "enforce DOMAIN" or "never-reject DOMAIN";
+ * '#' comments. A domain covers its subdomains. 0 or -1 ("file:line: ..."). */
+int policy_load_exceptions(struct policy_conf *c, const char *path, char *err, size_t errlen);
+void policy_conf_free(struct policy_conf *c);
+
+/* What the message shows. Strings are copied in. */
+struct policy_evidence {
+	/* ARC (RFC 8617) */
+	enum auth_res arc;                   /* pass, fail, none */
+	char arc_sealer[POLICY_NAME_MAX];    /* the newest sealer, or the trusted one */
+	int arc_trusted;                     /* a sealer of a passing chain is trusted */
+	int arc_aar1_dmarc_pass;             /* instance 1's A-R says dmarc=pass */
+	/* configured forwarder */
+	int forwarder;
+	char forwarder_why[POLICY_NAME_MAX];
+	/* mailing list */
+	int list;                            /* List-Id (or List-Post) present */
+	char list_domain[POLICY_NAME_MAX];
+	int list_signed;                     /* a DKIM pass aligned with the list domain */
+	int list_trusted;                    /* the list domain is a trusted list */
+};
+
+struct policy_dkim_pass { const char *d; };
+
+/* Gathers the evidence. client_ip may be NULL. dkim_pass lists the d= of
+ * the passing signatures. arc_sealers lists the sealing domains of a
+ * passing chain, newest first (empty unless arc == AUTH_PASS). */
+void policy_gather(const struct policy_conf *c, const struct msg *m,
+                   const char *client_ip, const char *helo, const char *mail_from,
+                   const char *const *dkim_pass, size_t n_dkim_pass,
+                   enum auth_res arc, const char *const *arc_sealers, size_t n_sealers,
+                   const char *aar1, struct policy_evidence *ev);
+
+enum policy_disp { POLICY_DISP_NONE = 0, POLICY_DISP_QUARANTINE, POLICY_DISP_REJECT };
+
+struct policy_decision {
+	enum policy_disp disp;               /* after the override */
+	const char *override;                /* reason, or NULL when unchanged */
+	char why[POLICY_NAME_MAX + 128];      /* one line for the trace and A-R comment */
+};
+
+/* Decides the disposition of a DMARC failure of `domain` whose policy asks
+ * for `disp`. Only a reject is ever lowered. */
+void policy_decide(const struct policy_conf *c, const char *domain,
+                   enum policy_disp disp, const struct policy_evidence *ev,
+                   struct policy_decision *out);
+
+enum policy_exception policy_exception_for(const struct policy_conf *c, const char *domain);
+
+#endif

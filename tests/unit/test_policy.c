@@ -1,0 +1,172 @@
+/* Indirect-flow evidence and override decisions (docs/policy.md). */
+#include "checks/policy/policy.h"
+#include "tests/unit/check.h"
+
+#include <stdlib.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+static struct msg parse(const char *text)
+{
+	struct msg m;
+	msg_parse(text, strlen(text), &m);
+	return m;
+}
+
+static void decide(struct policy_conf *c, const struct policy_evidence *ev,
+                   enum policy_disp want, const char *want_override)
+{
+	struct policy_decision d;
+	policy_decide(c, "example.com", POLICY_DISP_REJECT, ev, &d);
+	if (d.disp != want)
+		fprintf(stderr, "  decision: disp %d override %s (%s)\n", d.disp,
+		        d.override ? d.override : "-", d.why);
+	CHECK(d.disp == want);
+	if (want_override)
+		CHECK_STR(d.override, want_override);
+	else
+		CHECK(d.override == NULL);
+}
+
+static void test_modes(void)
+{
+	struct policy_conf c = { .mode = POLICY_RFC9989 };
+	char err[256];
+	CHECK(policy_add_sealers(&c, "arc.lists.example, fwd.example", err, sizeof(err)) == 0);
+	CHECK(policy_add_forwarders(&c, "198.51.100.0/24 2001:db8:f::/48 helo:relay.example from:alumni.example",
+	                            err, sizeof(err)) == 0);
+	CHECK(policy_add_lists(&c, "lists.example", err, sizeof(err)) == 0);
+	CHECK(policy_add_forwarders(&c, "300.1.1.1/8", err, sizeof(err)) < 0);
+	CHECK(policy_add_forwarders(&c, "192.0.2.0/33", err, sizeof(err)) < 0);
+	CHECK(policy_add_sealers(&c, "bad domain!", err, sizeof(err)) < 0);
+
+	struct policy_evidence ev;
+	/* direct forgery: no evidence */
+	policy_gather(&c, NULL, "203.0.113.9", "evil.example", "x@evil.example", NULL, 0,
+	              AUTH_NONE, NULL, 0, NULL, &ev);
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	/* trusted forwarder by address, by mapped address, by HELO, by sender domain */
+	policy_gather(&c, NULL, "198.51.100.7", "x", "a@b.example", NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	decide(&c, &ev, POLICY_DISP_NONE, "trusted_forwarder");
+	policy_gather(&c, NULL, "::ffff:198.51.100.8", "x", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	CHECK(ev.forwarder == 1);
+	policy_gather(&c, NULL, "2001:db8:f:1::9", "x", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	CHECK(ev.forwarder == 1);
+	policy_gather(&c, NULL, "2001:db8:e::9", "x", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	CHECK(ev.forwarder == 0);
+	policy_gather(&c, NULL, "203.0.113.1", "RELAY.example", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	CHECK(ev.forwarder == 1);
+	policy_gather(&c, NULL, "203.0.113.1", "x", "bounce@mail.alumni.example", NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	CHECK(ev.forwarder == 1);
+	policy_gather(&c, NULL, "203.0.113.1", "x", "bounce@notalumni.example", NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	CHECK(ev.forwarder == 0);
+
+	/* ARC: trusted sealer that saw dmarc=pass at hop 1 -> accept */
+	const char *sealers[] = { "arc.lists.example" };
+	policy_gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
+	              "i=1; mx.lists.example; spf=pass smtp.mailfrom=example.com; dmarc=pass header.from=example.com",
+	              &ev);
+	CHECK(ev.arc_trusted && ev.arc_aar1_dmarc_pass);
+	decide(&c, &ev, POLICY_DISP_NONE, "trusted_forwarder");
+	/* the trusted sealer saw a failure at hop 1: no override */
+	policy_gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
+	              "i=1; mx.lists.example; dmarc=fail header.from=example.com", &ev);
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	/* "dmarc=passed" is not "dmarc=pass" */
+	policy_gather(&c, NULL, NULL, NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1, "x; dmarc=passed", &ev);
+	CHECK(ev.arc_aar1_dmarc_pass == 0);
+	/* untrusted sealer -> quarantine, forwarded */
+	const char *other[] = { "someone.example" };
+	policy_gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, other, 1,
+	              "i=1; a; dmarc=pass", &ev);
+	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");
+	/* a failing (forged) chain is no evidence */
+	policy_gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_FAIL, sealers, 1,
+	              "i=1; a; dmarc=pass", &ev);
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+
+	/* mailing lists */
+	struct msg m = parse("List-Id: Talk <talk.lists.example>\r\nFrom: a@example.com\r\n\r\n");
+	const char *pass_list[] = { "lists.example" };
+	policy_gather(&c, &m, "203.0.113.9", NULL, NULL, pass_list, 1, AUTH_NONE, NULL, 0, NULL, &ev);
+	CHECK_STR(ev.list_domain, "lists.example");
+	CHECK(ev.list_signed && ev.list_trusted);
+	decide(&c, &ev, POLICY_DISP_NONE, "mailing_list");
+	policy_gather(&c, &m, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");
+	msg_free(&m);
+	m = parse("List-Id: <talk.other-list.example>\r\n\r\n");
+	const char *pass_other[] = { "other-list.example" };
+	policy_gather(&c, &m, "203.0.113.9", NULL, NULL, pass_other, 1, AUTH_NONE, NULL, 0, NULL, &ev);
+	CHECK(ev.list_signed && !ev.list_trusted);
+	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");
+	msg_free(&m);
+	m = parse("List-Post: <mailto:talk@lists.example>\r\n\r\n");
+	policy_gather(&c, &m, NULL, NULL, NULL, pass_list, 1, AUTH_NONE, NULL, 0, NULL, &ev);
+	CHECK_STR(ev.list_domain, "lists.example");
+	msg_free(&m);
+
+	/* other modes */
+	policy_gather(&c, NULL, "198.51.100.7", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	c.mode = POLICY_STRICT;
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	c.mode = POLICY_QUARANTINE_ONLY;
+	policy_gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	decide(&c, &ev, POLICY_DISP_QUARANTINE, "local_policy");
+	/* quarantine is never changed */
+	struct policy_decision d;
+	policy_decide(&c, "example.com", POLICY_DISP_QUARANTINE, &ev, &d);
+	CHECK(d.disp == POLICY_DISP_QUARANTINE && d.override == NULL);
+	policy_conf_free(&c);
+}
+
+static void test_exceptions(void)
+{
+	char path[] = "/tmp/alignd-exc-XXXXXX";
+	int fd = mkstemp(path);
+	const char *text = "# partners\nenforce example.com\nnever-reject newsletters.example.org\n"
+	                   "never-reject example.net  # a whole domain\n";
+	CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	close(fd);
+	struct policy_conf c = { .mode = POLICY_RFC9989 };
+	char err[256];
+	CHECK(policy_load_exceptions(&c, path, err, sizeof(err)) == 0);
+	CHECK(c.n_exc == 3);
+	CHECK(policy_exception_for(&c, "example.com") == POLICY_EXC_ENFORCE);
+	CHECK(policy_exception_for(&c, "mail.example.com") == POLICY_EXC_ENFORCE);
+	CHECK(policy_exception_for(&c, "notexample.com") == POLICY_EXC_NONE);
+	CHECK(policy_exception_for(&c, "x.newsletters.example.org") == POLICY_EXC_NEVER_REJECT);
+	/* enforce beats a trusted forwarder */
+	const char *fw = "198.51.100.0/24";
+	CHECK(policy_add_forwarders(&c, fw, err, sizeof(err)) == 0);
+	struct policy_evidence ev;
+	policy_gather(&c, NULL, "198.51.100.1", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	/* never-reject lowers even in rfc9989 mode without evidence */
+	struct policy_decision d;
+	policy_gather(&c, NULL, "203.0.113.1", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	policy_decide(&c, "example.net", POLICY_DISP_REJECT, &ev, &d);
+	CHECK(d.disp == POLICY_DISP_QUARANTINE);
+	CHECK_STR(d.override, "local_policy");
+	/* but not in strict mode */
+	c.mode = POLICY_STRICT;
+	policy_decide(&c, "example.net", POLICY_DISP_REJECT, &ev, &d);
+	CHECK(d.disp == POLICY_DISP_REJECT);
+	policy_conf_free(&c);
+	/* a bad line names file and line */
+	fd = open(path, O_WRONLY | O_TRUNC);
+	CHECK(write(fd, "enforce ok.example\nallow bad.example\n", 37) == 37);
+	close(fd);
+	struct policy_conf c2 = { 0 };
+	CHECK(policy_load_exceptions(&c2, path, err, sizeof(err)) < 0);
+	CHECK(strstr(err, ":2:") != NULL);
+	policy_conf_free(&c2);
+	unlink(path);
+}
+
+int main(void)
+{
+	test_modes();
+	test_exceptions();
+	return check_done("test_policy");
+}
