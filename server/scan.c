@@ -39,8 +39,24 @@ struct dkim_job {
 	int rc;
 };
 
+/* Every DNS question of a scan goes through this wrapper: it writes the
+ * question and its answer (status, DNSSEC, TTL, cache, time) to the trace,
+ * and holds the scan alive until the answer has landed, also for lookups a
+ * check no longer waits for. */
+struct scan_dnsq {
+	struct dnsq dq;               /* first */
+	struct scan *sc;
+};
+
+struct tdq_ctx {
+	struct scan *sc;
+	dnsq_cb cb;
+	void *arg;
+};
+
 struct scan {
 	struct srv *srv;
+	struct scan_dnsq sdq;
 	struct srv_config *cfg;       /* reference held for the scan's life */
 	struct engines *eng;
 	struct proto_request req;
@@ -77,6 +93,54 @@ struct scan {
 };
 
 static void scan_progress(struct scan *sc);
+static void scan_maybe_free(struct scan *sc);
+
+static const char *rrtype_name(uint16_t t)
+{
+	switch (t) {
+	case DNSQ_T_A:     return "A";
+	case DNSQ_T_AAAA:  return "AAAA";
+	case DNSQ_T_TXT:   return "TXT";
+	case DNSQ_T_MX:    return "MX";
+	case DNSQ_T_PTR:   return "PTR";
+	case DNSQ_T_CNAME: return "CNAME";
+	case DNSQ_T_NS:    return "NS";
+	}
+	return "?";
+}
+
+static void tdq_answer(void *arg, const struct dnsq_answer *a)
+{
+	struct tdq_ctx *x = arg;
+	struct scan *sc = x->sc;
+	if (sc->trace.enabled)
+		trace_add(&sc->trace, "dns", "answer %s %s: %s%s%s, %s, %u records, ttl %u%s, %.1f ms",
+		          rrtype_name(a->qtype), a->qname, dnsq_status_name(a->status),
+		          a->why ? " - " : "", a->why ? a->why : "", dnsq_sec_name(a->sec),
+		          (unsigned)a->count, a->ttl,
+		          a->from_cache == 1 ? ", from cache" : a->from_cache == 0 ? ", not cached" : "",
+		          a->elapsed_us / 1000.0);
+	x->cb(x->arg, a);
+	free(x);
+	sc->pending--;
+	scan_maybe_free(sc);
+}
+
+static void tdq_lookup(struct dnsq *dq, const char *name, uint16_t type,
+                       dnsq_cb cb, void *arg)
+{
+	struct scan_dnsq *w = (struct scan_dnsq *)dq;
+	struct scan *sc = w->sc;
+	struct tdq_ctx *x = malloc(sizeof(*x));
+	if (!x)
+		abort();   /* a lost callback would leave a check hanging */
+	x->sc = sc;
+	x->cb = cb;
+	x->arg = arg;
+	sc->pending++;
+	trace_add(&sc->trace, "dns", "query %s %s", rrtype_name(type), name);
+	dnsq_lookup(sc->eng->dq, name, type, tdq_answer, x);
+}
 
 static void on_timer_closed(uv_handle_t *h)
 {
@@ -258,7 +322,7 @@ static void start_spf(struct scan *sc)
 		rq.engine = engine;
 		rq.receiver = cfg_authserv_id(sc->cfg);
 		sc->pending++;
-		spf_check_host(sc->eng->dq, &rq, &sc->trace, on_spf, sc);
+		spf_check_host(&sc->sdq.dq, &rq, &sc->trace, on_spf, sc);
 	}
 	/* RFC 7208 2.3: checking HELO too is recommended; with a null sender
 	 * the MAIL FROM check above already is the HELO identity */
@@ -269,7 +333,7 @@ static void start_spf(struct scan *sc)
 		rq.engine = engine;
 		rq.receiver = cfg_authserv_id(sc->cfg);
 		sc->pending++;
-		spf_check_host(sc->eng->dq, &rq, &sc->trace, on_spf_helo, sc);
+		spf_check_host(&sc->sdq.dq, &rq, &sc->trace, on_spf_helo, sc);
 	} else {
 		sc->helo_done = 1;
 	}
@@ -281,9 +345,6 @@ static void on_key(void *arg, const struct dnsq_answer *a)
 {
 	struct key_lookup *k = arg;
 	struct scan *sc = k->sc;
-	trace_add(&sc->trace, "dns", "TXT %s: %s, %s, ttl %u%s, %.1f ms", k->qname,
-	          dnsq_status_name(a->status), dnsq_sec_name(a->sec), a->ttl,
-	          a->from_cache == 1 ? ", cached" : "", a->elapsed_us / 1000.0);
 	if (dkv_keyset_put(sc->keys, k->qname, a) < 0)
 		trace_add(&sc->trace, "dkim", "cannot store the key answer for %s", k->qname);
 	free(k);
@@ -321,7 +382,7 @@ static void start_dkim_keys(struct scan *sc)
 		sc->pending++;
 		trace_add(&sc->trace, "dkim", "signature %zu d=%s s=%s a=%s: key lookup %s",
 		          i + 1, refs[i].d, refs[i].s, refs[i].a, refs[i].qname);
-		dnsq_lookup(sc->eng->dq, k->qname, DNSQ_T_TXT, on_key, k);
+		dnsq_lookup(&sc->sdq.dq, k->qname, DNSQ_T_TXT, on_key, k);
 	}
 }
 
@@ -398,7 +459,7 @@ static void start_dmarc(struct scan *sc)
 	o->defer_arg = sc->eng;
 	if (o->mode == DMARC_MODE_RFC7489 && !o->psl)
 		o->mode = DMARC_MODE_RFC9989;
-	sc->dmarc = dmarc_start(sc->eng->dq, o, &author, sc->deadline_us, &sc->trace);
+	sc->dmarc = dmarc_start(&sc->sdq.dq, o, &author, sc->deadline_us, &sc->trace);
 	if (sc->dmarc)
 		sc->pending++;   /* released by on_dmarc, once dmarc_finish ran */
 	else
@@ -483,6 +544,8 @@ struct scan *scan_new(struct srv *s, struct proto_request *req,
 	}
 	sc->srv = s;
 	sc->eng = s->eng;
+	sc->sdq.dq.lookup = tdq_lookup;
+	sc->sdq.sc = sc;
 	sc->cfg = cfg_ref(s->cfg);
 	sc->req = *req;
 	memset(req, 0, sizeof(*req));
