@@ -1,0 +1,275 @@
+#!/usr/bin/python3
+"""End-to-end scenarios: every entry of scenarios.py is signed with
+python3-dkim, scanned by the real alignd against the test DNS world, and
+its verdict compared with the expectation.
+
+    run_scenarios.py [--cache-dir D] [--only SUBSTR]... [--verbose] [--list]
+
+Environment: ALIGND and ALIGNC (the programs under test), PYTHONPATH with
+tests/integration and tests/lib. Prints one line per scenario, then
+"scenarios: N passed, M failed" and every failure with expected vs got;
+exits 1 when any failed.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from dnsworld import World  # noqa: E402
+from harness import ALIGNC, Daemon, scan_request  # noqa: E402
+from scenlib import Result, sign  # noqa: E402
+from scenarios import SCENARIOS  # noqa: E402
+
+BASE_ARGS = ["--set", "dns_mode=recursive"]
+PROFILES = {
+    "default": [],
+    "rfc7489": ["--set", "dmarc_mode=rfc7489"],
+    "deadline": ["--set", "dns_timeout=1s", "--set", "scan_timeout=3s"],
+    "fresh": [],
+}
+KNOWN_KEYS = {"name", "about", "msg", "sign", "after", "resign", "ip", "helo", "mail_from",
+              "profile", "format", "explain", "action", "smtp", "symbols", "nosymbols",
+              "ar", "noar", "trace", "notrace", "max_seconds", "inflight"}
+AUTHSERV_ID = "mx.test.example"
+
+
+def build_message(sc, world_dir):
+    msg = sign(sc["msg"], sc.get("sign", []), world_dir)
+    for f in sc.get("after", []):
+        msg = f(msg)
+    if sc.get("resign"):
+        msg = sign(msg, sc["resign"], world_dir)
+    return msg
+
+
+def scan(daemon, sc, msg, workdir):
+    fmt = sc.get("format", "text")
+    explain = (sc.get("explain", False) or sc.get("inflight", False) or fmt == "alignc"
+               or bool(sc.get("trace")) or bool(sc.get("notrace")))
+    t0 = time.monotonic()
+    if fmt == "alignc":
+        path = os.path.join(workdir, sc["name"] + ".eml")
+        with open(path, "wb") as f:
+            f.write(msg)
+        args = [ALIGNC, "-s", daemon.socket, "--explain"]
+        if sc.get("ip"):
+            args += ["--ip", sc["ip"]]
+        if sc.get("helo"):
+            args += ["--helo", sc["helo"]]
+        if sc.get("mail_from") is not None:
+            args += ["--from", sc["mail_from"]]
+        p = subprocess.run(args + [path], capture_output=True, timeout=60)
+        r = Result.from_alignc(p.stdout)
+        r.alignc_rc = p.returncode
+        r.alignc_stdout = p.stdout.decode("utf-8", "replace")
+    else:
+        req = scan_request(msg, ip=sc.get("ip"), helo=sc.get("helo"),
+                           mail_from=sc.get("mail_from"),
+                           queue_id="SC" + re.sub(r"[^A-Za-z0-9]", "", sc["name"])[:30],
+                           fmt="msgpack" if fmt == "msgpack" else None, explain=explain)
+        raw = daemon.request(req, timeout=60)
+        r = Result.from_msgpack(raw) if fmt == "msgpack" else Result.from_text(raw)
+    r.seconds = time.monotonic() - t0
+    return r
+
+
+# ---- checks: each returns a list of (what, expected, got) ----
+
+def check(sc, r):
+    bad = []
+
+    def want(cond, what, exp, got):
+        if not cond:
+            bad.append((what, exp, got))
+
+    want(r.status == 200, "status", 200, r.status)
+    if r.status != 200:
+        return bad
+    allowed = sc["action"] if isinstance(sc["action"], tuple) else (sc["action"],)
+    want(r.action in allowed, "action", " or ".join(allowed), r.action)
+    # the SMTP reply: given with reject and tempfail only, with the right codes
+    if "smtp" in sc:
+        if sc["smtp"] is None:
+            want(r.smtp is None, "no SMTP-Reply", None, r.smtp)
+        else:
+            want(r.smtp is not None and r.smtp.startswith(sc["smtp"]), "SMTP-Reply prefix",
+                 sc["smtp"], r.smtp)
+    codes = {"reject": "550 5.7.1", "tempfail": "451 4.7."}
+    if r.action in codes:
+        want(r.smtp is not None and r.smtp.startswith(codes[r.action]),
+             "SMTP-Reply of " + r.action, codes[r.action], r.smtp)
+    elif r.action in ("accept", "quarantine"):
+        want(r.smtp is None, "no SMTP-Reply with " + r.action, None, r.smtp)
+    if r.action == "quarantine":
+        want(any(h.lower().startswith("x-alignd-quarantine:") for h in r.add_headers),
+             "Add-Header X-Alignd-Quarantine with quarantine", "present", r.add_headers)
+    # symbols, and the score as their sum
+    for s in sc.get("symbols", []):
+        want(r.has_symbol(s), "symbol", s, r.symbols)
+    for s in sc.get("nosymbols", []):
+        want(s not in r.symbol_names(), "symbol absent", s, r.symbols)
+    if r.score is not None:
+        total = sum(s[1] for s in r.symbols)
+        want(abs(total - r.score) < 0.011, "Score = sum of symbol weights", "%.2f" % total,
+             r.score)
+    # Authentication-Results (RFC 8601): authserv-id first, one method each
+    ar = r.ar or ""
+    want(ar.startswith(AUTHSERV_ID + ";"), "A-R authserv-id", AUTHSERV_ID + ";", ar[:40])
+    for method in ("spf=", "dkim=", "dmarc="):
+        want(method in ar, "A-R method", method, ar)
+    for frag in sc.get("ar", []):
+        want(frag in ar, "A-R fragment", frag, ar)
+    for frag in sc.get("noar", []):
+        want(frag not in ar, "A-R fragment absent", frag, ar)
+    # Trace
+    lines = ["%s: %s" % (a, x) for _, a, x in r.trace]
+    for rx in sc.get("trace", []):
+        want(any(re.search(rx, ln) for ln in lines), "Trace line matching", rx,
+             "%d trace lines" % len(lines))
+    for rx in sc.get("notrace", []):
+        hit = [ln for ln in lines if re.search(rx, ln)]
+        want(not hit, "no Trace line matching " + rx, "none", hit[:2])
+    if sc.get("inflight"):
+        bad += check_inflight(sc, r)
+    if sc.get("max_seconds") is not None:
+        want(r.seconds <= sc["max_seconds"], "wall time (s)",
+             "<= %.1f" % sc["max_seconds"], "%.3f" % r.seconds)
+    if sc.get("format") == "alignc":
+        want(getattr(r, "alignc_rc", None) == {"accept": 0, "quarantine": 1, "reject": 2,
+                                               "tempfail": 3}[sc["action"]],
+             "alignc exit status", sc["action"], getattr(r, "alignc_rc", None))
+        out = getattr(r, "alignc_stdout", "")
+        want("Action: " + sc["action"] in out, "alignc prints the action",
+             "Action: " + sc["action"], out[:200])
+    return bad
+
+
+STARTS = [
+    ("spf", re.compile(r"^spf: check_host\(")),
+    ("dmarc", re.compile(r"^dmarc: query _dmarc\.")),
+    ("dkim", re.compile(r"^dkim: signature \d+ .*key lookup")),
+]
+ANSWERS = [
+    re.compile(r"^dmarc: answer "),
+    re.compile(r"^dns: "),
+    re.compile(r"^spf: \S+: (record|none|temperror|permerror)"),
+]
+
+
+def check_inflight(sc, r):
+    """The first question of each check is asked before any answer lands."""
+    first_start = {}
+    first_answer = None
+    for t, a, x in r.trace:
+        line = "%s: %s" % (a, x)
+        for kind, rx in STARTS:
+            if rx.search(line) and kind not in first_start:
+                first_start[kind] = (t, line)
+        if first_answer is None and any(rx.search(line) for rx in ANSWERS):
+            first_answer = (t, line)
+    bad = []
+    missing = [k for k, _ in STARTS if k not in first_start]
+    if missing or first_answer is None:
+        return [("in-flight: trace has the starts of spf, dmarc, dkim and an answer",
+                 "all present", "missing %s, answer %s" % (missing, first_answer))]
+    last = max(first_start.values())
+    if not last[0] < first_answer[0]:
+        bad.append(("in-flight: every first-level lookup issued before the first answer",
+                    "last start %.3fms < first answer" % last[0],
+                    "first answer at %.3fms (%s) before %s" % (first_answer[0], first_answer[1],
+                                                                last[1])))
+    r.inflight_info = "starts %s; first answer +%.3fms" % (
+        ", ".join("%s +%.3fms" % (k, v[0]) for k, v in sorted(first_start.items())),
+        first_answer[0])
+    return bad
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cache-dir")
+    ap.add_argument("--only", action="append", default=[])
+    ap.add_argument("--verbose", "-v", action="store_true")
+    ap.add_argument("--list", action="store_true")
+    opts = ap.parse_args()
+
+    names = [s["name"] for s in SCENARIOS]
+    dup = {n for n in names if names.count(n) > 1}
+    assert not dup, "duplicate scenario names: %s" % dup
+    for s in SCENARIOS:
+        unknown = set(s) - KNOWN_KEYS
+        assert not unknown, "%s: unknown keys %s" % (s["name"], unknown)
+        assert s.get("profile", "default") in PROFILES, s["name"]
+    todo = [s for s in SCENARIOS if not opts.only or any(o in s["name"] for o in opts.only)]
+    if opts.list:
+        for s in todo:
+            print("%-40s %s" % (s["name"], s.get("about", "")))
+        return 0
+
+    failures = []
+    passed = 0
+    daemons = {}
+    t_all = time.monotonic()
+    workdir = tempfile.mkdtemp(prefix="alignd-scen-")
+    try:
+        with World(cache_dir=opts.cache_dir) as w:
+            for sc in todo:
+                profile = sc.get("profile", "default")
+                try:
+                    msg = build_message(sc, w.world_dir)
+                    if profile == "fresh":
+                        with Daemon(*(BASE_ARGS + PROFILES[profile]), world=w) as d:
+                            r = scan(d, sc, msg, workdir)
+                    else:
+                        if profile not in daemons:
+                            daemons[profile] = Daemon(*(BASE_ARGS + PROFILES[profile]),
+                                                      world=w).start()
+                        d = daemons[profile]
+                        r = scan(d, sc, msg, workdir)
+                        if d.proc.poll() is not None:
+                            raise RuntimeError("alignd exited (%s) during the scan:\n%s" %
+                                               (d.proc.returncode, d.logtext()[-3000:]))
+                    bad = check(sc, r)
+                except Exception as e:  # the scenario failed, the run goes on
+                    r = None
+                    bad = [("scenario ran", "no exception", "%s: %s" % (type(e).__name__, e))]
+                extra = ""
+                if r is not None:
+                    extra = " %.3fs %dB" % (r.seconds, len(msg))
+                    if getattr(r, "inflight_info", None):
+                        extra += " (" + r.inflight_info + ")"
+                if bad:
+                    failures.append((sc, bad, r))
+                    print("FAIL %-40s%s" % (sc["name"], extra), flush=True)
+                else:
+                    passed += 1
+                    print("ok   %-40s%s" % (sc["name"], extra), flush=True)
+                if opts.verbose and r is not None:
+                    print("     " + r.brief())
+                    if r.trace:
+                        print("     " + r.trace_text().replace("\n", "\n     "))
+    finally:
+        for d in daemons.values():
+            d.cleanup()
+        import shutil
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print()
+    print("scenarios: %d passed, %d failed (%.1fs)" % (passed, len(failures),
+                                                       time.monotonic() - t_all))
+    for sc, bad, r in failures:
+        print("\nFAILED %s: %s" % (sc["name"], sc.get("about", "")))
+        for what, exp, got in bad:
+            print("  %s\n    expected: %s\n    got:      %s" % (what, exp, got))
+        if r is not None:
+            print("  reply: " + r.brief())
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
