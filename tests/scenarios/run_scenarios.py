@@ -31,6 +31,9 @@ PROFILES = {
     "default": [],
     "rfc7489": ["--set", "dmarc_mode=rfc7489"],
     "deadline": ["--set", "dns_timeout=1s", "--set", "scan_timeout=3s"],
+    "strict": ["--set", "policy_mode=strict"],
+    "quarantine-only": ["--set", "policy_mode=quarantine-only"],
+    "lists": ["--set", "trusted_lists=list.example"],
     "fresh": [],
 }
 KNOWN_KEYS = {"name", "about", "msg", "sign", "after", "resign", "ip", "helo", "mail_from",
@@ -150,14 +153,15 @@ def check(sc, r):
     return bad
 
 
+# First question of each check: the check's own line or the DNS layer's.
 STARTS = [
-    ("spf", re.compile(r"^spf: check_host\(")),
-    ("dmarc", re.compile(r"^dmarc: query _dmarc\.")),
-    ("dkim", re.compile(r"^dkim: signature \d+ .*key lookup")),
+    ("spf", re.compile(r"^(spf: check_host\(|dns: query TXT (?!_dmarc\.)(?!\S*\._domainkey\.))")),
+    ("dmarc", re.compile(r"^(dmarc: query _dmarc\.|dns: query TXT _dmarc\.)")),
+    ("dkim", re.compile(r"^(dkim: signature \d+ .*key lookup|dns: query TXT \S+\._domainkey\.)")),
 ]
 ANSWERS = [
+    re.compile(r"^dns: answer "),
     re.compile(r"^dmarc: answer "),
-    re.compile(r"^dns: "),
     re.compile(r"^spf: \S+: (record|none|temperror|permerror)"),
 ]
 
@@ -188,6 +192,23 @@ def check_inflight(sc, r):
         ", ".join("%s +%.3fms" % (k, v[0]) for k, v in sorted(first_start.items())),
         first_answer[0])
     return bad
+
+
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: \w+Sanitizer")
+
+
+def stop_daemon(d):
+    """Stops d; returns None, or what was wrong: a non-zero exit (ASan
+    reports make it non-zero) or a sanitizer report in its log."""
+    log = d.logtext()
+    try:
+        d.cleanup()
+    except AssertionError as e:
+        return str(e)[-4000:]
+    m = SANITIZER_RE.search(log)
+    if m:
+        return "sanitizer report in the log:\n" + log[max(0, m.start() - 200):m.start() + 3000]
+    return None
 
 
 def main():
@@ -223,8 +244,13 @@ def main():
                 try:
                     msg = build_message(sc, w.world_dir)
                     if profile == "fresh":
-                        with Daemon(*(BASE_ARGS + PROFILES[profile]), world=w) as d:
+                        d = Daemon(*(BASE_ARGS + PROFILES[profile]), world=w).start()
+                        try:
                             r = scan(d, sc, msg, workdir)
+                        finally:
+                            problem = stop_daemon(d)
+                        if problem:
+                            raise RuntimeError(problem)
                     else:
                         if profile not in daemons:
                             daemons[profile] = Daemon(*(BASE_ARGS + PROFILES[profile]),
@@ -254,8 +280,12 @@ def main():
                     if r.trace:
                         print("     " + r.trace_text().replace("\n", "\n     "))
     finally:
-        for d in daemons.values():
-            d.cleanup()
+        for profile, d in daemons.items():
+            problem = stop_daemon(d)
+            if problem:
+                failures.append(({"name": "daemon[%s]" % profile,
+                                  "about": "the daemon of this profile exits cleanly"},
+                                 [("clean exit, no sanitizer report", "exit 0", problem)], None))
         import shutil
         shutil.rmtree(workdir, ignore_errors=True)
 
