@@ -88,6 +88,8 @@ static inline char *fz_dup(const uint8_t *data, size_t size)
 		abort();
 	if (size)
 		memcpy(s, data, size);
+	else
+		s[0] = '\0';
 	return s;
 }
 
