@@ -1,0 +1,455 @@
+"""Real MTAs for the end-to-end tests: a private Postfix instance, the
+alignd-milter process, swaks as the SMTP client, DKIM signing with the test
+world's keys, and an unpacked Exim.
+
+Everything listens on 127.0.0.1 or on UNIX sockets in private temporary
+directories, and everything started here is stopped by stop()/cleanup(),
+also when a test fails half-way.
+"""
+import email
+import glob
+import os
+import pwd
+import grp
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import dkim
+
+BUILD = os.environ.get("ALIGND_BUILD_ROOT", "")
+MILTER = os.environ.get("ALIGND_MILTER", os.path.join(BUILD, "clients/milter/alignd-milter"))
+FILTER = os.environ.get("ALIGND_FILTER", os.path.join(BUILD, "clients/filter/alignd-filter"))
+POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
+SWAKS = shutil.which("swaks") or "/usr/bin/swaks"
+AUTHSERV_ID = "mx.test.example"
+# above the daemon's DNS deadline in the tests, and swaks' 30 s default
+SMTP_TIMEOUT = int(os.environ.get("E2E_SMTP_TIMEOUT", "90"))
+
+
+def free_tcp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def missing_tools():
+    """Why the Postfix tests cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "Postfix's master must be started as root"
+    for p in (POSTFIX, SWAKS, "/usr/lib/postfix/sbin/master"):
+        if not os.path.exists(p):
+            return "%s is not installed" % p
+    try:
+        pwd.getpwnam("postfix")
+        grp.getgrnam("postdrop")
+    except KeyError:
+        return "the postfix user or postdrop group is missing"
+    return None
+
+
+def world_dir_readable(path):
+    """Postfix's unprivileged processes must reach sockets and programs
+    under path: open up the private directories on the way (they hold no
+    secrets, only test data)."""
+    os.chmod(path, 0o755)
+
+
+# ---------------------------------------------------------------- messages
+
+def make_message(from_addr, to_addr, subject, body="Hello.\r\n", extra_headers=(),
+                 msgid=None):
+    """An RFC 5322 message (bytes, CRLF)."""
+    h = []
+    h += list(extra_headers)
+    h.append("From: %s" % from_addr)
+    h.append("To: %s" % to_addr)
+    h.append("Subject: %s" % subject)
+    h.append("Date: Mon, 20 Nov 2023 10:00:00 +0000")
+    h.append("Message-ID: <%s>" % (msgid or "%f.%d@test" % (time.time(), os.getpid())))
+    text = "\r\n".join(h) + "\r\n\r\n" + body
+    return text.encode()
+
+
+def dkim_sign(msg, world_dir, domain, selector, headers=None):
+    """Prepends a DKIM-Signature made with the world's private key."""
+    key_path = os.path.join(world_dir, "dkim", domain, selector + ".pem")
+    with open(key_path, "rb") as f:
+        key = f.read()
+    sig = dkim.sign(msg, selector.encode(), domain.encode(), key,
+                    include_headers=headers or [b"from", b"to", b"subject", b"date",
+                                                b"message-id"],
+                    canonicalize=(b"relaxed", b"relaxed"))
+    return sig.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + msg
+
+
+def dot_stuff(msg):
+    """SMTP DATA transparency (RFC 5321 4.5.2), done here because swaks
+    is told to send DATA exactly as given."""
+    lines = msg.split(b"\r\n")
+    return b"\r\n".join((b"." + l) if l.startswith(b".") else l for l in lines)
+
+
+# ---------------------------------------------------------------- swaks
+
+class SmtpResult:
+    def __init__(self, proc):
+        self.rc = proc.returncode
+        self.transcript = proc.stdout.decode("utf-8", "replace") + \
+            proc.stderr.decode("utf-8", "replace")
+
+    def final_reply(self):
+        """The server's reply to the end of DATA, e.g. '550 5.7.1 ...'."""
+        lines = self.transcript.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith(" -> ") and line.endswith(" lines sent"):
+                for later in lines[i + 1:]:
+                    if later.startswith("<"):
+                        return later.split(" ", 1)[1].strip()
+        return None
+
+
+def swaks(port, mail_from, rcpt, msg, client_ip=None, helo=None, timeout=SMTP_TIMEOUT):
+    """One SMTP transaction on 127.0.0.1:port; XCLIENT makes Postfix see the
+    scenario's client address and HELO name."""
+    data = dot_stuff(msg)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    data += b"."   # swaks sends DATA as given plus one CRLF: the terminator
+    with tempfile.NamedTemporaryFile(prefix="alignd-e2e-", suffix=".eml", delete=False) as f:
+        f.write(data)
+        path = f.name
+    cmd = [SWAKS, "--server", "127.0.0.1", "--port", str(port),
+           "--from", mail_from, "--to", rcpt, "--helo", helo or "client.test",
+           "--data", "@" + path, "--no-data-fixup", "--timeout", str(timeout),
+           "--suppress-data"]
+    if client_ip:
+        addr = ("IPV6:" + client_ip) if ":" in client_ip else client_ip
+        cmd += ["--xclient-addr", addr, "--xclient-helo", helo or "unknown",
+                "--xclient-name", "[UNAVAILABLE]", "--xclient-no-verify"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=timeout + 30)
+    finally:
+        os.unlink(path)
+    return SmtpResult(p)
+
+
+# ---------------------------------------------------------------- Postfix
+
+DEFAULT_MAIN_CF = "/etc/postfix/main.cf"
+MARKER = "# written by alignd's end-to-end tests; removed when they end\n"
+
+
+class AltConfigDir:
+    """Set-gid Postfix programs (postdrop, which sendmail runs for users
+    other than root) accept a private configuration directory only when the
+    default main.cf lists it in alternate_config_directories. With the
+    Debian package installed as 'No configuration' there is no default
+    main.cf: this writes one holding only that line while the test runs,
+    and removes it afterwards. An existing main.cf of a real installation
+    is never modified (the caller then skips)."""
+
+    def __init__(self, config_dir):
+        self.dir = config_dir
+        self.created = False
+
+    def usable(self):
+        return not os.path.exists(DEFAULT_MAIN_CF)
+
+    def __enter__(self):
+        if not self.usable():
+            raise RuntimeError("%s exists" % DEFAULT_MAIN_CF)
+        fd = os.open(DEFAULT_MAIN_CF, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self.created = True
+        with os.fdopen(fd, "w") as f:
+            f.write(MARKER + "alternate_config_directories = %s\n" % self.dir)
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def release(self):
+        if self.created:
+            try:
+                with open(DEFAULT_MAIN_CF) as f:
+                    ours = f.read().startswith(MARKER)
+                if ours:
+                    os.unlink(DEFAULT_MAIN_CF)
+            except OSError:
+                pass
+            self.created = False
+
+
+class Postfix:
+    """A private Postfix instance: config, queue, log and mailboxes in one
+    temporary directory; smtpd on 127.0.0.1:port. mode 'milter' checks at
+    SMTP time through alignd-milter; mode 'filter' through the
+    content_filter pipe to alignd-filter."""
+
+    def __init__(self, mode, daemon_socket, milter_args=(), filter_args=()):
+        self.mode = mode
+        self.dir = tempfile.mkdtemp(prefix="alignd-postfix-")
+        world_dir_readable(self.dir)
+        self.port = free_tcp_port()
+        self.daemon_socket = daemon_socket
+        self.milter_args = list(milter_args)
+        self.filter_args = list(filter_args)
+        self.milter = None
+        self.started = False
+        self.mail = os.path.join(self.dir, "mail")
+        self.milter_sock = os.path.join(self.dir, "milter", "milter.sock")
+        self.maillog = os.path.join(self.dir, "maillog")
+        self.env = dict(os.environ, MAIL_CONFIG=self.dir)
+
+    # mailboxes (Maildir, delivered by virtual(8) as nobody)
+    BOXES = {"inbox@test.example": "inbox/", "attacker@example.net": "attacker/",
+             "bob@example.net": "bob/"}
+
+    def _write_config(self):
+        d = self.dir
+        nobody = pwd.getpwnam("nobody")
+        for sub in ("queue", "data", "mail", "milter", "bin"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        pf = pwd.getpwnam("postfix")
+        os.chown(os.path.join(d, "data"), pf.pw_uid, pf.pw_gid)
+        os.chmod(os.path.join(d, "data"), 0o700)
+        os.chmod(os.path.join(d, "milter"), 0o755)
+        os.chown(self.mail, nobody.pw_uid, nobody.pw_gid)
+        with open(os.path.join(d, "vmailbox"), "w") as f:
+            for addr, box in self.BOXES.items():
+                f.write("%s %s\n" % (addr, box))
+        main = """\
+compatibility_level = 3.6
+queue_directory = {d}/queue
+data_directory = {d}/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx.test.example
+mydomain = test.example
+myorigin = test.example
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_authorized_xclient_hosts = 127.0.0.0/8
+local_header_rewrite_clients =
+maillog_file = {d}/maillog
+maillog_file_prefixes = {d}
+alias_maps =
+alias_database =
+local_recipient_maps =
+relayhost =
+smtp_host_lookup = native
+disable_dns_lookups = yes
+biff = no
+append_dot_mydomain = no
+smtputf8_enable = no
+virtual_mailbox_domains = test.example example.net
+virtual_mailbox_base = {d}/mail
+virtual_mailbox_maps = texthash:{d}/vmailbox
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+queue_run_delay = 3600s
+minimal_backoff_time = 3600s
+maximal_backoff_time = 3600s
+bounce_queue_lifetime = 1d
+delay_warning_time = 0
+milter_default_action = tempfail
+milter_content_timeout = 120s
+""".format(d=d, uid=nobody.pw_uid, gid=nobody.pw_gid)
+        smtpd_opts = ""
+        if self.mode == "milter":
+            main += "smtpd_milters = unix:%s\n" % self.milter_sock
+        else:
+            smtpd_opts = "  -o content_filter=alignd:dummy\n"
+        with open(os.path.join(d, "main.cf"), "w") as f:
+            f.write(main)
+        master = """\
+127.0.0.1:{port} inet n - n - - smtpd
+{smtpd_opts}pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+virtual   unix  -       n       n       -       -       virtual
+smtp      unix  -       -       n       -       -       smtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+""".format(port=self.port, smtpd_opts=smtpd_opts)
+        if self.mode == "filter":
+            # the filter runs as nobody with postdrop as its primary group:
+            # then postdrop (set-gid) accepts this private config directory
+            # (alternate_config_directories is only needed across groups)
+            filt = os.path.join(d, "bin", "alignd-filter")
+            shutil.copy(FILTER, filt)
+            os.chmod(filt, 0o755)
+            master += ("alignd unix - n n - 10 pipe\n"
+                       "  flags=q user=nobody argv={filt} -s {sock} "
+                       "-c ${{client_address}} -h ${{client_helo}} -i ${{queue_id}} "
+                       "-f ${{sender}} {extra} -- ${{recipient}}\n").format(
+                filt=filt, sock=self.daemon_socket, extra=" ".join(self.filter_args))
+        with open(os.path.join(d, "master.cf"), "w") as f:
+            f.write(master)
+
+    def start(self):
+        self._write_config()
+        if self.mode == "milter":
+            self.start_milter()
+        p = subprocess.run([POSTFIX, "-c", self.dir, "start"], env=self.env,
+                           capture_output=True, timeout=60)
+        self.started = True
+        if p.returncode != 0:
+            raise RuntimeError("postfix start failed: %s%s\n%s" % (
+                p.stdout.decode(), p.stderr.decode(), self.log()))
+        self.wait_port()
+        return self
+
+    def start_milter(self):
+        self.milter_log = open(os.path.join(self.dir, "milter.log"), "ab")
+        cmd = [MILTER, "-p", "unix:" + self.milter_sock, "-m", "0666",
+               "-s", self.daemon_socket, "-d"] + self.milter_args
+        self.milter = subprocess.Popen(cmd, stdout=self.milter_log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        end = time.monotonic() + 10
+        while not os.path.exists(self.milter_sock):
+            if self.milter.poll() is not None or time.monotonic() > end:
+                raise RuntimeError("alignd-milter did not start:\n" + self.milter_text())
+            time.sleep(0.05)
+
+    def milter_text(self):
+        try:
+            with open(os.path.join(self.dir, "milter.log"), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait_port(self, timeout=20):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                    s.recv(512)
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("postfix is not listening:\n" + self.log())
+
+    def log(self):
+        try:
+            with open(self.maillog, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def send(self, mail_from, rcpt, msg, client_ip=None, helo=None):
+        return swaks(self.port, mail_from, rcpt, msg, client_ip, helo)
+
+    def mailbox(self, box):
+        """Delivered messages of one mailbox, oldest first, as
+        email.message.Message objects."""
+        out = []
+        files = glob.glob(os.path.join(self.mail, box, "new", "*"))
+        for p in sorted(files, key=os.path.getmtime):
+            with open(p, "rb") as f:
+                out.append(email.message_from_bytes(f.read()))
+        return out
+
+    def wait_mail(self, box, count, timeout=30):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            m = self.mailbox(box)
+            if len(m) >= count:
+                return m
+            time.sleep(0.2)
+        return self.mailbox(box)
+
+    def queue(self):
+        """postqueue -j: one dict per queued message."""
+        import json
+        p = subprocess.run(["postqueue", "-c", self.dir, "-j"], env=self.env,
+                           capture_output=True, timeout=30)
+        return [json.loads(l) for l in p.stdout.decode().splitlines() if l.strip()]
+
+    def flush(self):
+        subprocess.run(["postqueue", "-c", self.dir, "-f"], env=self.env,
+                       capture_output=True, timeout=30)
+
+    def wait_log(self, text, timeout=30):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if text in self.log():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def stop(self):
+        if self.started:
+            subprocess.run([POSTFIX, "-c", self.dir, "stop"], env=self.env,
+                           capture_output=True, timeout=60)
+            pidf = os.path.join(self.dir, "queue", "pid", "master.pid")
+            end = time.monotonic() + 10
+            while os.path.exists(pidf) and time.monotonic() < end:
+                time.sleep(0.1)
+            self._kill_leftovers()
+            self.started = False
+        self.stop_milter()
+
+    def stop_milter(self):
+        if self.milter and self.milter.poll() is None:
+            self.milter.send_signal(signal.SIGTERM)
+            try:
+                self.milter.wait(10)
+            except subprocess.TimeoutExpired:
+                self.milter.kill()
+                self.milter.wait()
+        if self.milter:
+            self.milter_log.close()
+            self.milter = None
+
+    def _kill_leftovers(self):
+        """Postfix processes of this instance that outlived 'postfix stop'
+        (found by the private directory in their command line or cwd)."""
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cwd = os.readlink("/proc/%s/cwd" % pid)
+            except OSError:
+                continue
+            if cwd.startswith(self.dir + "/"):
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+
+    def cleanup(self):
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc):
+        self.cleanup()
