@@ -13,6 +13,7 @@
 #include "server/log.h"
 #include "server/srv.h"
 #include "server/stats.h"
+#include "checks/arc/arc.h"
 #include "checks/dkim/dkv.h"
 #include "checks/dmarc/dmarc.h"
 #include "checks/msg.h"
@@ -31,12 +32,13 @@ struct key_lookup {
 	char qname[DKV_NAME_MAX];
 };
 
-struct dkim_job {
+struct dkim_job {                 /* DKIM and ARC verification of one message */
 	uv_work_t work;
 	struct scan *sc;
 	struct dkv_result res;
+	struct arc_result arc;
 	struct trace trace;
-	int rc;
+	int rc, arc_rc;
 };
 
 /* Every DNS question of a scan goes through this wrapper: it writes the
@@ -83,8 +85,12 @@ struct scan {
 	/* DKIM */
 	struct dkv_keyset *keys;
 	unsigned key_lookups;
-	int dkim_queued, dkim_done, dkim_ran;
+	int dkim_queued, dkim_done, dkim_ran;   /* the crypto stage: DKIM and ARC */
+	int has_dkim, arc_needs_crypto, arc_ran;
 	struct dkv_result dkim;
+	struct arc_result arc;
+	char asked[LIM_DKIM_MAX_SIGNATURES * 8 + ARC_MAX_REFS][DKV_NAME_MAX];
+	size_t n_asked;
 	/* DMARC */
 	struct dmarc_opts dmarc_opts;
 	struct dmarc_eval *dmarc;
@@ -155,6 +161,7 @@ static void on_timer_closed(uv_handle_t *h)
 		proto_request_clear(&sc->req);
 		dkv_keyset_free(&sc->keys);
 		dkv_result_free(&sc->dkim);
+		arc_result_free(&sc->arc);
 		free(sc->msg);
 		cfg_unref(&sc->cfg);
 		free(sc);
@@ -202,7 +209,20 @@ static void scan_report(struct scan *sc)
 		.dkim_timeout = !sc->dkim_done,
 		.dmarc = sc->dmarc_done && sc->dmarc_ran ? &sc->dmarc_res : NULL,
 		.timed_out = sc->timed_out,
+		.arc_oldest_pass = -1,
 	};
+	char arc_text[DKV_NAME_MAX + 64];
+	if (sc->arc_ran && sc->arc.chain != AUTH_NONE) {
+		in.arc = sc->arc.chain;
+		if (sc->arc.chain == AUTH_PASS && sc->arc.n_sets > 0 && sc->arc.sets) {
+			snprintf(arc_text, sizeof(arc_text), "i=%u, sealer %s", sc->arc.n_sets,
+			         sc->arc.sets[sc->arc.n_sets - 1].as.d);
+			in.arc_comment = arc_text;
+			in.arc_oldest_pass = (int)sc->arc.oldest_pass;
+		} else {
+			in.arc_comment = sc->arc.reason;
+		}
+	}
 	/* indirect flows: may a DMARC reject be lowered? (docs/policy.md) */
 	struct policy_decision pd;
 	if (sc->dmarc_done && sc->dmarc_ran && sc->dmarc_res.res == DMARC_RES_FAIL) {
@@ -212,9 +232,19 @@ static void scan_report(struct scan *sc)
 			if (sc->dkim.sigs[i].res == AUTH_PASS)
 				passing[np++] = sc->dkim.sigs[i].d;
 		struct policy_evidence ev;
+		const char *sealers[ARC_MAX_SETS];
+		size_t ns = 0;
+		if (sc->arc_ran && sc->arc.chain == AUTH_PASS)
+			for (size_t k = sc->arc.n_sets; k > 0 && ns < ARC_MAX_SETS; k--)
+				if (sc->arc.sets && sc->arc.sets[k - 1].as.d[0])
+					sealers[ns++] = sc->arc.sets[k - 1].as.d;
 		policy_gather(&sc->cfg->policy, sc->headers_done ? &sc->parsed : NULL,
 		              sc->req.client_ip, sc->req.helo, sc->req.mail_from, passing, np,
-		              AUTH_NONE, NULL, 0, NULL, &ev);
+		              sc->arc_ran ? sc->arc.chain : AUTH_NONE, sealers, ns,
+		              sc->arc_ran ? sc->arc.aar1 : NULL, &ev);
+		if (ev.arc == AUTH_PASS)
+			trace_add(&sc->trace, "policy", "arc=pass, newest sealer %s%s", ns ? sealers[0] : "?",
+			          ev.arc_trusted ? " (trusted)" : " (not trusted)");
 		enum policy_disp disp = sc->dmarc_res.disp == DMARC_DISP_REJECT ? POLICY_DISP_REJECT
 		                      : sc->dmarc_res.disp == DMARC_DISP_QUARANTINE ? POLICY_DISP_QUARANTINE
 		                      : POLICY_DISP_NONE;
@@ -339,7 +369,7 @@ static void start_spf(struct scan *sc)
 	}
 }
 
-/* ---- DKIM ---- */
+/* ---- DKIM and ARC: keys on the loop, crypto on a worker ---- */
 
 static void on_key(void *arg, const struct dnsq_answer *a)
 {
@@ -353,7 +383,26 @@ static void on_key(void *arg, const struct dnsq_answer *a)
 	scan_progress(sc);
 }
 
-static void start_dkim_keys(struct scan *sc)
+/* Looks a key record up once per scan, whichever check asked first. */
+static void want_key(struct scan *sc, const char *qname)
+{
+	for (size_t i = 0; i < sc->n_asked; i++)
+		if (strcmp(sc->asked[i], qname) == 0)
+			return;
+	if (sc->n_asked == sizeof(sc->asked) / sizeof(sc->asked[0]))
+		return;             /* beyond the caps: the key stays missing (temperror) */
+	struct key_lookup *k = malloc(sizeof(*k));
+	if (!k)
+		return;
+	snprintf(sc->asked[sc->n_asked++], DKV_NAME_MAX, "%s", qname);
+	k->sc = sc;
+	memcpy(k->qname, qname, sizeof(k->qname));
+	sc->key_lookups++;
+	sc->pending++;
+	dnsq_lookup(&sc->sdq.dq, k->qname, DNSQ_T_TXT, on_key, k);
+}
+
+static void start_keys(struct scan *sc)
 {
 	struct dkv_sigref refs[64];
 	size_t max = dkv_lib_max_signatures(sc->eng->dkv);
@@ -361,59 +410,89 @@ static void start_dkim_keys(struct scan *sc)
 		max = 64;
 	size_t total = 0;
 	size_t n = dkv_list(&sc->parsed, refs, max, &total);
-	if (total == 0) {
-		sc->dkim_done = 1;     /* no signature: nothing to verify */
+	struct arc_ref *arefs = calloc(ARC_MAX_REFS, sizeof(*arefs));
+	struct arc_listing sum;
+	size_t na = arefs ? arc_list(&sc->parsed, arefs, ARC_MAX_REFS, &sum) : 0;
+	if (!arefs) {
+		sum.decided = 1;
+		sum.result = AUTH_TEMPERROR;
+		snprintf(sum.reason, sizeof(sum.reason), "out of memory");
+	}
+	sc->has_dkim = total > 0;
+	sc->arc_needs_crypto = !sum.decided;
+	if (sum.decided) {
+		/* no ARC field, or a structure that fails before any crypto */
+		sc->arc.chain = sum.result;
+		snprintf(sc->arc.reason, sizeof(sc->arc.reason), "%s", sum.reason);
+		sc->arc.n_sets = sum.n_sets;
+		sc->arc_ran = 1;
+		if (sum.result != AUTH_NONE)
+			trace_add(&sc->trace, "arc", "arc=%s without crypto: %s",
+			          auth_res_name(sum.result), sum.reason);
+	}
+	if (!sc->has_dkim && !sc->arc_needs_crypto) {
+		free(arefs);
+		sc->dkim_done = 1;     /* nothing to verify */
 		return;
 	}
 	sc->keys = dkv_keyset_new();
 	if (!sc->keys) {
+		free(arefs);
 		sc->dkim_done = 1;
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!refs[i].qname[0] || refs[i].dup)
+		if (!refs[i].qname[0])
 			continue;
-		struct key_lookup *k = malloc(sizeof(*k));
-		if (!k)
-			continue;       /* the key stays missing: temperror for it */
-		k->sc = sc;
-		memcpy(k->qname, refs[i].qname, sizeof(k->qname));
-		sc->key_lookups++;
-		sc->pending++;
-		trace_add(&sc->trace, "dkim", "signature %zu d=%s s=%s a=%s: key lookup %s",
+		trace_add(&sc->trace, "dkim", "signature %zu d=%s s=%s a=%s: key %s",
 		          i + 1, refs[i].d, refs[i].s, refs[i].a, refs[i].qname);
-		dnsq_lookup(&sc->sdq.dq, k->qname, DNSQ_T_TXT, on_key, k);
+		want_key(sc, refs[i].qname);
+	}
+	for (size_t i = 0; sc->arc_needs_crypto && i < na; i++)
+		if (arefs[i].qname[0])
+			want_key(sc, arefs[i].qname);
+	free(arefs);
+}
+
+static void crypto_work(uv_work_t *w)
+{
+	struct dkim_job *j = w->data;
+	struct scan *sc = j->sc;
+	if (sc->has_dkim)
+		j->rc = dkv_verify(sc->eng->dkv, sc->msg, sc->msg_len, sc->keys, &j->res, &j->trace);
+	if (sc->arc_needs_crypto) {
+		struct arc_opts ao = { 0 };
+		j->arc_rc = arc_verify(&ao, sc->msg, sc->msg_len, sc->keys, &j->arc, &j->trace);
 	}
 }
 
-static void dkim_work(uv_work_t *w)
+static void crypto_after(uv_work_t *w, int status)
 {
 	struct dkim_job *j = w->data;
 	struct scan *sc = j->sc;
-	j->rc = dkv_verify(sc->eng->dkv, sc->msg, sc->msg_len, sc->keys, &j->res, &j->trace);
-}
-
-static void dkim_after(uv_work_t *w, int status)
-{
-	struct dkim_job *j = w->data;
-	struct scan *sc = j->sc;
-	if (status == 0) {
+	if (status == 0 && sc->has_dkim) {
 		sc->dkim = j->res;
 		sc->dkim_ran = 1;
 	} else {
 		dkv_result_free(&j->res);
 	}
+	if (status == 0 && sc->arc_needs_crypto) {
+		sc->arc = j->arc;
+		sc->arc_ran = 1;
+	} else {
+		arc_result_free(&j->arc);
+	}
 	trace_merge(&sc->trace, &j->trace);
 	trace_free(&j->trace);
-	if (status == 0 && j->rc < 0)
-		trace_add(&sc->trace, "dkim", "verification failed internally (%d)", j->rc);
+	if (status == 0 && (j->rc < 0 || j->arc_rc < 0))
+		trace_add(&sc->trace, "dkim", "verification failed internally (%d, %d)", j->rc, j->arc_rc);
 	free(j);
 	sc->dkim_done = 1;
 	sc->pending--;
 	scan_progress(sc);
 }
 
-static void queue_dkim(struct scan *sc)
+static void queue_crypto(struct scan *sc)
 {
 	struct dkim_job *j = calloc(1, sizeof(*j));
 	sc->dkim_queued = 1;
@@ -426,7 +505,7 @@ static void queue_dkim(struct scan *sc)
 	trace_init(&j->trace, sc->t0_us, sc->req.explain);
 	sc->pending++;
 	sc->eng->dkim_jobs++;
-	if (uv_queue_work(sc->srv->loop, &j->work, dkim_work, dkim_after) < 0) {
+	if (uv_queue_work(sc->srv->loop, &j->work, crypto_work, crypto_after) < 0) {
 		sc->pending--;
 		trace_free(&j->trace);
 		free(j);
@@ -501,7 +580,7 @@ static void scan_progress(struct scan *sc)
 	}
 	if (sc->body_done && sc->headers_done && !sc->dkim_done && !sc->dkim_queued &&
 	    sc->key_lookups == 0)
-		queue_dkim(sc);
+		queue_crypto(sc);
 	if (sc->dmarc && !sc->dmarc_finishing && sc->spf_done && sc->dkim_done)
 		finish_dmarc(sc);
 	if (sc->body_done && sc->spf_done && sc->helo_done && sc->dkim_done && sc->dmarc_done)
@@ -578,7 +657,7 @@ static void scan_headers_ready(struct scan *sc)
 	trace_add(&sc->trace, "scan", "header section complete: %zu bytes, %zu fields",
 	          sc->hdr_end, sc->parsed.n_fields);
 	start_dmarc(sc);
-	start_dkim_keys(sc);
+	start_keys(sc);
 }
 
 /* Incremental search for the blank line that ends the header section:

@@ -3,6 +3,7 @@
  * key set (never DNS) and turns each signature into an RFC 8601 result.
  * Owns the DKIM_LIB; each verification owns its DKIM handle. */
 #include "checks/dkim/dkv.h"
+#include "checks/msg.h"
 #include "checks/dkim/dkv_int.h"
 #include "common/text.h"
 #include "common/trace.h"
@@ -33,7 +34,51 @@ struct vctx {
 	const struct dkv_lib *l;
 	const struct dkv_keyset *ks;
 	size_t buflen;            /* libopendkim's key buffer, seen by key_cb */
+	const char *body;         /* the message body, for l= accounting */
+	size_t body_len;
 };
+
+/* Length of the canonicalized body (RFC 6376 3.4.3 simple, 3.4.4 relaxed):
+ * CRLF line ends (a bare LF counts as CRLF), trailing empty lines dropped;
+ * relaxed also drops trailing whitespace and folds whitespace runs. */
+static uint64_t canon_body_len(const char *b, size_t n, int relaxed)
+{
+	uint64_t total = 0, empty_run = 0;
+	size_t i = 0;
+	while (i < n) {
+		size_t e = i;
+		while (e < n && b[e] != '\n')
+			e++;
+		size_t le = e;
+		if (le > i && b[le - 1] == '\r')
+			le--;
+		uint64_t line = 0;
+		if (relaxed) {
+			int in_ws = 0;
+			for (size_t k = i; k < le; k++) {
+				if (b[k] == ' ' || b[k] == '\t') {
+					in_ws = 1;
+				} else {
+					line += (uint64_t)in_ws + 1;   /* a folded run is one SP */
+					in_ws = 0;
+				}
+			}
+			/* whitespace at the end of the line is dropped (in_ws left over) */
+		} else {
+			line = le - i;
+		}
+		if (line == 0) {
+			empty_run += 2;
+		} else {
+			total += empty_run + line + 2;
+			empty_run = 0;
+		}
+		i = e < n ? e + 1 : n;
+	}
+	if (total == 0 && !relaxed)
+		total = 2;              /* simple: an empty body is one CRLF */
+	return total;
+}
 
 const char *dkv_keytype_name(enum dkv_keytype k)
 {
@@ -308,12 +353,13 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 	o->has_l = ln == 1;
 	o->from_signed = lists_from(tagval(sig, false, "h"));
 
-	ssize_t msglen = 0, canonlen = 0, signlen = 0;
-	if (dkim_sig_getcanonlen(dk, sig, &msglen, &canonlen, &signlen) == DKIM_STAT_OK) {
-		o->body_len = msglen > 0 ? (uint64_t)msglen : 0;
-		if (o->has_l && msglen > canonlen)
-			o->unsigned_len = (uint64_t)(msglen - canonlen);
-	}
+	/* RFC 6376 3.5: l= counts octets of the canonicalized body */
+	const char *cv = tagval(sig, false, "c");
+	const char *slash = cv ? strchr(cv, '/') : NULL;
+	int body_relaxed = slash && strncasecmp(slash + 1, "relaxed", 7) == 0;
+	o->body_len = canon_body_len(c->body, c->body_len, body_relaxed);
+	if (o->has_l && o->body_len > o->l)
+		o->unsigned_len = o->body_len - o->l;
 
 	/* the key */
 	o->key_status = key ? key->status : DNSQ_TEMPFAIL;
@@ -498,16 +544,20 @@ static void trace_sig(struct trace *t, size_t idx, const struct dkv_sig *o)
 {
 	if (t == NULL || !t->enabled)
 		return;
+	char lbuf[64] = "";
+	if (o->has_l)
+		snprintf(lbuf, sizeof lbuf, "%llu/%llu", (unsigned long long)o->l,
+		         (unsigned long long)o->body_len);
 	trace_add(t, "dkim",
 	          "signature %zu: d=%s s=%s a=%s b=%s key=%s/%u%s dnssec=%s "
-	          "bh=%s sig=%s%s -> %s (%s)",
+	          "bh=%s sig=%s%s%s -> %s (%s)",
 	          idx + 1, o->d, o->s, o->a, o->b_prefix,
 	          dkv_keytype_name(o->key_type), o->key_bits,
 	          o->key_testing ? " t=y" : "",
 	          o->key_found ? dnsq_sec_name(o->key_sec) : "-",
 	          o->bh_ok == 1 ? "match" : o->bh_ok == 0 ? "mismatch" : "untested",
 	          o->sig_ok == 1 ? "ok" : o->sig_ok == 0 ? "bad" : "untested",
-	          o->has_l ? " l=" : "",
+	          o->has_l ? " l=" : "", o->has_l ? lbuf : "",
 	          auth_res_name(o->res), o->reason);
 }
 
@@ -520,6 +570,9 @@ int dkv_verify(struct dkv_lib *l, const char *msg, size_t len,
 	res->best = AUTH_NONE;
 
 	struct vctx c = { .l = l, .ks = ks, .buflen = 0 };
+	size_t he = msg_header_end(msg, len);
+	c.body = he ? msg + he : msg + len;
+	c.body_len = he ? len - he : 0;
 
 	DKIM_STAT st = DKIM_STAT_OK;
 	DKIM *dk = dkim_verify(l->dl, (const unsigned char *)"alignd", NULL, &st);

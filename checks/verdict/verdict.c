@@ -283,6 +283,17 @@ static int dmarc_part(const struct verdict_in *in, const struct verdict_opts *o,
 	}
 	const char *dom = r->domain[0] ? r->domain : "unknown";
 	int forced = -1;
+	if (r->author_status == DMARC_AUTHOR_MULTI_FIELD && r->res == DMARC_RES_PASS) {
+		/* RFC 5322 3.6 allows one From field; RFC 7489 6.6.1: such messages
+		 * are typically rejected. A pass on it is not trusted as one. */
+		add_sym(v, o, VSYM_DMARC_BAD_FROM, "several From fields (%s)", dom);
+		buf_adds(&v->ar, "; dmarc=permerror");
+		ar_comment(&v->ar, "several From fields");
+		buf_adds(&v->ar, " header.from=");
+		ar_domain(&v->ar, r->domain);
+		trace_add(t, "verdict", "several From fields: DMARC pass not trusted, quarantine");
+		return VERDICT_QUARANTINE;
+	}
 	switch (r->res) {
 	case DMARC_RES_NONE:
 		add_sym(v, o, VSYM_DMARC_NONE, "%s", dom);
@@ -374,10 +385,18 @@ void verdict_build(const struct verdict_in *in, const struct verdict_opts *o,
 	buf_adds(&v->ar, in->authserv_id ? in->authserv_id : "localhost");
 	spf_part(in, o, v);
 	dkim_part(in, o, v);
-	if (in->arc != AUTH_NONE || in->arc_comment) {
-		buf_printf(&v->ar, "; arc=%s", auth_res_name(in->arc));
+	if (in->arc != AUTH_NONE) {
+		/* RFC 8617 registers none/pass/fail for arc=; a key that could not
+		 * be fetched is reported as fail with the reason in the comment */
+		enum auth_res r = in->arc == AUTH_PASS ? AUTH_PASS : AUTH_FAIL;
+		enum verdict_sym sym = in->arc == AUTH_PASS ? VSYM_ARC_PASS
+		                     : in->arc == AUTH_TEMPERROR ? VSYM_ARC_TEMPERROR : VSYM_ARC_FAIL;
+		add_sym(v, o, sym, "%s", in->arc_comment ? in->arc_comment : "");
+		buf_printf(&v->ar, "; arc=%s", auth_res_name(r));
 		if (in->arc_comment)
 			ar_comment(&v->ar, in->arc_comment);
+		if (r == AUTH_PASS && in->arc_oldest_pass >= 0)
+			buf_printf(&v->ar, " header.oldest-pass=%d", in->arc_oldest_pass);
 	}
 	int forced = dmarc_part(in, o, v, t);
 	if (in->timed_out)

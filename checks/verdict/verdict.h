@@ -46,6 +46,9 @@ enum verdict_action { VERDICT_ACCEPT = 0, VERDICT_QUARANTINE, VERDICT_REJECT, VE
 	X(DMARC_PERMERROR,       2.0) \
 	X(DMARC_BAD_FROM,        3.0) \
 	X(DMARC_OVERRIDE,        0.0) \
+	X(ARC_PASS,              0.0) \
+	X(ARC_FAIL,              0.0) \
+	X(ARC_TEMPERROR,         0.0) \
 	X(SCAN_TIMEOUT,          0.0)
 
 #define VERDICT_SYM_ENUM(name, w) VSYM_##name,
@@ -83,6 +86,7 @@ struct verdict_in {
 	 * means not evaluated and no arc= is written */
 	enum auth_res arc;
 	const char *arc_comment;
+	int arc_oldest_pass;            /* header.oldest-pass (RFC 8617 10.1), -1: none */
 	int timed_out;                  /* the scan deadline passed */
 };
 
