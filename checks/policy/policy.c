@@ -456,17 +456,23 @@ void policy_decide(const struct policy_conf *c, const char *domain,
 		         ev->list_domain);
 		return;
 	}
-	/* evidence that is there but not trusted: never accept, never reject */
-	if (ev->arc == AUTH_PASS || ev->list) {
+	/* evidence that is there but not trusted: never accept, never reject.
+	 * Bare list headers are not evidence: anyone can add a List-Id, while
+	 * a list's own signature or an ARC seal costs the sender a domain. */
+	if (ev->arc == AUTH_PASS || (ev->list && ev->list_signed)) {
 		out->disp = POLICY_DISP_QUARANTINE;
 		out->override = "forwarded";
 		if (ev->arc == AUTH_PASS)
 			snprintf(out->why, sizeof(out->why), "arc=pass from untrusted sealer %s",
 			         ev->arc_sealer[0] ? ev->arc_sealer : "?");
 		else
-			snprintf(out->why, sizeof(out->why), "mailing list %s (%s)", ev->list_domain,
-			         ev->list_signed ? "signed, not a trusted list" : "not signed by its domain");
+			snprintf(out->why, sizeof(out->why), "mailing list %s, signed by its domain, not a trusted list",
+			         ev->list_domain);
 		return;
 	}
-	snprintf(out->why, sizeof(out->why), "direct failure: no evidence of an indirect flow");
+	if (ev->list)
+		snprintf(out->why, sizeof(out->why),
+		         "list headers of %s without the list's own signature: no evidence", ev->list_domain);
+	else
+		snprintf(out->why, sizeof(out->why), "direct failure: no evidence of an indirect flow");
 }
