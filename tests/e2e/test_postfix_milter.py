@@ -1,0 +1,168 @@
+"""End to end: a real Postfix consults alignd through alignd-milter at
+SMTP time (smtpd_milters); swaks is the sending client."""
+import smtplib
+import sys
+import threading
+import time
+import unittest
+
+import mta
+import scenarios as sc
+
+
+class PostfixMilter(sc.WorldCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            # deliver quarantined mail with its marker (no hold) so the test
+            # can read it; the default is header,hold
+            cls.pf = mta.Postfix("milter", cls.daemon.socket,
+                                 milter_args=["-Q", "header", "-t", "20000"])
+            cls.pf.start()
+        except BaseException:
+            if getattr(cls, "pf", None):
+                cls.pf.cleanup()
+            super().tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.pf.cleanup()
+        finally:
+            super().tearDownClass()
+
+    def send(self, s):
+        return self.pf.send(s.mail_from, sc.INBOX, s.msg, client_ip=s.client_ip, helo=s.helo)
+
+    def delivered(self, subject, timeout=20):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for m in self.pf.mailbox("inbox"):
+                if m["Subject"] == subject:
+                    return m
+            time.sleep(0.2)
+        return None
+
+    def explain(self, r):
+        return "\n--- SMTP transcript ---\n%s\n--- milter log ---\n%s\n--- maillog ---\n%s\n" \
+            "--- alignd log ---\n%s" % (r.transcript, self.pf.milter_text()[-3000:],
+                                        self.pf.log()[-3000:], self.daemon.logtext()[-3000:])
+
+    def test_1_spoofed_from_rejected_at_smtp_time(self):
+        s = sc.spoofed()
+        r = self.send(s)
+        # the transcript goes to the test log: the 550 5.7.1 at end of DATA
+        sys.stdout.write("\nSMTP transcript of the spoofed message:\n%s\n" % r.transcript)
+        reply = r.final_reply()
+        self.assertIsNotNone(reply, self.explain(r))
+        self.assertTrue(reply.startswith("550 5.7.1"), self.explain(r))
+        self.assertIn("DMARC", reply)
+        time.sleep(1)
+        self.assertIsNone(self.delivered("urgent wire transfer", timeout=0.5))
+
+    def test_2_aligned_signed_delivered_with_one_result(self):
+        s = sc.aligned(self.world.world_dir)
+        r = self.send(s)
+        reply = r.final_reply() or ""
+        self.assertTrue(reply.startswith("250"), self.explain(r))
+        m = self.delivered("quarterly report")
+        self.assertIsNotNone(m, self.explain(r))
+        ours = sc.our_ar(m)
+        self.assertEqual(len(ours), 1, ours)
+        self.assertIn("dkim=pass", ours[0])
+        self.assertIn("dmarc=pass", ours[0])
+        self.assertIn("header.d=example.com", ours[0])
+        # the forged one is gone, the other host's result stays
+        self.assertNotIn("dkim=pass header.d=example.com; dmarc=pass", " ".join(ours))
+        self.assertTrue(any(v.strip().startswith("other.example") for v in sc.ar_headers(m)))
+        # ours sits above the message's own header fields
+        names = [k.lower() for k in m.keys()]
+        self.assertLess(names.index("authentication-results"), names.index("dkim-signature"))
+        # the body arrived intact (dot-stuffing undone by Postfix)
+        self.assertIn("\n.leading dot line", m.get_payload().replace("\r\n", "\n"))
+
+    def test_3_quarantine_marked(self):
+        s = sc.quarantined()
+        r = self.send(s)
+        self.assertTrue((r.final_reply() or "").startswith("250"), self.explain(r))
+        m = self.delivered("newsletter")
+        self.assertIsNotNone(m, self.explain(r))
+        self.assertTrue(m["X-Alignd-Quarantine"], dict(m.items()))
+        self.assertEqual(len(m.get_all("X-Alignd-Quarantine")), 1)
+        self.assertIn("dmarc=fail", sc.our_ar(m)[0])
+
+    def test_4_dns_timeout_tempfails(self):
+        s = sc.dns_timeout()
+        r = self.send(s)
+        reply = r.final_reply() or ""
+        self.assertRegex(reply, r"^451 4\.7\.\d", self.explain(r))
+        self.assertIsNone(self.delivered("silence", timeout=0.5))
+
+    def test_5_daemon_down_tempfails_then_retry_accepted(self):
+        s = sc.restart_message()
+        self.daemon.stop()
+        try:
+            r = self.send(s)
+            reply = r.final_reply() or ""
+            self.assertRegex(reply, r"^451 4\.7\.\d", self.explain(r))
+            self.assertIn("daemon unavailable", self.pf.milter_text())
+        finally:
+            self.daemon.start()
+        # the sender retries the same message; the milter reconnects by itself
+        r = self.send(s)
+        self.assertTrue((r.final_reply() or "").startswith("250"), self.explain(r))
+        m = self.delivered("while you were out")
+        self.assertIsNotNone(m, self.explain(r))
+        self.assertEqual(len(sc.our_ar(m)), 1)
+        self.assertEqual(len([x for x in self.pf.mailbox("inbox")
+                              if x["Subject"] == "while you were out"]), 1)
+
+    def test_6_several_messages_per_session_and_concurrent_sessions(self):
+        good = sc.aligned(self.world.world_dir, subject="batch good")
+        bad = sc.spoofed()
+        results = {}
+
+        def session(n):
+            out = []
+            c = smtplib.SMTP("127.0.0.1", self.pf.port, timeout=mta.SMTP_TIMEOUT)
+            try:
+                c.ehlo("client.test")
+                code, _ = c.docmd("XCLIENT", "ADDR=%s HELO=%s" % (good.client_ip, good.helo))
+                out.append(code)
+                c.ehlo(good.helo)
+                for i in range(3):
+                    for s in (good, bad):
+                        try:
+                            c.sendmail(s.mail_from, [sc.INBOX], s.msg)
+                            out.append(250)
+                        except smtplib.SMTPDataError as e:
+                            out.append(e.smtp_code)
+                c.quit()
+            except Exception as e:  # reported below
+                out.append(repr(e))
+            results[n] = out
+
+        threads = [threading.Thread(target=session, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        for n in range(4):
+            # the aligned message passes each time; the spoofed one (sent
+            # from the aligned host's address here) still fails DMARC
+            self.assertEqual(results.get(n), [220, 250, 550, 250, 550, 250, 550],
+                             "%s\n%s" % (results, self.pf.milter_text()[-3000:]))
+        end = time.monotonic() + 20
+        while time.monotonic() < end and len([m for m in self.pf.mailbox("inbox")
+                                              if m["Subject"] == "batch good"]) < 12:
+            time.sleep(0.2)
+        got = [m for m in self.pf.mailbox("inbox") if m["Subject"] == "batch good"]
+        self.assertEqual(len(got), 12)
+        for m in got:
+            self.assertEqual(len(sc.our_ar(m)), 1)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
