@@ -88,7 +88,7 @@ def ar_line(domain, cv):
 SRV_IDS = set()
 
 
-def seal(msg, domain, cv=None, selector=SEL):
+def seal(msg, domain, cv=None, selector=SEL, include=None):
     """One hop: the receiver at `domain` records its results, then seals
     with python3-dkim's arc_sign."""
     priv, alg = KEYS[domain]
@@ -102,7 +102,8 @@ def seal(msg, domain, cv=None, selector=SEL):
     lf = b'\r\n' not in msg
     m = ar_line(srv, cv) + (msg.replace(b'\n', CRLF) if lf else msg)
     if alg == b'rsa-sha256':
-        hdrs = dkim.arc_sign(m, selector, domain, priv, srv, timestamp=T)
+        hdrs = dkim.arc_sign(m, selector, domain, priv, srv, timestamp=T,
+                             include_headers=include)
     else:
         # arc_sign always signs rsa-sha256 and reads the key as PEM: use the
         # class it wraps, handing it the Ed25519 key
@@ -260,6 +261,17 @@ def main():
     hop2 = seal(listed, b'fwd.example', b'pass')
     case('body-modified', hop2, 'chain=pass', 'n=2', 'oldest_pass=2',
          'ams1=fail', 'ams2=pass', 'as1=pass', 'as2=pass')
+    # h= names Resent-To twice: the two bottom-most are signed (RFC 6376
+    # 5.4.2), so one more Resent-To added on top later changes nothing
+    rsealed = seal(b'Resent-To: team@fwd.example' + CRLF +
+                   b'Resent-To: first@lists.example.org' + CRLF + one,
+                   b'fwd.example', b'pass',
+                   include=[b'from', b'subject', b'resent-to', b'resent-to'])
+    case('h-repeated-fields', b'Resent-To: later@mx.example.net' + CRLF +
+         rsealed, 'chain=pass', 'n=2', 'ams2=pass', 'ams1=pass')
+    case('h-repeated-fields-changed',
+         rsealed.replace(b'first@lists', b'First@lists'),
+         'chain=fail', 'n=2', 'ams2=fail')
     hop3m = seal(hop2, b'mx.example.net', b'pass')
     case('body-modified-3', hop3m, 'chain=pass', 'n=3', 'oldest_pass=2',
          'ams1=fail', 'ams2=pass', 'ams3=pass')
