@@ -129,6 +129,25 @@ static void zone(struct memdns *m, const char *spf, const char *dmarc, const cha
 	memdns_add_mx(m, "fuzz.example", 0, "fuzz.example");
 }
 
+/* Known bugs (README.md, Findings): a NUL byte in the header section, or
+ * line ends that change from CRLF to LF. With ALIGND_FUZZ_SKIP_KNOWN set
+ * in the environment such messages skip DKIM verification, so that a
+ * long run can look for other bugs; the replay tests never set it. */
+static int known_bug(const char *m, size_t hlen, int crlf)
+{
+	static int skip = -1;
+	if (skip < 0)
+		skip = getenv("ALIGND_FUZZ_SKIP_KNOWN") != NULL;
+	if (!skip)
+		return 0;
+	if (memchr(m, 0, hlen))
+		return 1;
+	for (size_t i = 0; i < hlen; i++)
+		if (m[i] == '\n' && (i > 0 && m[i - 1] == '\r') != crlf)
+			return 1;
+	return 0;
+}
+
 static const char *const ips[] = {
 	"192.0.2.3", "192.0.2.22", "192.0.2.40", "2001:db8::21", "::ffff:192.0.2.21",
 	"198.51.100.1", "not-an-ip", "",
@@ -203,6 +222,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(kq[i].calls == 1);
 
 		/* the worker's part */
+		if (known_bug(msgbuf, msg.header_len, msg.crlf)) {
+			dkv_keyset_free(&ks);
+			goto no_dkim;
+		}
 		int vrc = dkv_verify(lib, msgbuf, mlen, ks, &dres, &tr);
 		FUZZ_ASSERT(vrc == 0 || vrc == -ENOMEM || vrc == -EIO);
 		have_dkim = 1;
@@ -221,7 +244,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FUZZ_ASSERT(s->key_found && s->bh_ok == 1 && s->sig_ok == 1);
 		}
 		dkv_keyset_free(&ks);
-
+	no_dkim:;
 		struct dmarc_dkim_in dk[LIM_DKIM_MAX_SIGNATURES];
 		size_t ndk = 0;
 		for (size_t i = 0; i < dres.n && ndk < LIM_DKIM_MAX_SIGNATURES; i++)
