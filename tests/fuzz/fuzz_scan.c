@@ -130,10 +130,11 @@ static void zone(struct memdns *m, const char *spf, const char *dmarc, const cha
 }
 
 /* Known bugs (README.md, Findings): a NUL byte in the header section, or
- * line ends that change from CRLF to LF. With ALIGND_FUZZ_SKIP_KNOWN set
+ * line ends that change from CRLF to LF, or a line that is no header
+ * field before the blank line. With ALIGND_FUZZ_SKIP_KNOWN set
  * in the environment such messages skip DKIM verification, so that a
  * long run can look for other bugs; the replay tests never set it. */
-static int known_bug(const char *m, size_t hlen, int crlf)
+static int known_bug(const char *m, size_t len, size_t hlen, int crlf)
 {
 	static int skip = -1;
 	if (skip < 0)
@@ -141,6 +142,10 @@ static int known_bug(const char *m, size_t hlen, int crlf)
 	if (!skip)
 		return 0;
 	if (memchr(m, 0, hlen))
+		return 1;
+	/* a line that is no header field ends msg_parse's header section */
+	size_t he = msg_header_end(m, len);
+	if (he != 0 && he != hlen)
 		return 1;
 	for (size_t i = 0; i < hlen; i++)
 		if (m[i] == '\n' && (i > 0 && m[i - 1] == '\r') != crlf)
@@ -222,7 +227,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(kq[i].calls == 1);
 
 		/* the worker's part */
-		if (known_bug(msgbuf, msg.header_len, msg.crlf)) {
+		if (known_bug(msgbuf, mlen, msg.header_len, msg.crlf)) {
 			dkv_keyset_free(&ks);
 			goto no_dkim;
 		}
