@@ -9,7 +9,8 @@ BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build
   libpsl-dev publicsuffix libidn2-dev libmilter-dev libssl-dev libjansson-dev
   dns-root-data"
 TEST_PKGS="$BUILD_PKGS python3 python3-yaml python3-dkim python3-dnspython
-  python3-msgpack netcat-openbsd nsd ldnsutils"
+  python3-msgpack python3-authres python3-nacl python3-cryptography openssl
+  netcat-openbsd nsd ldnsutils"
 
 case "${1:-build}" in
   build) want=$BUILD_PKGS ;;
