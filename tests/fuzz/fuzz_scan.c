@@ -145,7 +145,7 @@ static int known_bug(const char *m, size_t len, size_t hlen, int crlf)
 		return 1;
 	/* a line that is no header field ends msg_parse's header section */
 	size_t he = msg_header_end(m, len);
-	if (he != 0 && he != hlen)
+	if ((he ? he : len) != hlen)
 		return 1;
 	for (size_t i = 0; i < hlen; i++)
 		if (m[i] == '\n' && (i > 0 && m[i - 1] == '\r') != crlf)
