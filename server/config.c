@@ -30,6 +30,8 @@ static const struct key keys[] = {
 	{ "socket_mode",         K_MODE, O(socket_mode), "0660", NULL, 0, 0777 },
 	{ "socket_group",        K_STR,  O(socket_group), "", NULL, 0, 0 },
 	{ "pid_file",            K_STR,  O(pid_file), "", NULL, 0, 0 },
+	{ "http_listen",         K_STR,  O(http_listen), "", NULL, 0, 0 },
+	{ "http_allow_remote",   K_BOOL, O(http_allow_remote), "no", NULL, 0, 0 },
 	{ "workers",             K_UINT, O(workers), "0", NULL, 0, 256 },
 	{ "max_message_size",    K_SIZE, O(max_message_size), "50M", NULL, 1024, (uint64_t)1 << 32 },
 	{ "max_request_header",  K_SIZE, O(max_request_header), "64K", NULL, 512, 16u << 20 },

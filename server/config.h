@@ -22,6 +22,8 @@ struct srv_config {
 	unsigned socket_mode;
 	char *socket_group;
 	char *pid_file;
+	char *http_listen;            /* rspamd-compatible endpoint: "", unix:/path, ADDR:PORT */
+	int http_allow_remote;        /* allow a non-loopback http_listen address */
 
 	/* workers and limits */
 	unsigned workers;             /* 0: one per core */

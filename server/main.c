@@ -4,6 +4,7 @@
  * socket's mode and group decide who may ask it. */
 #include "server/config.h"
 #include "server/dispatch.h"
+#include "server/http.h"
 #include "server/log.h"
 #include "server/srv.h"
 
@@ -256,6 +257,7 @@ static void begin_shutdown(struct srv *s, const char *why)
 		unlink(s->cfg->socket);
 		s->listening = 0;
 	}
+	http_shutdown(s);
 	uv_timer_start(&s->shutdown_timer, on_shutdown_timer, s->cfg->shutdown_timeout, 0);
 	conn_shutdown_all(s);
 	srv_maybe_finish(s);
@@ -415,6 +417,12 @@ int main(int argc, char **argv)
 	}
 	if (start_listening(s, err, sizeof(err)) < 0) {
 		log_msg(LOG_LVL_ERR, "%s", err);
+		dispatch_close(s);
+		return 1;
+	}
+	if (http_start(s, err, sizeof(err)) < 0) {
+		log_msg(LOG_LVL_ERR, "%s", err);
+		unlink(cfg->socket);
 		dispatch_close(s);
 		return 1;
 	}

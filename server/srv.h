@@ -11,6 +11,7 @@
 
 struct conn;
 struct engines;
+struct http_srv;
 
 struct srv_stats {
 	uint64_t connections_total;
@@ -51,6 +52,7 @@ struct srv {
 	char readbuf[64 * 1024];      /* shared read buffer: reads are processed at once */
 	struct engines *eng;          /* check libraries (server/dispatch.c) */
 	unsigned workers;             /* worker-pool size in effect */
+	struct http_srv *http;        /* rspamd-compatible endpoint (server/http.c), or NULL */
 };
 
 /* conn.c */

@@ -1,0 +1,898 @@
+/* The rspamd-compatible HTTP endpoint: a small strict HTTP/1.x request
+ * reader (bounded head, Content-Length required, body at most
+ * max_message_size, keep-alive), scans through server/scan.h, and replies
+ * as rspamd does: JSON for HTTP requests, the legacy RSPAMD/1.3 text for
+ * RSPAMC requests (what Exim's variant=rspamd sends). Loop thread.
+ * Security stance: no authentication, so loopback or a UNIX socket only,
+ * unless http_allow_remote says otherwise. */
+#include "server/http.h"
+#include "server/log.h"
+#include "server/scan.h"
+#include "server/srv.h"
+#include "common/buf.h"
+#include "common/limits.h"
+#include "protocol/reply.h"
+#include "protocol/request.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+enum hstate { H_HEAD = 0, H_BODY, H_WAIT, H_DONE };
+
+struct http_srv;
+
+struct hconn {
+	union {                       /* first: the stream handle */
+		uv_handle_t h;
+		uv_stream_t st;
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+	} u;
+	uv_timer_t timer;
+	struct http_srv *hs;
+	struct hconn *prev, *next;
+	enum hstate st;
+	struct buf in;                /* head bytes; later, bytes of the next request */
+	uint64_t body_left;
+	struct scan *sc;
+	int legacy;                   /* RSPAMC/1.x request: legacy text reply, then close */
+	int keep_alive;
+	int reading;
+	int closing;
+	int handles_open;
+};
+
+struct http_srv {
+	struct srv *srv;
+	union {
+		uv_handle_t h;
+		uv_stream_t st;
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+	} l;
+	int listening;
+	int stopping;
+	char *unix_path;
+	struct hconn *conns;
+};
+
+struct hwrite {
+	uv_write_t w;
+	struct hconn *c;
+	char *data;
+	int close_after;
+};
+
+static void hc_process(struct hconn *c, const char *data, size_t len);
+static void hc_arm_timer(struct hconn *c);
+static void resume_reading(struct hconn *c);
+static void hs_maybe_free(struct http_srv *hs);
+static void on_listener_closed(uv_handle_t *h);
+
+/* ------------------------------------------------------------ lifetime */
+
+static void on_hc_closed(uv_handle_t *h)
+{
+	struct hconn *c = h->data;
+	if (--c->handles_open > 0)
+		return;
+	struct http_srv *hs = c->hs;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		hs->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	struct srv *s = hs->srv;
+	s->n_conns--;
+	buf_free(&c->in);
+	free(c);
+	hs_maybe_free(hs);
+	srv_maybe_finish(s);
+}
+
+static void hc_close(struct hconn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	if (c->sc) {
+		scan_abandon(c->sc);
+		c->sc = NULL;
+		c->hs->srv->stats.scans_abandoned++;
+	}
+	uv_close(&c->u.h, on_hc_closed);
+	uv_close((uv_handle_t *)&c->timer, on_hc_closed);
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+	struct hwrite *hw = (struct hwrite *)w;
+	struct hconn *c = hw->c;
+	int close_after = hw->close_after;
+	free(hw->data);
+	free(hw);
+	if (c->closing)
+		return;
+	if (status < 0 || close_after || c->hs->stopping) {
+		hc_close(c);
+		return;
+	}
+	/* keep-alive: the next request may already be waiting in c->in */
+	c->st = H_HEAD;
+	size_t n = c->in.len;
+	char *held = buf_steal(&c->in, &n);
+	buf_init(&c->in, c->hs->srv->cfg->max_request_header);
+	hc_arm_timer(c);
+	if (held && n)
+		hc_process(c, held, n);
+	free(held);
+	if (!c->closing && c->st == H_HEAD)
+		resume_reading(c);
+}
+
+static void hc_send(struct hconn *c, struct buf *out, int close_after)
+{
+	struct hwrite *hw = calloc(1, sizeof(*hw));
+	size_t len;
+	char *data = buf_steal(out, &len);
+	if (!hw || !data || out->failed) {
+		free(hw);
+		free(data);
+		hc_close(c);
+		return;
+	}
+	hw->c = c;
+	hw->data = data;
+	hw->close_after = close_after || !c->keep_alive || c->legacy;
+	c->st = H_DONE;
+	uv_timer_stop(&c->timer);
+	uv_buf_t b = uv_buf_init(data, (unsigned)len);
+	if (uv_write(&hw->w, &c->u.st, &b, 1, on_write) < 0) {
+		free(data);
+		free(hw);
+		hc_close(c);
+	}
+}
+
+static void hc_error(struct hconn *c, int status, const char *reason)
+{
+	struct srv *s = c->hs->srv;
+	if (status >= 500)
+		s->stats.errors_5xx++;
+	else
+		s->stats.errors_4xx++;
+	struct buf out;
+	buf_init(&out, 64 * 1024);
+	if (c->legacy) {
+		buf_printf(&out, "RSPAMD/1.3 %d EX_ERROR\r\nError: %s\r\n\r\n", status, reason);
+	} else {
+		char body[512];
+		json_t *o = json_pack("{s:s}", "error", reason);
+		char *j = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		snprintf(body, sizeof(body), "%s\n", j ? j : "{}");
+		free(j);
+		json_decref(o);
+		buf_printf(&out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+		           "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+		           status, reason, strlen(body), body);
+	}
+	/* framing is lost after a bad head: always close */
+	if (c->reading) {
+		uv_read_stop(&c->u.st);
+		c->reading = 0;
+	}
+	hc_send(c, &out, 1);
+}
+
+/* ------------------------------------------------------------ replies */
+
+/* rspamd's action names for ours. */
+static const char *rspamd_action(const char *a)
+{
+	if (strcmp(a, "reject") == 0)
+		return "reject";
+	if (strcmp(a, "quarantine") == 0)
+		return "add header";
+	if (strcmp(a, "tempfail") == 0)
+		return "soft reject";
+	return "no action";
+}
+
+static char *encode_json(const struct proto_result *r, const struct srv_config *cfg)
+{
+	json_t *o = json_object();
+	json_t *syms = json_object();
+	json_t *hdrs = json_object();
+	json_t *milter = json_object();
+	json_t *own = json_object();
+	if (!o || !syms || !hdrs || !milter || !own)
+		goto fail;
+	json_object_set_new(o, "is_skipped", json_false());
+	json_object_set_new(o, "score", json_real(r->score));
+	json_object_set_new(o, "required_score", json_real(cfg->quarantine_score));
+	json_object_set_new(o, "action", json_string(rspamd_action(r->action)));
+	for (size_t i = 0; i < r->n_symbols; i++) {
+		const struct proto_symbol *sy = &r->symbols[i];
+		json_t *e = json_object_get(syms, sy->name);
+		if (!e) {
+			e = json_pack("{s:s,s:f,s:[]}", "name", sy->name, "score", sy->score, "options");
+			if (!e || json_object_set_new(syms, sy->name, e) < 0)
+				goto fail;
+		} else {
+			/* a symbol given twice (two signatures): one entry, scores add */
+			json_t *sc = json_object_get(e, "score");
+			json_real_set(sc, json_real_value(sc) + sy->score);
+		}
+		if (sy->detail && *sy->detail)
+			json_array_append_new(json_object_get(e, "options"), json_string(sy->detail));
+	}
+	json_object_set_new(o, "symbols", syms);
+	syms = NULL;
+	if (r->smtp_reply)
+		json_object_set_new(o, "messages", json_pack("{s:s}", "smtp_message", r->smtp_reply));
+	if (r->auth_results)
+		json_object_set_new(hdrs, "Authentication-Results",
+		                    json_pack("{s:s,s:i}", "value", r->auth_results, "order", 0));
+	for (size_t i = 0; i < r->n_add_headers; i++) {
+		const char *h = r->add_headers[i];
+		const char *colon = strchr(h, ':');
+		if (!colon || colon == h)
+			continue;
+		const char *v = colon + 1;
+		while (*v == ' ')
+			v++;
+		char *name = strndup(h, (size_t)(colon - h));
+		if (!name)
+			goto fail;
+		json_object_set_new(hdrs, name, json_pack("{s:s,s:i}", "value", v, "order", 1));
+		free(name);
+	}
+	json_object_set_new(milter, "add_headers", hdrs);
+	hdrs = NULL;
+	json_object_set_new(milter, "remove_headers", json_object());
+	json_object_set_new(o, "milter", milter);
+	milter = NULL;
+	/* our own fields, unambiguous for clients that know alignd */
+	json_object_set_new(own, "action", json_string(r->action));
+	if (r->smtp_reply)
+		json_object_set_new(own, "smtp_reply", json_string(r->smtp_reply));
+	if (r->auth_results)
+		json_object_set_new(own, "authentication_results", json_string(r->auth_results));
+	if (r->queue_id)
+		json_object_set_new(own, "queue_id", json_string(r->queue_id));
+	json_object_set_new(o, "alignd", own);
+	own = NULL;
+	char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
+	json_decref(o);
+	return s;
+fail:
+	json_decref(o);
+	json_decref(syms);
+	json_decref(hdrs);
+	json_decref(milter);
+	json_decref(own);
+	return NULL;
+}
+
+/* Exim's parser wants "RSPAMD/<v> 0 EX_OK", then "Metric: default; <bool>
+ * <score> / <required> / <reject>", then the report, "Action:" first;
+ * the report (our lines below) becomes $spam_report. */
+static int encode_legacy(struct buf *out, const struct proto_result *r,
+                         const struct srv_config *cfg)
+{
+	int spam = strcmp(r->action, "accept") != 0;
+	buf_printf(out, "RSPAMD/1.3 0 EX_OK\r\nMetric: default; %s; %.2f / %.2f / %.2f\r\n",
+	           spam ? "True" : "False", r->score, cfg->quarantine_score, cfg->reject_score);
+	buf_printf(out, "Action: %s\r\n", rspamd_action(r->action));
+	buf_printf(out, "Alignd-Action: %s\r\n", r->action);
+	if (r->smtp_reply)
+		buf_printf(out, "SMTP-Reply: %s\r\n", r->smtp_reply);
+	if (r->auth_results)
+		buf_printf(out, "Authentication-Results: %s\r\n", r->auth_results);
+	for (size_t i = 0; i < r->n_add_headers; i++)
+		buf_printf(out, "Add-Header: %s\r\n", r->add_headers[i]);
+	for (size_t i = 0; i < r->n_symbols; i++)
+		buf_printf(out, "Symbol: %s(%.2f)\r\n", r->symbols[i].name, r->symbols[i].score);
+	return buf_adds(out, "\r\n");
+}
+
+static void on_scan_done(void *arg, const struct proto_result *r)
+{
+	struct hconn *c = arg;
+	c->sc = NULL;
+	if (c->closing)
+		return;
+	if (!r) {
+		hc_error(c, 500, "scan failed");
+		return;
+	}
+	const struct srv_config *cfg = c->hs->srv->cfg;
+	struct buf out;
+	buf_init(&out, 0);
+	if (c->legacy) {
+		encode_legacy(&out, r, cfg);
+	} else {
+		char *j = encode_json(r, cfg);
+		if (!j) {
+			buf_free(&out);
+			hc_error(c, 500, "out of memory");
+			return;
+		}
+		buf_printf(&out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+		           "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
+		           strlen(j), c->keep_alive ? "keep-alive" : "close", j);
+		free(j);
+	}
+	hc_send(c, &out, 0);
+}
+
+/* ------------------------------------------------------------ requests */
+
+static int token_char(char ch)
+{
+	return ch > 0x20 && ch < 0x7f && !strchr("()<>@,;:\\\"/[]?={}", ch);
+}
+
+static char *dup_addr(const char *v, size_t vl)
+{
+	if (vl >= 2 && v[0] == '<' && v[vl - 1] == '>') {
+		v++;
+		vl -= 2;
+	}
+	return strndup(v, vl);
+}
+
+static int set_once(char **dst, char *v)
+{
+	if (!v)
+		return -1;
+	if (*dst) {
+		free(v);
+		return -2;
+	}
+	*dst = v;
+	return 0;
+}
+
+/* Parses the head (request line, fields, blank line: head[0..len)) into
+ * req. 0, or an HTTP status with *why set. */
+static int parse_head(struct hconn *c, char *head, size_t len, struct proto_request *req,
+                      int *ping, const char **why)
+{
+	const struct srv_config *cfg = c->hs->srv->cfg;
+	memset(req, 0, sizeof(*req));
+	*ping = 0;
+	char *p = head, *end = head + len;
+	int first = 1, have_len = 0;
+	size_t n_fields = 0;
+	unsigned char ipbuf[16];
+	while (p < end) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			break;
+		size_t ll = (size_t)(nl - p);
+		if (ll && p[ll - 1] == '\r')
+			ll--;
+		p[ll] = '\0';
+		char *line = p;
+		p = nl + 1;
+		if (ll == 0)
+			break;
+		for (size_t i = 0; i < ll; i++)
+			if (((unsigned char)line[i] < 0x20 && line[i] != '\t') || line[i] == 0x7f) {
+				*why = "control character in the request head";
+				return 400;
+			}
+		if (first) {
+			first = 0;
+			char *sp1 = strchr(line, ' ');
+			char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+			if (!sp1 || !sp2 || strchr(sp2 + 1, ' ')) {
+				*why = "bad request line";
+				return 400;
+			}
+			*sp1 = *sp2 = '\0';
+			const char *method = line, *target = sp1 + 1, *version = sp2 + 1;
+			if (strcmp(version, "HTTP/1.1") == 0) {
+				c->keep_alive = 1;
+			} else if (strcmp(version, "HTTP/1.0") == 0) {
+				c->keep_alive = 0;
+			} else if (strncmp(version, "RSPAMC/1.", 9) == 0) {
+				c->legacy = 1;
+				c->keep_alive = 0;
+			} else {
+				*why = "unsupported protocol version";
+				return 505;
+			}
+			size_t tl = strcspn(target, "?");
+			if (strcmp(method, "GET") == 0 && tl == 5 && strncmp(target, "/ping", 5) == 0) {
+				*ping = 1;
+			} else if (strcmp(method, "POST") != 0 && strcmp(method, "PROCESS") != 0 &&
+			           strcmp(method, "CHECK") != 0 && strcmp(method, "SYMBOLS") != 0) {
+				*why = "method not allowed";
+				return 405;
+			} else if (!((tl == 8 && strncmp(target, "/checkv2", 8) == 0) ||
+			             (tl == 6 && strncmp(target, "/check", 6) == 0) ||
+			             (tl == 8 && strncmp(target, "/symbols", 8) == 0) ||
+			             (tl == 1 && target[0] == '/' && c->legacy))) {
+				*why = "not found";
+				return 404;
+			}
+			continue;
+		}
+		if (line[0] == ' ' || line[0] == '\t') {
+			*why = "folded header lines are not accepted";   /* RFC 9112 5.2 */
+			return 400;
+		}
+		if (++n_fields > LIM_MAX_REQUEST_FIELDS) {
+			*why = "too many header fields";
+			return 431;
+		}
+		char *colon = strchr(line, ':');
+		if (!colon || colon == line) {
+			*why = "bad header field";
+			return 400;
+		}
+		for (char *q = line; q < colon; q++)
+			if (!token_char(*q)) {
+				*why = "bad header field name";
+				return 400;
+			}
+		*colon = '\0';
+		char *v = colon + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		size_t vl = strlen(v);
+		while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+			v[--vl] = '\0';
+		const char *name = line;
+		int rc = 0;
+		if (strcasecmp(name, "Content-Length") == 0) {
+			char *e;
+			errno = 0;
+			unsigned long long n = strtoull(v, &e, 10);
+			if (vl == 0 || *e || errno || v[0] < '0' || v[0] > '9' ||
+			    (have_len && n != req->content_length)) {
+				*why = "bad Content-Length";
+				return 400;
+			}
+			if (n > cfg->max_message_size) {
+				*why = "message larger than max_message_size";
+				return 413;
+			}
+			req->content_length = n;
+			have_len = 1;
+		} else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+			*why = "Content-Length required (no transfer codings)";
+			return 411;
+		} else if (strcasecmp(name, "Connection") == 0) {
+			if (strcasecmp(v, "close") == 0)
+				c->keep_alive = 0;
+			else if (strcasecmp(v, "keep-alive") == 0 && !c->legacy)
+				c->keep_alive = 1;
+		} else if (strcasecmp(name, "IP") == 0) {
+			char *a = v;
+			if (vl > 2 && a[0] == '[' && a[vl - 1] == ']') {
+				a[vl - 1] = '\0';
+				a++;
+			}
+			if (strncasecmp(a, "IPv6:", 5) == 0)
+				a += 5;
+			if (inet_pton(AF_INET, a, ipbuf) != 1 && inet_pton(AF_INET6, a, ipbuf) != 1) {
+				*why = "bad IP";
+				return 400;
+			}
+			rc = set_once(&req->client_ip, strdup(a));
+		} else if (strcasecmp(name, "Helo") == 0) {
+			if (vl)
+				rc = set_once(&req->helo, strdup(v));
+		} else if (strcasecmp(name, "From") == 0) {
+			rc = set_once(&req->mail_from, dup_addr(v, vl));
+		} else if (strcasecmp(name, "Rcpt") == 0) {
+			if (req->n_rcpt >= LIM_MAX_REQUEST_FIELDS) {
+				*why = "too many recipients";
+				return 431;
+			}
+			char **nr = realloc(req->rcpt, (req->n_rcpt + 1) * sizeof(*nr));
+			if (!nr) {
+				rc = -1;
+			} else {
+				req->rcpt = nr;
+				nr[req->n_rcpt] = dup_addr(v, vl);
+				rc = nr[req->n_rcpt] ? 0 : -1;
+				if (rc == 0)
+					req->n_rcpt++;
+			}
+		} else if (strcasecmp(name, "Queue-Id") == 0) {
+			if (vl)
+				rc = set_once(&req->queue_id, strdup(v));
+		}
+		/* other rspamd fields (Hostname, User, Settings, ...) are ignored */
+		if (rc == -1) {
+			*why = "out of memory";
+			return 500;
+		}
+		if (rc == -2) {
+			*why = "duplicate header field";
+			return 400;
+		}
+	}
+	if (first) {
+		*why = "empty request";
+		return 400;
+	}
+	if (*ping)
+		return 0;
+	if (!have_len) {
+		*why = "Content-Length required";
+		return 411;
+	}
+	req->cmd = PROTO_CMD_SCAN;
+	req->has_length = 1;
+	return 0;
+}
+
+/* Offset just past the blank line ending the head, or 0 if not yet. */
+static size_t head_end(const char *d, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (d[i] != '\n')
+			continue;
+		if (d[i + 1] == '\n')
+			return i + 2;
+		if (i + 2 < len && d[i + 1] == '\r' && d[i + 2] == '\n')
+			return i + 3;
+	}
+	return 0;
+}
+
+static void pause_reading(struct hconn *c)
+{
+	if (c->reading) {
+		uv_read_stop(&c->u.st);
+		c->reading = 0;
+	}
+}
+
+static void start_request(struct hconn *c, size_t hl)
+{
+	struct srv *s = c->hs->srv;
+	struct proto_request req;
+	int ping;
+	const char *why = "bad request";
+	s->stats.requests_total++;
+	int status = parse_head(c, c->in.data, hl, &req, &ping, &why);
+	buf_consume(&c->in, hl);
+	if (status) {
+		proto_request_clear(&req);
+		hc_error(c, status, why);
+		return;
+	}
+	if (ping) {
+		proto_request_clear(&req);
+		struct buf out;
+		buf_init(&out, 0);
+		buf_printf(&out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+		           "Connection: %s\r\n\r\npong\n", c->keep_alive ? "keep-alive" : "close");
+		pause_reading(c);
+		hc_send(c, &out, 0);
+		return;
+	}
+	c->body_left = req.content_length;
+	c->sc = scan_new(s, &req, on_scan_done, c);
+	proto_request_clear(&req);
+	if (!c->sc) {
+		hc_error(c, 500, "out of memory");
+		return;
+	}
+	c->st = H_BODY;
+}
+
+/* Feeds bytes read from the socket; loops over pipelined requests. */
+static void hc_process(struct hconn *c, const char *data, size_t len)
+{
+	while (!c->closing) {
+		if (c->st == H_HEAD) {
+			if (len && buf_add(&c->in, data, len) < 0) {
+				hc_error(c, 431, "request head too large");
+				return;
+			}
+			len = 0;
+			size_t hl = head_end(c->in.data, c->in.len);
+			if (!hl)
+				return;
+			start_request(c, hl);
+			if (c->st != H_BODY)
+				return;
+			/* body bytes that came with the head */
+			size_t n = c->in.len;
+			char *rest = buf_steal(&c->in, &n);
+			buf_init(&c->in, c->hs->srv->cfg->max_request_header);
+			if (rest && n)
+				hc_process(c, rest, n);
+			free(rest);
+			return;
+		}
+		if (c->st == H_BODY) {
+			size_t take = len < c->body_left ? len : (size_t)c->body_left;
+			if (take)
+				scan_body(c->sc, data, take);
+			c->body_left -= take;
+			data += take;
+			len -= take;
+			if (c->body_left == 0) {
+				c->st = H_WAIT;
+				uv_timer_stop(&c->timer);
+				pause_reading(c);
+				scan_end(c->sc);
+			}
+		}
+		/* H_WAIT, H_DONE: keep what follows for after the reply */
+		if (len) {
+			if (c->legacy || buf_add(&c->in, data, len) < 0) {
+				if (c->st == H_WAIT || c->st == H_DONE)
+					pause_reading(c);
+				if (c->in.failed)
+					hc_close(c);
+			}
+		}
+		return;
+	}
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	struct hconn *c = h->data;
+	struct srv *s = c->hs->srv;
+	b->base = s->readbuf;
+	b->len = sizeof(s->readbuf);
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+	struct hconn *c = st->data;
+	if (n == UV_EOF) {
+		/* a client that half-closes after its request still gets the reply */
+		pause_reading(c);
+		if (c->st == H_HEAD || c->st == H_BODY)
+			hc_close(c);
+		return;
+	}
+	if (n < 0) {
+		hc_close(c);
+		return;
+	}
+	if (n == 0)
+		return;
+	c->hs->srv->stats.bytes_in += (uint64_t)n;
+	if (c->st == H_HEAD || c->st == H_BODY)
+		hc_arm_timer(c);
+	hc_process(c, b->base, (size_t)n);
+}
+
+static void resume_reading(struct hconn *c)
+{
+	if (!c->reading && !c->closing) {
+		uv_read_start(&c->u.st, on_alloc, on_read);
+		c->reading = 1;
+	}
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct hconn *c = t->data;
+	c->hs->srv->stats.timeouts++;
+	if (c->st == H_HEAD && c->in.len == 0) {
+		hc_close(c);        /* idle keep-alive connection */
+		return;
+	}
+	if (c->sc) {
+		scan_abandon(c->sc);
+		c->sc = NULL;
+		c->hs->srv->stats.scans_abandoned++;
+	}
+	hc_error(c, 408, "request timeout");
+}
+
+static void hc_arm_timer(struct hconn *c)
+{
+	const struct srv_config *cfg = c->hs->srv->cfg;
+	uint64_t ms = (c->st == H_HEAD && c->in.len == 0) ? cfg->idle_timeout : cfg->request_timeout;
+	uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* ------------------------------------------------------------ listener */
+
+static void on_connection(uv_stream_t *l, int status)
+{
+	struct http_srv *hs = l->data;
+	struct srv *s = hs->srv;
+	if (status < 0) {
+		log_msg(LOG_LVL_WARN, "http accept: %s", uv_strerror(status));
+		return;
+	}
+	struct hconn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->hs = hs;
+	if (hs->unix_path)
+		uv_pipe_init(s->loop, &c->u.pipe, 0);
+	else
+		uv_tcp_init(s->loop, &c->u.tcp);
+	uv_timer_init(s->loop, &c->timer);
+	c->u.h.data = c;
+	c->timer.data = c;
+	c->handles_open = 2;
+	buf_init(&c->in, s->cfg->max_request_header);
+	c->next = hs->conns;
+	if (hs->conns)
+		hs->conns->prev = c;
+	hs->conns = c;
+	s->n_conns++;
+	s->stats.connections_total++;
+	if (uv_accept(l, &c->u.st) < 0 || s->n_conns > s->cfg->max_connections || s->stopping) {
+		if (s->n_conns > s->cfg->max_connections)
+			s->stats.connections_rejected++;
+		hc_close(c);
+		return;
+	}
+	hc_arm_timer(c);
+	resume_reading(c);
+}
+
+/* "unix:/path", "127.0.0.1:PORT", "[::1]:PORT". */
+static int parse_listen(const char *v, int allow_remote, struct sockaddr_storage *sa,
+                        char **path_r, char *err, size_t errlen)
+{
+	*path_r = NULL;
+	if (strncmp(v, "unix:", 5) == 0) {
+		struct sockaddr_un su;
+		if (v[5] != '/' || strlen(v + 5) >= sizeof(su.sun_path)) {
+			snprintf(err, errlen, "http_listen: want unix:/absolute/path (shorter than %zu)",
+			         sizeof(su.sun_path));
+			return -1;
+		}
+		*path_r = strdup(v + 5);
+		return *path_r ? 0 : -1;
+	}
+	char host[64];
+	const char *colon = strrchr(v, ':');
+	if (!colon || (size_t)(colon - v) >= sizeof(host)) {
+		snprintf(err, errlen, "http_listen: want unix:/path or ADDRESS:PORT");
+		return -1;
+	}
+	memcpy(host, v, (size_t)(colon - v));
+	host[colon - v] = '\0';
+	char *h = host;
+	size_t hl = strlen(h);
+	if (hl > 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h[hl - 1] = '\0';
+		h++;
+	}
+	char *end;
+	errno = 0;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || port == 0 || port > 65535) {
+		snprintf(err, errlen, "http_listen: bad port in '%s'", v);
+		return -1;
+	}
+	memset(sa, 0, sizeof(*sa));
+	struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+	int loopback;
+	if (inet_pton(AF_INET, h, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		loopback = (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	} else if (inet_pton(AF_INET6, h, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		loopback = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
+	} else {
+		snprintf(err, errlen, "http_listen: '%s' is not an IP address", h);
+		return -1;
+	}
+	if (!loopback && !allow_remote) {
+		snprintf(err, errlen, "http_listen: %s is not a loopback address; the endpoint has "
+		         "no authentication (set http_allow_remote = yes to insist)", h);
+		return -1;
+	}
+	return 0;
+}
+
+int http_start(struct srv *s, char *err, size_t errlen)
+{
+	const struct srv_config *cfg = s->cfg;
+	if (!cfg->http_listen || !*cfg->http_listen)
+		return 0;
+	struct http_srv *hs = calloc(1, sizeof(*hs));
+	if (!hs) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	hs->srv = s;
+	struct sockaddr_storage sa;
+	if (parse_listen(cfg->http_listen, cfg->http_allow_remote, &sa, &hs->unix_path,
+	                 err, errlen) < 0) {
+		free(hs);
+		return -1;
+	}
+	int rc;
+	if (hs->unix_path) {
+		struct stat st;
+		/* a stale socket of ours from a crash: only a socket is removed */
+		if (lstat(hs->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(hs->unix_path);
+		uv_pipe_init(s->loop, &hs->l.pipe, 0);
+		mode_t old = umask(0177);
+		rc = uv_pipe_bind(&hs->l.pipe, hs->unix_path);
+		umask(old);
+		if (rc == 0 && chmod(hs->unix_path, cfg->socket_mode) < 0)
+			rc = uv_translate_sys_error(errno);
+	} else {
+		uv_tcp_init(s->loop, &hs->l.tcp);
+		rc = uv_tcp_bind(&hs->l.tcp, (const struct sockaddr *)&sa, 0);
+	}
+	hs->l.h.data = hs;
+	if (rc == 0)
+		rc = uv_listen(&hs->l.st, 128, on_connection);
+	if (rc < 0) {
+		snprintf(err, errlen, "http_listen %s: %s", cfg->http_listen, uv_strerror(rc));
+		/* freed by the close callback if the loop still runs */
+		hs->stopping = 1;
+		hs->listening = 1;
+		uv_close(&hs->l.h, on_listener_closed);
+		return -1;
+	}
+	hs->listening = 1;
+	s->http = hs;
+	log_msg(LOG_LVL_INFO, "rspamd-compatible HTTP endpoint on %s", cfg->http_listen);
+	return 0;
+}
+
+/* After shutdown, once the listener and every connection are closed. */
+static void hs_maybe_free(struct http_srv *hs)
+{
+	if (!hs->stopping || hs->listening || hs->conns)
+		return;
+	if (hs->srv->http == hs)
+		hs->srv->http = NULL;
+	free(hs->unix_path);
+	free(hs);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+	struct http_srv *hs = h->data;
+	hs->listening = 0;
+	hs_maybe_free(hs);
+}
+
+void http_shutdown(struct srv *s)
+{
+	struct http_srv *hs = s->http;
+	if (!hs || hs->stopping)
+		return;
+	hs->stopping = 1;
+	if (hs->unix_path)
+		unlink(hs->unix_path);
+	uv_close(&hs->l.h, on_listener_closed);
+	for (struct hconn *c = hs->conns, *next; c; c = next) {
+		next = c->next;
+		/* answer what was fully received; drop the rest */
+		if (c->st == H_HEAD || c->st == H_BODY)
+			hc_close(c);
+		else
+			pause_reading(c);
+	}
+}
