@@ -143,6 +143,9 @@ static int known_bug(const char *m, size_t len, size_t hlen, int crlf)
 		return 0;
 	if (memchr(m, 0, hlen))
 		return 1;
+	/* an empty header section: libopendkim asserts in dkim_header() */
+	if (len > 0 && (m[0] == '\n' || m[0] == '\r'))
+		return 1;
 	/* a line that is no header field ends msg_parse's header section */
 	size_t he = msg_header_end(m, len);
 	if ((he ? he : len) != hlen)
