@@ -241,6 +241,7 @@ def make_message(r, idx, n_domains, seed, keys, profile):
         while len(signers) < nsig:
             signers.append(extra[j % len(extra)])
             j += 1
+        signers = signers[:nsig]
     elif kind == "esp":
         signers = [(dom, own[0][0]), (esp_name(plan["esp"]), "k1")][:nsig]
     elif kind == "spoof" and nsig:
