@@ -68,6 +68,7 @@ struct scan {
 	size_t hdr_pos;               /* header-end search position */
 	struct msg parsed;
 	int headers_done;
+	const char *header_error;     /* static text when msg_parse refused it */
 	uint64_t t0_us, deadline_us;
 	struct trace trace;
 	uv_timer_t timer;             /* deadline, and deferred completion */
@@ -210,6 +211,7 @@ static void scan_report(struct scan *sc)
 		.dmarc = sc->dmarc_done && sc->dmarc_ran ? &sc->dmarc_res : NULL,
 		.timed_out = sc->timed_out,
 		.arc_oldest_pass = -1,
+		.header_error = sc->header_error,
 	};
 	char arc_text[DKV_NAME_MAX + 64];
 	if (sc->arc_ran && sc->arc.chain != AUTH_NONE) {
@@ -652,8 +654,13 @@ static void scan_headers_ready(struct scan *sc)
 {
 	int rc = msg_parse(sc->msg, sc->hdr_end, &sc->parsed);
 	sc->headers_done = 1;
-	if (rc != MSG_OK)
-		trace_add(&sc->trace, "scan", "header section not parsed (%d): checks see no header", rc);
+	if (rc != MSG_OK) {
+		sc->header_error = rc == MSG_E_TOO_MANY ? "header section has too many fields"
+		                 : rc == MSG_E_LINE ? "a header field is too long"
+		                 : rc == MSG_E_BLOCK ? "header section too large"
+		                 : "header section could not be split";
+		trace_add(&sc->trace, "scan", "%s: checks see no header", sc->header_error);
+	}
 	trace_add(&sc->trace, "scan", "header section complete: %zu bytes, %zu fields",
 	          sc->hdr_end, sc->parsed.n_fields);
 	start_dmarc(sc);

@@ -4,6 +4,7 @@
  * Owns the DKIM_LIB; each verification owns its DKIM handle. */
 #include "checks/dkim/dkv.h"
 #include "checks/msg.h"
+#include "common/buf.h"
 #include "checks/dkim/dkv_int.h"
 #include "common/text.h"
 #include "common/trace.h"
@@ -561,6 +562,41 @@ static void trace_sig(struct trace *t, size_t idx, const struct dkv_sig *o)
 	          auth_res_name(o->res), o->reason);
 }
 
+/* Every signature of m gets res r (the message cannot be handed to
+ * libopendkim); d=, s=, a= come from dkv_list. */
+static int refuse_all(struct dkv_lib *l, const struct msg *m, struct dkv_result *res,
+                      struct trace *t, const char *why)
+{
+	size_t max = l->max_sigs;
+	struct dkv_sigref *refs = calloc(max ? max : 1, sizeof(*refs));
+	if (!refs) {
+		res->best = AUTH_TEMPERROR;
+		return -ENOMEM;
+	}
+	size_t total = 0;
+	size_t n = dkv_list(m, refs, max, &total);
+	res->sigs = calloc(n ? n : 1, sizeof(*res->sigs));
+	if (!res->sigs) {
+		free(refs);
+		res->best = AUTH_TEMPERROR;
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct dkv_sig *o = &res->sigs[i];
+		memcpy(o->d, refs[i].d, sizeof(o->d));
+		memcpy(o->s, refs[i].s, sizeof(o->s));
+		memcpy(o->a, refs[i].a, sizeof(o->a));
+		o->bh_ok = o->sig_ok = -1;
+		set_res(o, AUTH_PERMERROR, "%s", why);
+		trace_sig(t, i, o);
+	}
+	res->n = n;
+	res->not_evaluated = total > n ? total - n : 0;
+	res->best = n ? AUTH_PERMERROR : AUTH_NONE;
+	free(refs);
+	return 0;
+}
+
 int dkv_verify(struct dkv_lib *l, const char *msg, size_t len,
                const struct dkv_keyset *ks, struct dkv_result *res,
                struct trace *t)
@@ -570,25 +606,74 @@ int dkv_verify(struct dkv_lib *l, const char *msg, size_t len,
 	res->best = AUTH_NONE;
 
 	struct vctx c = { .l = l, .ks = ks, .buflen = 0 };
-	size_t he = msg_header_end(msg, len);
-	c.body = he ? msg + he : msg + len;
-	c.body_len = he ? len - he : 0;
+
+	/* libopendkim must see exactly the header fields the rest of alignd
+	 * sees (msg_parse): same fields, same end of the header section, same
+	 * signatures in the same order. So the header section is handed over
+	 * rebuilt from msg_parse's fields with CRLF line ends; the body follows
+	 * from where msg_parse put it. */
+	struct msg m;
+	if (msg_parse(msg, len, &m) != MSG_OK) {
+		if (t)
+			trace_add(t, "dkim", "header section not parsed: no signature evaluated");
+		res->elapsed_us = trace_now_us() - t0;
+		return 0;
+	}
+	if (msg_count(&m, "DKIM-Signature") == 0) {
+		/* nothing to verify (libopendkim also asserts on an empty header) */
+		msg_free(&m);
+		if (t)
+			trace_add(t, "dkim", "no DKIM signature");
+		res->elapsed_us = trace_now_us() - t0;
+		return 0;
+	}
+	if (memchr(msg, '\0', m.header_len) != NULL) {
+		/* RFC 5322 forbids NUL; libopendkim reads past such a field */
+		int rc0 = refuse_all(l, &m, res, t, "NUL byte in the header section");
+		msg_free(&m);
+		res->elapsed_us = trace_now_us() - t0;
+		return rc0;
+	}
+	struct buf head;
+	buf_init(&head, 0);
+	for (size_t i = 0; i < m.n_fields; i++) {
+		const char *ln = m.fields[i].line;
+		size_t ll = m.fields[i].line_len;
+		for (size_t k = 0; k < ll; k++) {
+			if (ln[k] == '\n' && (k == 0 || ln[k - 1] != '\r'))
+				buf_add(&head, "\r", 1);
+			buf_add(&head, ln + k, 1);
+		}
+		buf_add(&head, "\r\n", 2);
+	}
+	buf_add(&head, "\r\n", 2);
+	c.body = m.body;
+	c.body_len = m.body_len;
+	msg_free(&m);
+	if (head.failed) {
+		buf_free(&head);
+		res->best = AUTH_TEMPERROR;
+		return -ENOMEM;
+	}
 
 	DKIM_STAT st = DKIM_STAT_OK;
 	DKIM *dk = dkim_verify(l->dl, (const unsigned char *)"alignd", NULL, &st);
 	if (dk == NULL) {
+		buf_free(&head);
 		res->best = AUTH_TEMPERROR;
 		return -ENOMEM;
 	}
 	dkim_set_user_context(dk, &c);
 
 	/* dkim_chunk() does not write to the buffer; its prototype lacks const */
-	if (len > 0)
-		st = dkim_chunk(dk, (u_char *)(uintptr_t)msg, len);
+	st = dkim_chunk(dk, (u_char *)head.data, head.len);
+	if (st == DKIM_STAT_OK && c.body_len > 0)
+		st = dkim_chunk(dk, (u_char *)(uintptr_t)c.body, c.body_len);
 	if (st == DKIM_STAT_OK)
 		st = dkim_chunk(dk, NULL, 0);
 	if (st == DKIM_STAT_OK)
 		st = dkim_eom(dk, NULL);
+	buf_free(&head);
 
 	DKIM_SIGINFO **sigs = NULL;
 	int nsigs = 0;

@@ -401,6 +401,8 @@ void verdict_build(const struct verdict_in *in, const struct verdict_opts *o,
 	int forced = dmarc_part(in, o, v, t);
 	if (in->timed_out)
 		add_sym(v, o, VSYM_SCAN_TIMEOUT, "checks unfinished at the scan deadline");
+	if (in->header_error)
+		add_sym(v, o, VSYM_HEADER_UNPARSED, "%s", in->header_error);
 
 	if (forced >= 0) {
 		v->action = (enum verdict_action)forced;
