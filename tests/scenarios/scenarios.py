@@ -10,10 +10,22 @@ Keys of a scenario
   profile   which daemon: "default" | "rfc7489" (dmarc_mode=rfc7489) |
             "deadline" (dns_timeout=1s, scan_timeout=3s) | "strict" and
             "quarantine-only" (policy_mode) | "lists" (trusted_lists =
-            list.example) | "fresh" (a new daemon with a cold cache for this
-            scenario alone); run_scenarios.PROFILES has the flags
+            list.example) | "indirect", "indirect-strict", "indirect-qonly"
+            (trusted ARC sealers, trusted forwarders and the exceptions
+            file EXCEPTIONS, in the modes rfc9989, strict, quarantine-only)
+            | "fresh" (a new daemon with a cold cache for this scenario
+            alone); run_scenarios.PROFILES has the flags
   format    "text" (default) | "msgpack" | "alignc" (alignc --explain)
   explain   ask for the trace (always on for "alignc" and "fresh")
+  exceptions  [(content, loads)]: before the scan, the profile's exceptions
+            file is rewritten with each content in turn and the daemon gets
+            SIGHUP; loads False = a broken file whose reload must fail and
+            keep the running configuration. The base file is put back after
+            the scenario.
+  xfail     a known daemon bug, with its one-line description: the
+            expectations state the correct behaviour; the runner reports
+            XFAIL while the daemon still gets it wrong, XPASS (a failure)
+            once fixed
 expectations
   action    accept | quarantine | reject | tempfail (a tuple: any of them)
   smtp      prefix of SMTP-Reply (None: no SMTP-Reply at all)
@@ -26,9 +38,12 @@ expectations
   max_seconds  wall time limit of the scan
   inflight  the first-level SPF, DKIM-key and DMARC lookups are all issued
             before the first answer lands (Trace timestamps)
+  stats     {"Override-...": n}: STATS before and after the scan; each
+            Override-* counter grew by exactly n (0 when not named) and
+            Scans-Total by 1
 """
-from scenlib import (add_top, append_body, message, prefix_subject,
-                     replace_body, sig, to_lf)
+from scenlib import (add_top, append_body, arc_edit, arc_flip_b, arc_seal, arc_set,
+                     message, prefix_subject, replace_body, sig, to_lf)
 
 # Addresses (RFC 5737 / RFC 3849 documentation ranges)
 DIRECT = "192.0.2.10"          # in aligned/strict/quar/none/... SPF
@@ -206,7 +221,8 @@ SCENARIOS = [
          ip=LIST_IP, helo="lists.list.example", mail_from="team-bounces@list.example",
          action="accept", smtp=None,
          symbols=["DKIM_PASS list.example", "DKIM_FAIL aligned.example", "DMARC_OVERRIDE mailing_list"],
-         nosymbols=["DMARC_PASS"], ar=["dmarc=fail", "override=mailing_list"]),
+         nosymbols=["DMARC_PASS"], ar=["dmarc=fail", "override=mailing_list"],
+         stats={"Override-Mailing-List": 1}),
     dict(name="list_trusted_but_unsigned", profile="lists",
          about="a trusted list's List-Id without the list's own signature is no proof: reject, not accept",
          msg=message(), sign=[sig("aligned.example", "k2048")],
@@ -660,4 +676,399 @@ SCENARIOS = [
          msg=message(frm="A <a@example.com>"), sign=[sig("example.com", "s2048")],
          ip="192.0.2.25", helo="mail.example.com", mail_from="a@example.com",
          action="accept", symbols=["DMARC_PASS spf+dkim aligned"]),
+]
+
+
+# ---------------- indirect flows (issue 8, docs/policy.md) ----------------
+#
+# Profiles "indirect*" trust the ARC sealers arclist.example and
+# fwd.example, the forwarders 198.51.100.176/28, 2001:db8:77::/48,
+# helo:mx.alumni.example and from:alumni.example, and read EXCEPTIONS.
+
+EXCEPTIONS = """# always enforce: a partner's domain; no override applies
+enforce partner.example
+# never reject: quarantine instead (reason local_policy)
+never-reject newsletter.example
+# the most specific entry wins over enforce partner.example
+never-reject promo.partner.example
+"""
+
+ARCLIST_IP = "203.0.113.100"     # arclist.example (ARC sealer, trusted in indirect*)
+OTHERLIST_IP = "203.0.113.105"   # otherlist.example (ARC sealer, never trusted)
+FWD_IP = "198.51.100.150"        # fwd.example (ARC sealer, trusted; not a forwarder by address)
+RELAY_IP = "198.51.100.180"      # inside trusted_forwarders 198.51.100.176/28
+RELAY6_IP = "2001:db8:77::25"    # inside trusted_forwarders 2001:db8:77::/48
+ALUMNI_MX = "198.51.100.161"     # mx.alumni.example ("v=spf1 a -all" for its HELO)
+ALUMNI_IP = "198.51.100.162"     # in alumni.example's SPF
+
+# what the list's MTA saw when the author's message came in
+SAW_PASS = ("spf=pass smtp.mailfrom=aligned.example; "
+            "dkim=pass header.d=aligned.example header.s=k2048; "
+            "dmarc=pass header.from=aligned.example")
+SAW_FAIL = ("spf=fail smtp.mailfrom=aligned.example; dkim=none; "
+            "dmarc=fail header.from=aligned.example")
+# what the second hop saw coming from the list
+HOP2_SAW = ("spf=pass smtp.mailfrom=arclist.example; "
+            "dkim=fail header.d=aligned.example; dmarc=fail header.from=aligned.example; arc=pass")
+
+
+def arc_list(saw=SAW_PASS, d="arclist.example", seal=True):
+    """A list at d: its MTA records `saw`, the list prefixes the (signed)
+    Subject, adds its headers, then ARC-seals (i=1) what it sends on."""
+    steps = [prefix_subject("[team] "),
+             add_top("List-Id: Team <team.%s>" % d,
+                     "List-Unsubscribe: <mailto:team-leave@%s>" % d,
+                     "Received: from mail.aligned.example (mail.aligned.example [192.0.2.30])"
+                     " by lists.%s; Tue, 04 Mar 2025 10:00:02 +0000" % d)]
+    if seal:
+        steps.append(arc_seal(d, saw, authserv="lists." + d))
+    return steps
+
+
+def fwd_hop(saw=HOP2_SAW):
+    """The forwarder fwd.example receives from the list, records `saw`
+    (arc=pass or arc=fail of the chain it got) and seals the next set."""
+    return [add_top("Received: from lists.arclist.example (lists.arclist.example [203.0.113.100])"
+                    " by mx.fwd.example; Tue, 04 Mar 2025 10:00:04 +0000"),
+            arc_seal("fwd.example", saw, authserv="mx.fwd.example")]
+
+
+LIST_ENV = dict(ip=ARCLIST_IP, helo="lists.arclist.example", mail_from="team-bounces@arclist.example")
+FWD_ENV = dict(ip=FWD_IP, helo="mx.fwd.example",
+               mail_from="SRS0=x1=aligned.example=alice@fwd.example")
+AUTHOR = dict(msg=message(), sign=[sig("aligned.example", "k2048")])
+NO_OVERRIDE = {}     # stats: no Override-* counter moves
+
+FORGED = [
+    # forged or broken chains: arc=fail is no evidence (docs/policy.md); with
+    # trusted sealers named in the chain the reject must still stand
+    dict(name="arc_forged_bad_seal", profile="indirect", why='ARC-Seal i=1',
+         about="RFC 8617 5.2: the trusted list's ARC-Seal i=1 with a changed b=: arc=fail, "
+               "no evidence, reject",
+         **AUTHOR, after=arc_list() + [arc_flip_b("ARC-Seal", 1)], **LIST_ENV),
+    dict(name="arc_forged_aar1_edited", profile="indirect", why='ARC-Seal i=1',
+         about="the trusted list saw dmarc=fail; a later hop rewrites AAR i=1 to dmarc=pass and "
+               "seals i=2: the i=1 seal no longer verifies, arc=fail, reject",
+         **AUTHOR, after=arc_list(saw=SAW_FAIL) + [
+             arc_edit("ARC-Authentication-Results", 1, "dmarc=fail", "dmarc=pass"),
+             arc_set("arcforge.example", 2, "pass", results=HOP2_SAW)],
+         ip="203.0.113.70", helo="mx.arcforge.example", mail_from="x@arcforge.example"),
+    dict(name="arc_forged_cv_pass_at_i1", profile="indirect", why='cv=none',
+         about="RFC 8617 4.1.4/5.2: i=1 must say cv=none; a set i=1 cv=pass (validly signed by "
+               "the trusted sealer's key) is a failed chain",
+         **AUTHOR, after=arc_list(seal=False) + [arc_set("arclist.example", 1, "pass", results=SAW_PASS)],
+         **LIST_ENV),
+    dict(name="arc_forged_cv_fail_newest", profile="indirect", why='cv=fail',
+         about="RFC 8617 5.2 step 2: the newest ARC-Seal says cv=fail (the forwarder saw a broken "
+               "chain): arc=fail, reject",
+         **AUTHOR, after=arc_list() + fwd_hop(saw=HOP2_SAW.replace("arc=pass", "arc=fail")),
+         **FWD_ENV),
+    dict(name="arc_forged_cv_none_at_i2", profile="indirect", why='cv=pass',
+         about="RFC 8617 4.1.4: a set after the first must say cv=pass; i=2 cv=none is a failed chain",
+         **AUTHOR, after=arc_list() + [arc_set("fwd.example", 2, "none", results=HOP2_SAW)],
+         **FWD_ENV),
+    dict(name="arc_forged_instance_gap", profile="indirect", why='instance 2 is missing',
+         about="RFC 8617 5.1.1: instances 1 and 3 without 2 (each validly signed): arc=fail, reject",
+         **AUTHOR, after=arc_list() + [arc_set("fwd.example", 3, "pass", results=HOP2_SAW)],
+         **FWD_ENV),
+    dict(name="arc_forged_duplicate_instance", profile="indirect", why='instance 1 appears more than once',
+         about="RFC 8617 5.1.1: two sets with i=1 (the list's and an attacker's), sealed over by "
+               "i=2 of the trusted forwarder: arc=fail, reject",
+         **AUTHOR, after=arc_list() + [arc_set("arcforge.example", 1, "none", results=SAW_PASS),
+                                      arc_set("fwd.example", 2, "pass", results=HOP2_SAW)],
+         **FWD_ENV),
+    dict(name="arc_forged_newest_ams_broken", profile="indirect", why='ARC-Message-Signature i=2',
+         about="RFC 8617 5.2 step 4: the body changed after the newest hop sealed; its AMS body "
+               "hash fails: arc=fail, reject",
+         **AUTHOR, after=arc_list() + fwd_hop() + [replace_body(b"numbers", b"NUMBERS")],
+         **FWD_ENV),
+]
+for _sc in FORGED:
+    # why: what the ARC_FAIL detail names, so the chain fails for the forged
+    # detail and not for a mistake of the helpers
+    _sc.update(action="reject", smtp=REJECT, stats=NO_OVERRIDE,
+               symbols=["ARC_FAIL " + _sc.pop("why"), "DMARC_POLICY_REJECT aligned.example"],
+               nosymbols=["ARC_PASS", "DMARC_OVERRIDE", "DMARC_PASS"],
+               ar=["arc=fail", "dmarc=fail (p=reject dis=reject) header.from=aligned.example"],
+               noar=["arc=pass", "override="])
+
+SCENARIOS += [
+    # ---- a list that rewrites the Subject and ARC-seals ----
+    dict(name="arc_list_trusted_sealer", profile="indirect",
+         about="RFC 8617 7.2: p=reject author, list rewrites the Subject (DKIM fails) and seals; "
+               "trusted sealer whose AAR i=1 recorded dmarc=pass: accepted, override trusted_forwarder",
+         **AUTHOR, after=arc_list(), **LIST_ENV, explain=True,
+         action="accept", smtp=None,
+         symbols=["ARC_PASS", "DKIM_FAIL aligned.example", "DMARC_OVERRIDE trusted_forwarder"],
+         nosymbols=["DMARC_PASS", "ARC_FAIL"],
+         ar=["arc=pass", "arclist.example", "header.oldest-pass=",
+             "dmarc=fail (p=reject dis=none override=trusted_forwarder) header.from=aligned.example"],
+         trace=[r"^policy: .*arclist\.example.*trusted"],
+         stats={"Override-Trusted-Forwarder": 1}),
+    dict(name="arc_list_untrusted_sealer",
+         about="the same list, no trusted sealer configured (default profile): present but untrusted "
+               "evidence lowers the reject to quarantine, reason forwarded, never accept",
+         **AUTHOR, after=arc_list(), **LIST_ENV,
+         action="quarantine", smtp=None,
+         symbols=["ARC_PASS", "DMARC_OVERRIDE forwarded"], nosymbols=["DMARC_PASS"],
+         ar=["arc=pass", "dmarc=fail (p=reject dis=quarantine override=forwarded)"],
+         stats={"Override-Forwarded": 1}),
+    dict(name="arc_list_other_sealer_untrusted", profile="indirect",
+         about="a valid chain sealed by otherlist.example, not in trusted_arc_sealers: quarantine "
+               "(forwarded), although arclist.example and fwd.example are trusted",
+         **AUTHOR, after=arc_list(d="otherlist.example"),
+         ip=OTHERLIST_IP, helo="lists.otherlist.example", mail_from="team-bounces@otherlist.example",
+         action="quarantine", smtp=None,
+         symbols=["ARC_PASS", "DMARC_OVERRIDE forwarded"],
+         ar=["arc=pass", "override=forwarded"], noar=["override=trusted_forwarder"],
+         stats={"Override-Forwarded": 1}),
+    dict(name="arc_list_no_arc", profile="indirect",
+         about="the same list without ARC (and without its own signature): no evidence, reject 550",
+         **AUTHOR, after=arc_list(seal=False), **LIST_ENV,
+         action="reject", smtp=REJECT,
+         symbols=["DKIM_FAIL aligned.example", "DMARC_POLICY_REJECT aligned.example"],
+         nosymbols=["ARC_PASS", "ARC_FAIL", "DMARC_OVERRIDE"],
+         ar=["dmarc=fail (p=reject dis=reject)"], noar=["arc=pass", "override="],
+         stats=NO_OVERRIDE),
+    dict(name="arc_list_trusted_sealer_strict", profile="indirect-strict",
+         about="policy_mode strict: the trusted, valid chain changes nothing (RFC 7489 6.3): reject",
+         **AUTHOR, after=arc_list(), **LIST_ENV,
+         action="reject", smtp=REJECT,
+         symbols=["ARC_PASS", "DMARC_POLICY_REJECT aligned.example"], nosymbols=["DMARC_OVERRIDE"],
+         ar=["arc=pass", "dmarc=fail (p=reject dis=reject)"], noar=["override="],
+         stats=NO_OVERRIDE),
+    dict(name="arc_list_trusted_sealer_qonly", profile="indirect-qonly",
+         about="policy_mode quarantine-only: quarantined with reason local_policy (docs/policy.md: "
+               "evidence is an rfc9989 matter)",
+         **AUTHOR, after=arc_list(), **LIST_ENV,
+         action="quarantine", smtp=None, symbols=["ARC_PASS", "DMARC_OVERRIDE local_policy"],
+         ar=["arc=pass", "dmarc=fail (p=reject dis=quarantine override=local_policy)"],
+         stats={"Override-Local-Policy": 1}),
+    dict(name="arc_list_trusted_sealer_saw_fail", profile="indirect",
+         about="the trusted sealer's own AAR i=1 says dmarc=fail: nothing to forgive, reject stands",
+         **AUTHOR, after=arc_list(saw=SAW_FAIL), **LIST_ENV, explain=True,
+         action="reject", smtp=REJECT,
+         symbols=["ARC_PASS", "DMARC_POLICY_REJECT aligned.example"], nosymbols=["DMARC_OVERRIDE"],
+         ar=["arc=pass", "dmarc=fail (p=reject dis=reject)"], noar=["override="],
+         trace=[r"^policy: .*did not see dmarc=pass"], stats=NO_OVERRIDE),
+    dict(name="arc_handmade_set_control", profile="indirect",
+         about="control for the forged chains: the hand-built set (scenlib.arc_set) with a correct "
+               "i=1 cv=none verifies like arc_sign's: accepted, trusted_forwarder",
+         **AUTHOR, after=arc_list(seal=False) + [arc_set("arclist.example", 1, "none", results=SAW_PASS)],
+         **LIST_ENV,
+         action="accept", smtp=None, symbols=["ARC_PASS", "DMARC_OVERRIDE trusted_forwarder"],
+         ar=["arc=pass", "override=trusted_forwarder"]),
+
+    # ---- two hops: the list, then a forwarder, both sealing ----
+    dict(name="arc_two_hops_trusted", profile="indirect",
+         about="list seals i=1, forwarder fwd.example seals i=2 (cv=pass): chain valid, AAR i=1 "
+               "dmarc=pass, trusted sealers: accepted, trusted_forwarder",
+         **AUTHOR, after=arc_list() + fwd_hop(), **FWD_ENV,
+         action="accept", smtp=None,
+         symbols=["ARC_PASS", "DMARC_OVERRIDE trusted_forwarder"], nosymbols=["ARC_FAIL"],
+         ar=["arc=pass", "fwd.example", "override=trusted_forwarder"],
+         stats={"Override-Trusted-Forwarder": 1}),
+    dict(name="arc_two_hops_untrusted",
+         about="the same 2-hop chain with no trusted sealer (default profile): quarantine, forwarded",
+         **AUTHOR, after=arc_list() + fwd_hop(), **FWD_ENV,
+         action="quarantine", smtp=None, symbols=["ARC_PASS", "DMARC_OVERRIDE forwarded"],
+         ar=["arc=pass", "override=forwarded"], stats={"Override-Forwarded": 1}),
+    dict(name="arc_two_hops_handmade_i2_control", profile="indirect",
+         about="control for the cv/instance forgeries: a hand-built i=2 cv=pass over the list's set "
+               "verifies: accepted",
+         **AUTHOR, after=arc_list() + [arc_set("fwd.example", 2, "pass", results=HOP2_SAW)], **FWD_ENV,
+         action="accept", smtp=None, symbols=["ARC_PASS", "DMARC_OVERRIDE trusted_forwarder"],
+         ar=["arc=pass"]),
+    dict(name="arc_two_hops_footer_between", profile="indirect",
+         about="RFC 8617 5.2: only the newest AMS must verify; the forwarder appended a footer "
+               "before sealing i=2, so AMS i=1 fails and oldest-pass is 2: still arc=pass, accepted",
+         **AUTHOR, after=arc_list() + [append_body("--\r\nforwarded by fwd.example\r\n")] + fwd_hop(),
+         **FWD_ENV,
+         action="accept", smtp=None, symbols=["ARC_PASS", "DMARC_OVERRIDE trusted_forwarder"],
+         ar=["arc=pass", "header.oldest-pass=2"]),
+    dict(name="arc_untrusted_first_hop_claims_pass", profile="indirect",
+         xfail="the AAR i=1 of an untrusted sealer is taken as the trusted sealer's finding",
+         about="an attacker seals i=1 with its own domain, its AAR claiming dmarc=pass, and sends the "
+               "spoof through the trusted list, whose i=2 AAR records dmarc=fail: the only finding "
+               "a trusted sealer vouches for is dmarc=fail (RFC 8617 7.2, docs/policy.md rule 2): "
+               "not accepted",
+         msg=message(frm="CEO <ceo@aligned.example>", subject="Urgent wire transfer"),
+         after=[arc_seal("arcforge.example", SAW_PASS, authserv="mx.arcforge.example"),
+                arc_seal("arclist.example",
+                         "spf=fail smtp.mailfrom=aligned.example; dkim=none; "
+                         "dmarc=fail header.from=aligned.example; arc=pass",
+                         authserv="lists.arclist.example")],
+         **LIST_ENV,
+         action=("reject", "quarantine"), symbols=["ARC_PASS"],
+         nosymbols=["DMARC_PASS"], noar=["override=trusted_forwarder"]),
+] + FORGED + [
+    # ---- forwarders configured as trusted ----
+    dict(name="fwd_trusted_by_prefix", profile="indirect",
+         about="a plain forward (MAIL FROM kept, SPF fails at the relay) from 198.51.100.176/28 in "
+               "trusted_forwarders: accepted, trusted_forwarder",
+         msg=message(), ip=RELAY_IP, helo="relay.forwarding.example", mail_from="alice@aligned.example",
+         explain=True,
+         action="accept", smtp=None,
+         symbols=["SPF_FAIL aligned.example", "DMARC_OVERRIDE trusted_forwarder"],
+         nosymbols=["DMARC_PASS"],
+         ar=["dmarc=fail (p=reject dis=none override=trusted_forwarder)"],
+         trace=[r"^policy: .*198\.51\.100\.180 is a trusted forwarder"],
+         stats={"Override-Trusted-Forwarder": 1}),
+    dict(name="fwd_trusted_by_prefix_ipv6", profile="indirect",
+         about="the same from 2001:db8:77::/48: accepted, trusted_forwarder",
+         msg=message(), ip=RELAY6_IP, helo="relay6.forwarding.example", mail_from="alice@aligned.example",
+         action="accept", smtp=None, symbols=["SPF_FAIL", "DMARC_OVERRIDE trusted_forwarder"],
+         ar=["override=trusted_forwarder"], stats={"Override-Trusted-Forwarder": 1}),
+    dict(name="fwd_trusted_by_helo", profile="indirect",
+         about="HELO mx.alumni.example (helo:mx.alumni.example), from its own address (SPF HELO "
+               "passes): accepted, trusted_forwarder",
+         msg=message(), ip=ALUMNI_MX, helo="mx.alumni.example", mail_from="alice@aligned.example",
+         explain=True,
+         action="accept", smtp=None,
+         symbols=["SPF_FAIL aligned.example", "SPF_HELO_PASS mx.alumni.example",
+                  "DMARC_OVERRIDE trusted_forwarder"],
+         ar=["override=trusted_forwarder"], trace=[r"^policy: .*HELO mx\.alumni\.example"],
+         stats={"Override-Trusted-Forwarder": 1}),
+    dict(name="fwd_trusted_by_envelope_domain", profile="indirect",
+         about="SRS envelope of alumni.example (from:alumni.example), SPF passes for it: accepted",
+         msg=message(), ip=ALUMNI_IP, helo="out.alumni.example",
+         mail_from="SRS0=hh=tt=aligned.example=alice@alumni.example", explain=True,
+         action="accept", smtp=None,
+         symbols=["SPF_PASS alumni.example", "DMARC_OVERRIDE trusted_forwarder"],
+         ar=["override=trusted_forwarder"], trace=[r"^policy: .*alumni\.example"],
+         stats={"Override-Trusted-Forwarder": 1}),
+    dict(name="fwd_forged_helo", profile="indirect",
+         xfail="helo:NAME trusts the HELO claim without checking it (any client can say it)",
+         about="direct forgery from an unrelated address claiming HELO mx.alumni.example (SPF HELO "
+               "fails: the name does not designate the client): the HELO is unauthenticated "
+               "(RFC 5321 4.1.4 forbids refusing on it, RFC 7208 2.3 is how it is checked), so no "
+               "trusted_forwarder: reject",
+         msg=message(frm="CEO <ceo@aligned.example>"), ip=ATTACKER, helo="mx.alumni.example",
+         mail_from="ceo@aligned.example",
+         action="reject", smtp=REJECT, symbols=["SPF_HELO_FAIL mx.alumni.example"],
+         nosymbols=["DMARC_OVERRIDE"], noar=["override="]),
+    dict(name="fwd_forged_envelope_domain", profile="indirect",
+         xfail="from:DOMAIN trusts the MAIL FROM domain even when SPF fails for it",
+         about="direct forgery from an unrelated address with MAIL FROM @alumni.example, which SPF "
+               "fails (-all): the envelope domain is not authenticated, no trusted_forwarder: reject",
+         msg=message(frm="CEO <ceo@aligned.example>"), ip=ATTACKER, helo="evil.attacker.example",
+         mail_from="bounce@alumni.example",
+         action="reject", smtp=REJECT, symbols=["SPF_FAIL alumni.example"],
+         nosymbols=["DMARC_OVERRIDE"], noar=["override="]),
+    dict(name="fwd_not_configured_reject",
+         about="the same plain forward with no trusted forwarders (default profile): no evidence, reject",
+         msg=message(), ip=RELAY_IP, helo="relay.forwarding.example", mail_from="alice@aligned.example",
+         action="reject", smtp=REJECT, nosymbols=["DMARC_OVERRIDE"], stats=NO_OVERRIDE),
+    dict(name="fwd_trusted_strict", profile="indirect-strict",
+         about="policy_mode strict: the trusted forwarder changes nothing: reject",
+         msg=message(), ip=RELAY_IP, helo="relay.forwarding.example", mail_from="alice@aligned.example",
+         action="reject", smtp=REJECT, nosymbols=["DMARC_OVERRIDE"], stats=NO_OVERRIDE),
+    dict(name="fwd_trusted_qonly", profile="indirect-qonly",
+         about="policy_mode quarantine-only: quarantine, local_policy",
+         msg=message(), ip=RELAY_IP, helo="relay.forwarding.example", mail_from="alice@aligned.example",
+         action="quarantine", smtp=None, symbols=["DMARC_OVERRIDE local_policy"],
+         stats={"Override-Local-Policy": 1}),
+
+    # ---- direct forgery from an unrelated address, every mode ----
+    dict(name="direct_forgery_rfc9989", profile="indirect",
+         about="direct spoof of a p=reject domain, with all the trust configuration present: reject",
+         msg=message(frm="CEO <ceo@aligned.example>"), ip=ATTACKER, helo="evil.attacker.example",
+         mail_from="ceo@aligned.example", explain=True,
+         action="reject", smtp=REJECT, symbols=["SPF_FAIL", "DMARC_POLICY_REJECT aligned.example"],
+         nosymbols=["DMARC_OVERRIDE"], noar=["override="],
+         trace=[r"^policy: .*direct failure"], stats=NO_OVERRIDE),
+    dict(name="direct_forgery_strict", profile="indirect-strict",
+         about="the same in strict mode: reject",
+         msg=message(frm="CEO <ceo@aligned.example>"), ip=ATTACKER, helo="evil.attacker.example",
+         mail_from="ceo@aligned.example",
+         action="reject", smtp=REJECT, nosymbols=["DMARC_OVERRIDE"], stats=NO_OVERRIDE),
+    dict(name="direct_forgery_qonly", profile="indirect-qonly",
+         about="the same in quarantine-only mode: quarantine, local_policy, counted",
+         msg=message(frm="CEO <ceo@aligned.example>"), ip=ATTACKER, helo="evil.attacker.example",
+         mail_from="ceo@aligned.example",
+         action="quarantine", smtp=None, symbols=["DMARC_OVERRIDE local_policy"],
+         ar=["dmarc=fail (p=reject dis=quarantine override=local_policy)"],
+         stats={"Override-Local-Policy": 1}),
+
+    # ---- per-domain exceptions (EXCEPTIONS) ----
+    dict(name="exc_enforce_beats_trusted_forwarder", profile="indirect",
+         about="enforce partner.example: a forward from a trusted forwarder's address gets no "
+               "override: reject",
+         msg=message(frm="Ops <ops@partner.example>"), ip=RELAY_IP, helo="relay.forwarding.example",
+         mail_from="ops@partner.example", explain=True,
+         action="reject", smtp=REJECT, symbols=["DMARC_POLICY_REJECT partner.example"],
+         nosymbols=["DMARC_OVERRIDE"], noar=["override="],
+         trace=[r"^policy: .*enforced"], stats=NO_OVERRIDE),
+    dict(name="exc_enforce_beats_trusted_arc", profile="indirect",
+         about="enforce partner.example: the trusted list's valid chain with AAR i=1 dmarc=pass "
+               "gets no override: reject",
+         msg=message(frm="Ops <ops@partner.example>"),
+         after=arc_list(saw="spf=pass smtp.mailfrom=partner.example; dkim=none; "
+                            "dmarc=pass header.from=partner.example"), **LIST_ENV,
+         action="reject", smtp=REJECT, symbols=["ARC_PASS", "DMARC_POLICY_REJECT partner.example"],
+         nosymbols=["DMARC_OVERRIDE"], stats=NO_OVERRIDE),
+    dict(name="exc_enforce_subdomain", profile="indirect",
+         about="an entry covers its subdomains: ops.partner.example from the trusted forwarder: reject",
+         msg=message(frm="Ops <x@ops.partner.example>"), ip=RELAY_IP, helo="relay.forwarding.example",
+         mail_from="x@ops.partner.example",
+         action="reject", smtp=REJECT, nosymbols=["DMARC_OVERRIDE"], stats=NO_OVERRIDE),
+    dict(name="exc_enforce_qonly", profile="indirect-qonly",
+         about="enforce also holds in quarantine-only mode (no override applies): reject",
+         msg=message(frm="Ops <ops@partner.example>"), ip=ATTACKER, helo="evil.attacker.example",
+         mail_from="ops@partner.example",
+         action="reject", smtp=REJECT, nosymbols=["DMARC_OVERRIDE"], stats=NO_OVERRIDE),
+    dict(name="exc_never_reject", profile="indirect",
+         about="never-reject newsletter.example: a direct failure is quarantined, local_policy",
+         msg=message(frm="News <news@newsletter.example>"), ip=ATTACKER, helo="evil.attacker.example",
+         mail_from="news@newsletter.example", explain=True,
+         action="quarantine", smtp=None,
+         symbols=["DMARC_POLICY_QUARANTINE newsletter.example", "DMARC_OVERRIDE local_policy"],
+         ar=["dmarc=fail (p=reject dis=quarantine override=local_policy)"],
+         trace=[r"^policy: .*never-reject"], stats={"Override-Local-Policy": 1}),
+    dict(name="exc_never_reject_strict", profile="indirect-strict",
+         about="strict mode ignores never-reject (docs/policy.md): reject",
+         msg=message(frm="News <news@newsletter.example>"), ip=ATTACKER, helo="evil.attacker.example",
+         mail_from="news@newsletter.example",
+         action="reject", smtp=REJECT, nosymbols=["DMARC_OVERRIDE"], stats=NO_OVERRIDE),
+    dict(name="exc_most_specific_wins", profile="indirect",
+         about="never-reject promo.partner.example is more specific than enforce partner.example: "
+               "quarantine, local_policy",
+         msg=message(frm="Promo <deals@promo.partner.example>"), ip=ATTACKER, helo="evil.attacker.example",
+         mail_from="deals@promo.partner.example",
+         action="quarantine", smtp=None, symbols=["DMARC_OVERRIDE local_policy"],
+         stats={"Override-Local-Policy": 1}),
+    dict(name="exc_reload_base", profile="indirect",
+         exceptions=[(EXCEPTIONS, True)],
+         about="the exceptions file reloaded on SIGHUP as it is: reloaded.example is not listed, reject",
+         msg=message(frm="R <r@reloaded.example>"), ip=ATTACKER, helo="evil.attacker.example",
+         mail_from="r@reloaded.example",
+         action="reject", smtp=REJECT, nosymbols=["DMARC_OVERRIDE"], stats=NO_OVERRIDE),
+    dict(name="exc_reload_adds_never_reject", profile="indirect",
+         exceptions=[(EXCEPTIONS + "never-reject reloaded.example\n", True)],
+         about="never-reject reloaded.example added, SIGHUP: the next scan is quarantined, local_policy",
+         msg=message(frm="R <r@reloaded.example>"), ip=ATTACKER, helo="evil.attacker.example",
+         mail_from="r@reloaded.example",
+         action="quarantine", smtp=None, symbols=["DMARC_OVERRIDE local_policy"],
+         stats={"Override-Local-Policy": 1}),
+    dict(name="exc_reload_drops_enforce", profile="indirect",
+         exceptions=[(EXCEPTIONS.replace("enforce partner.example\n", ""), True)],
+         about="enforce partner.example removed, SIGHUP: the trusted forwarder's override applies again",
+         msg=message(frm="Ops <ops@partner.example>"), ip=RELAY_IP, helo="relay.forwarding.example",
+         mail_from="ops@partner.example",
+         action="accept", smtp=None, symbols=["DMARC_OVERRIDE trusted_forwarder"],
+         stats={"Override-Trusted-Forwarder": 1}),
+    dict(name="exc_reload_broken_keeps_running", profile="indirect",
+         exceptions=[(EXCEPTIONS + "never-reject reloaded.example\n", True),
+                     ("never-reject reloaded.example\nnever-reject\n", False)],
+         about="a broken file on SIGHUP is refused (file:line logged) and the running exceptions "
+               "stay: still quarantine, local_policy",
+         msg=message(frm="R <r@reloaded.example>"), ip=ATTACKER, helo="evil.attacker.example",
+         mail_from="r@reloaded.example",
+         action="quarantine", smtp=None, symbols=["DMARC_OVERRIDE local_policy"],
+         stats={"Override-Local-Policy": 1}),
+    dict(name="exc_reload_restored", profile="indirect",
+         about="after the reload scenarios the base file is back (the runner reloads it): reject",
+         msg=message(frm="R <r@reloaded.example>"), ip=ATTACKER, helo="evil.attacker.example",
+         mail_from="r@reloaded.example",
+         action="reject", smtp=REJECT, nosymbols=["DMARC_OVERRIDE"], stats=NO_OVERRIDE),
 ]

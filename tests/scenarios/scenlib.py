@@ -9,6 +9,8 @@ import os
 import re
 
 import dkim
+import dkim.canonicalization
+import dkim.crypto
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOCAL_KEYS = {
@@ -113,6 +115,165 @@ def replace_body(old, new):
         assert _b(old) in body, "replace_body: %r not in the body" % old
         return head + sep + body.replace(_b(old), _b(new), 1)
     f.__name__ = "replace_body"
+    return f
+
+
+# ---- ARC (RFC 8617): sealing hops ----
+#
+# arc_seal is an honest intermediary: its MTA writes an
+# Authentication-Results field with what it saw, then python3-dkim's
+# arc_sign turns that into the next ARC set (AAR, AMS, AS), cv= taken
+# from the arc= result it recorded. arc_set builds a set with any instance
+# and cv= (what arc_sign refuses to make: forged chains) from the same
+# primitives a verifier checks: relaxed canonicalization (RFC 6376 3.4.2
+# and 3.4.4) and RSASSA-PKCS1-v1_5 with SHA-256 (python3-dkim's crypto).
+# Each forged shape has a control in the table made with the same helper
+# and a correct value, so a failure means the forged detail, not the helper.
+# Both take the world directory (the sealers' private keys) as a second
+# argument: build_message passes it to steps marked needs_world.
+
+ARC_TIME = 1741082400    # 2025-03-04 10:00:00 UTC, shortly after the Date:
+
+
+def arc_seal(d, results, s="arc", authserv=None, keep_ar=True):
+    """One sealing hop of domain d: A-R "authserv; results" (results
+    with arc=pass or arc=fail for a hop after the first), then arc_sign.
+    keep_ar=False drops that A-R field afterwards (RFC 8601 5 lets the
+    next hop delete it; the AMS never covers it)."""
+    srv = authserv or "mx." + d
+
+    def f(msg, world_dir):
+        key = load_key(world_dir, d, s)
+        m = b"Authentication-Results: " + _b(srv) + b"; " + _b(results) + b"\r\n" + msg
+        hdrs = dkim.arc_sign(m, s.encode(), d.encode(), key, srv.encode(), timestamp=ARC_TIME)
+        assert hdrs, "arc_sign made no ARC set for %s" % d
+        out = b"".join(hdrs) + m
+        if not keep_ar:
+            out = out.replace(b"Authentication-Results: " + _b(srv) + b"; " + _b(results) + b"\r\n",
+                              b"", 1)
+        return out
+    f.__name__ = "arc_seal(%s)" % d
+    f.needs_world = True
+    return f
+
+
+def _split(msg):
+    """(fields, body): fields as raw bytes with their folding and CRLF."""
+    head, _, body = msg.partition(b"\r\n\r\n")
+    fields = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\r\n" + line
+        else:
+            fields.append(line)
+    return [x + b"\r\n" for x in fields], body
+
+
+def _name(field):
+    return field.split(b":", 1)[0].strip().lower()
+
+
+def _relaxed(field):
+    """RFC 6376 3.4.2 relaxed header canonicalization of one raw field."""
+    name, _, value = field.partition(b":")
+    value = re.sub(rb"\r\n(?=[ \t])", b"", value)
+    value = re.sub(rb"[ \t]+", b" ", value).strip(b" \t\r\n")
+    return name.strip().lower() + b":" + value + b"\r\n"
+
+
+def _instance(field):
+    m = re.search(rb"(?:^|[;:\s])i\s*=\s*(\d+)", field.split(b":", 1)[1])
+    return int(m.group(1)) if m else 0
+
+
+def _sign(world_dir, d, s, data):
+    import hashlib
+    pk = dkim.crypto.parse_pem_private_key(load_key(world_dir, d, s))
+    import base64
+    return base64.b64encode(dkim.crypto.RSASSA_PKCS1_v1_5_sign(hashlib.sha256(data), pk))
+
+
+ARC_NAMES = (b"arc-seal", b"arc-message-signature", b"arc-authentication-results")
+
+
+def arc_set(d, instance, cv, results="spf=pass smtp.mailfrom=aligned.example",
+            s="arc", authserv=None, ams_headers=("from", "to", "subject", "date", "message-id")):
+    """An ARC set built by hand: AAR "i=N; authserv; results", an AMS over
+    ams_headers and the body, and an AS with the given cv= over every ARC
+    field already in the message (ordered by instance, oldest first, each
+    set as AAR, AMS, AS; RFC 8617 5.1.1) and the new AAR and AMS."""
+    srv = authserv or "mx." + d
+
+    def f(msg, world_dir):
+        import base64
+        import hashlib
+        fields, body = _split(msg)
+        canon_body = dkim.canonicalization.CanonicalizationPolicy.from_c_value(
+            b"relaxed/relaxed").canonicalize_body(body)
+        bh = base64.b64encode(hashlib.sha256(canon_body).digest())
+        aar = b"ARC-Authentication-Results: i=%d; %s; %s\r\n" % (instance, _b(srv), _b(results))
+        # AMS: like a DKIM signature; h= names select fields bottom-up
+        ams = (b"ARC-Message-Signature: i=%d; a=rsa-sha256; c=relaxed/relaxed; d=%s; s=%s;"
+               b" t=%d; h=%s; bh=%s; b=" % (instance, _b(d), _b(s), ARC_TIME,
+                                          b":".join(_b(h) for h in ams_headers), bh))
+        used = {}
+        data = b""
+        for h in ams_headers:
+            h = _b(h).lower()
+            same = [x for x in fields if _name(x) == h]
+            k = used.get(h, 0)
+            if k < len(same):
+                data += _relaxed(same[len(same) - 1 - k])
+                used[h] = k + 1
+        data += _relaxed(ams + b"\r\n")[:-2]
+        ams += _sign(world_dir, d, s, data) + b"\r\n"
+        # AS: all sets, oldest instance first (stable: lower fields first
+        # for equal instances), then the new AAR, AMS and this seal
+        old = [x for x in fields if _name(x) in ARC_NAMES]
+        order = {b"arc-authentication-results": 0, b"arc-message-signature": 1, b"arc-seal": 2}
+        old = sorted(reversed(old), key=lambda x: (_instance(x), order[_name(x)]))
+        seal = (b"ARC-Seal: i=%d; a=rsa-sha256; t=%d; cv=%s; d=%s; s=%s; b="
+                % (instance, ARC_TIME, _b(cv), _b(d), _b(s)))
+        data = b"".join(_relaxed(x) for x in old) + _relaxed(aar) + _relaxed(ams)
+        data += _relaxed(seal + b"\r\n")[:-2]
+        seal += _sign(world_dir, d, s, data) + b"\r\n"
+        return seal + ams + aar + msg
+    f.__name__ = "arc_set(%s i=%d cv=%s)" % (d, instance, cv)
+    f.needs_world = True
+    return f
+
+
+def arc_edit(name, instance, old, new):
+    """Replaces old by new in the ARC field `name` of `instance` (after its
+    signature was made: the signature over it no longer verifies)."""
+    def f(msg):
+        fields, body = _split(msg)
+        hit = [k for k, x in enumerate(fields)
+               if _name(x) == _b(name).lower() and _instance(x) == instance]
+        assert len(hit) == 1, "arc_edit: %d %s i=%d fields" % (len(hit), name, instance)
+        assert _b(old) in fields[hit[0]], "arc_edit: %r not in %r" % (old, fields[hit[0]][:80])
+        fields[hit[0]] = fields[hit[0]].replace(_b(old), _b(new), 1)
+        return b"".join(fields) + b"\r\n" + body
+    f.__name__ = "arc_edit"
+    return f
+
+
+def arc_flip_b(name, instance):
+    """Changes one character in the middle of the b= value of an ARC field."""
+    def f(msg):
+        fields, body = _split(msg)
+        hit = [k for k, x in enumerate(fields)
+               if _name(x) == _b(name).lower() and _instance(x) == instance]
+        assert len(hit) == 1, "arc_flip_b: %d %s i=%d fields" % (len(hit), name, instance)
+        x = fields[hit[0]]
+        m = re.search(rb"[;\s]b=", x)
+        pos = m.end() + 20
+        while x[pos:pos + 1] in (b"\r", b"\n", b" ", b"\t"):
+            pos += 1
+        c = x[pos:pos + 1]
+        fields[hit[0]] = x[:pos] + (b"A" if c != b"A" else b"B") + x[pos + 1:]
+        return b"".join(fields) + b"\r\n" + body
+    f.__name__ = "arc_flip_b"
     return f
 
 
