@@ -26,7 +26,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-enum hstate { H_HEAD = 0, H_BODY, H_WAIT, H_DONE };
+/* H_PEEK: the first body line is held back to drop an mbox "From " line
+ * (Exim's spool_mbox writes one) before the scan starts. */
+#define PEEK_MAX 1024
+enum hstate { H_HEAD = 0, H_PEEK, H_BODY, H_WAIT, H_DONE };
 
 struct http_srv;
 
@@ -44,6 +47,8 @@ struct hconn {
 	struct buf in;                /* head bytes; later, bytes of the next request */
 	uint64_t body_left;
 	struct scan *sc;
+	struct proto_request req;     /* H_PEEK: the request, until the scan takes it */
+	struct buf peek;
 	int legacy;                   /* RSPAMC/1.x request: legacy text reply, then close */
 	int keep_alive;
 	int reading;
@@ -95,6 +100,8 @@ static void on_hc_closed(uv_handle_t *h)
 	struct srv *s = hs->srv;
 	s->n_conns--;
 	buf_free(&c->in);
+	buf_free(&c->peek);
+	proto_request_clear(&c->req);
 	free(c);
 	hs_maybe_free(hs);
 	srv_maybe_finish(s);
@@ -397,12 +404,20 @@ static int parse_head(struct hconn *c, char *head, size_t len, struct proto_requ
 			first = 0;
 			char *sp1 = strchr(line, ' ');
 			char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-			if (!sp1 || !sp2 || strchr(sp2 + 1, ' ')) {
+			const char *method = line, *target, *version;
+			if (sp1 && !sp2 && strncmp(sp1 + 1, "RSPAMC/1.", 9) == 0) {
+				/* legacy spamc form, no path: "CHECK RSPAMC/1.3" (Exim) */
+				*sp1 = '\0';
+				target = "/";
+				version = sp1 + 1;
+			} else if (!sp1 || !sp2 || strchr(sp2 + 1, ' ')) {
 				*why = "bad request line";
 				return 400;
+			} else {
+				*sp1 = *sp2 = '\0';
+				target = sp1 + 1;
+				version = sp2 + 1;
 			}
-			*sp1 = *sp2 = '\0';
-			const char *method = line, *target = sp1 + 1, *version = sp2 + 1;
 			if (strcmp(version, "HTTP/1.1") == 0) {
 				c->keep_alive = 1;
 			} else if (strcmp(version, "HTTP/1.0") == 0) {
@@ -589,13 +604,31 @@ static void start_request(struct hconn *c, size_t hl)
 		return;
 	}
 	c->body_left = req.content_length;
-	c->sc = scan_new(s, &req, on_scan_done, c);
-	proto_request_clear(&req);
+	c->req = req;
+	buf_free(&c->peek);
+	buf_init(&c->peek, PEEK_MAX);
+	c->st = H_PEEK;
+}
+
+/* Enough of the body is held to see its first line: start the scan. */
+static void start_scan(struct hconn *c)
+{
+	struct srv *s = c->hs->srv;
+	size_t skip = 0;
+	const char *nl = c->peek.len ? memchr(c->peek.data, '\n', c->peek.len) : NULL;
+	if (nl && c->peek.len >= 5 && memcmp(c->peek.data, "From ", 5) == 0)
+		skip = (size_t)(nl - c->peek.data) + 1;
+	c->req.content_length -= skip;
+	c->sc = scan_new(s, &c->req, on_scan_done, c);
+	proto_request_clear(&c->req);
 	if (!c->sc) {
 		hc_error(c, 500, "out of memory");
 		return;
 	}
 	c->st = H_BODY;
+	if (c->peek.len > skip)
+		scan_body(c->sc, c->peek.data + skip, c->peek.len - skip);
+	buf_free(&c->peek);
 }
 
 /* Feeds bytes read from the socket; loops over pipelined requests. */
@@ -612,16 +645,32 @@ static void hc_process(struct hconn *c, const char *data, size_t len)
 			if (!hl)
 				return;
 			start_request(c, hl);
-			if (c->st != H_BODY)
+			if (c->st != H_PEEK)
 				return;
 			/* body bytes that came with the head */
 			size_t n = c->in.len;
 			char *rest = buf_steal(&c->in, &n);
 			buf_init(&c->in, c->hs->srv->cfg->max_request_header);
-			if (rest && n)
-				hc_process(c, rest, n);
+			/* even with no bytes: an empty body completes the request now */
+			hc_process(c, rest ? rest : "", rest ? n : 0);
 			free(rest);
 			return;
+		}
+		if (c->st == H_PEEK) {
+			size_t room = PEEK_MAX - c->peek.len - 1;
+			size_t take = len < c->body_left ? len : (size_t)c->body_left;
+			if (take > room)
+				take = room;
+			buf_add(&c->peek, data, take);
+			c->body_left -= take;
+			data += take;
+			len -= take;
+			if (c->body_left > 0 && c->peek.len < PEEK_MAX - 1 &&
+			    !memchr(c->peek.data, '\n', c->peek.len))
+				return;
+			start_scan(c);
+			if (c->st != H_BODY)
+				return;
 		}
 		if (c->st == H_BODY) {
 			size_t take = len < c->body_left ? len : (size_t)c->body_left;
@@ -664,7 +713,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	if (n == UV_EOF) {
 		/* a client that half-closes after its request still gets the reply */
 		pause_reading(c);
-		if (c->st == H_HEAD || c->st == H_BODY)
+		if (c->st == H_HEAD || c->st == H_PEEK || c->st == H_BODY)
 			hc_close(c);
 		return;
 	}
@@ -675,7 +724,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	if (n == 0)
 		return;
 	c->hs->srv->stats.bytes_in += (uint64_t)n;
-	if (c->st == H_HEAD || c->st == H_BODY)
+	if (c->st == H_HEAD || c->st == H_PEEK || c->st == H_BODY)
 		hc_arm_timer(c);
 	hc_process(c, b->base, (size_t)n);
 }
@@ -890,7 +939,7 @@ void http_shutdown(struct srv *s)
 	for (struct hconn *c = hs->conns, *next; c; c = next) {
 		next = c->next;
 		/* answer what was fully received; drop the rest */
-		if (c->st == H_HEAD || c->st == H_BODY)
+		if (c->st == H_HEAD || c->st == H_PEEK || c->st == H_BODY)
 			hc_close(c);
 		else
 			pause_reading(c);

@@ -85,6 +85,10 @@ class WorldCase(unittest.TestCase):
     daemon_args = ()
 
     @classmethod
+    def more_daemon_args(cls, daemon_dir):
+        return ()
+
+    @classmethod
     def setUpClass(cls):
         why = mta.missing_tools()
         if why:
@@ -95,6 +99,7 @@ class WorldCase(unittest.TestCase):
             cls.daemon = harness.Daemon("--set", "socket_mode=0666",
                                         "--set", "dns_timeout=" + DNS_TIMEOUT,
                                         *cls.daemon_args, world=cls.world)
+            cls.daemon.args += list(cls.more_daemon_args(cls.daemon.dir))
             # Postfix's unprivileged processes reach the socket through it
             mta.world_dir_readable(cls.daemon.dir)
             cls.daemon.start()
