@@ -10,7 +10,8 @@ BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build
   dns-root-data"
 TEST_PKGS="$BUILD_PKGS python3 python3-yaml python3-dkim python3-dnspython
   python3-msgpack python3-authres python3-nacl python3-cryptography openssl
-  netcat-openbsd nsd ldnsutils"
+  netcat-openbsd nsd ldnsutils
+  postfix swaks libnss-wrapper"
 
 case "${1:-build}" in
   build) want=$BUILD_PKGS ;;
@@ -33,6 +34,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "alignd: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
+case " $missing " in
+  *" postfix "*)
+    # The end-to-end tests run private Postfix instances only: install it
+    # unconfigured (no /etc/postfix/main.cf), so no system mail server starts.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections ;;
+esac
 apt-get update -q
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing
