@@ -901,6 +901,18 @@ SCENARIOS += [
          **LIST_ENV,
          action=("reject", "quarantine"), symbols=["ARC_PASS"],
          nosymbols=["DMARC_PASS"], noar=["override=trusted_forwarder"]),
+    dict(name="arc_untrusted_hop_rewrites_after_trusted", profile="indirect",
+         xfail="a later untrusted hop may replace the content and keep the trusted sealer's override",
+         about="the trusted list sealed i=1 (AAR dmarc=pass); an untrusted hop then replaces the "
+               "body and seals i=2 with its own domain: the chain is valid but AMS i=1 no longer "
+               "verifies (oldest-pass=2), so what the trusted sealer vouched for is not what "
+               "arrived (RFC 8617 5.2 oldest-pass, 7.2): not accepted",
+         **AUTHOR, after=arc_list() + [replace_body(b"the numbers are attached.",
+                                                    b"please pay the attached invoice today."),
+                                      arc_set("arcforge.example", 2, "pass", results=HOP2_SAW)],
+         ip="203.0.113.70", helo="mx.arcforge.example", mail_from="x@arcforge.example",
+         action=("reject", "quarantine"), symbols=["ARC_PASS"],
+         nosymbols=["DMARC_PASS"], ar=["header.oldest-pass=2"], noar=["override=trusted_forwarder"]),
 ] + FORGED + [
     # ---- forwarders configured as trusted ----
     dict(name="fwd_trusted_by_prefix", profile="indirect",
