@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pwd.h>
 #include <unistd.h>
 
 enum ktype { K_STR, K_UINT, K_MS, K_SIZE, K_BOOL, K_MODE, K_DOUBLE, K_LOG };
@@ -30,6 +31,9 @@ static const struct key keys[] = {
 	{ "socket_mode",         K_MODE, O(socket_mode), "0660", NULL, 0, 0777 },
 	{ "socket_group",        K_STR,  O(socket_group), "", NULL, 0, 0 },
 	{ "pid_file",            K_STR,  O(pid_file), "", NULL, 0, 0 },
+	{ "user",                K_STR,  O(user), "", NULL, 0, 0 },
+	{ "group",               K_STR,  O(group), "", NULL, 0, 0 },
+	{ "allowed_peers",       K_STR,  O(allowed_peers), "", NULL, 0, 0 },
 	{ "http_listen",         K_STR,  O(http_listen), "", NULL, 0, 0 },
 	{ "http_allow_remote",   K_BOOL, O(http_allow_remote), "no", NULL, 0, 0 },
 	{ "workers",             K_UINT, O(workers), "0", NULL, 0, 256 },
@@ -377,8 +381,57 @@ void cfg_unref(struct srv_config **cp)
 	free(c);
 }
 
+int cfg_peer_allowed(const struct srv_config *c, unsigned uid)
+{
+	if (c->n_allowed == 0 || uid == 0 || uid == (unsigned)geteuid())
+		return 1;
+	for (size_t i = 0; i < c->n_allowed; i++)
+		if (c->allowed_uids[i] == uid)
+			return 1;
+	return 0;
+}
+
+static int parse_peers(struct srv_config *c, char *err, size_t errlen)
+{
+	c->n_allowed = 0;
+	const char *p = c->allowed_peers;
+	while (*p) {
+		while (*p == ' ' || *p == ',' || *p == '\t')
+			p++;
+		size_t n = strcspn(p, " ,\t");
+		if (n == 0)
+			break;
+		char name[64];
+		if (n >= sizeof(name)) {
+			snprintf(err, errlen, "allowed_peers: '%.*s' is too long", 20, p);
+			return -1;
+		}
+		memcpy(name, p, n);
+		name[n] = '\0';
+		p += n;
+		uint64_t uid;
+		if (text_u64(name, n, 0xfffffffeu, &uid) < 0) {
+			struct passwd *pw = getpwnam(name);
+			if (!pw) {
+				snprintf(err, errlen, "allowed_peers: no user named '%s'", name);
+				return -1;
+			}
+			uid = pw->pw_uid;
+		}
+		if (c->n_allowed == sizeof(c->allowed_uids) / sizeof(c->allowed_uids[0])) {
+			snprintf(err, errlen, "allowed_peers: more than %zu entries",
+			         sizeof(c->allowed_uids) / sizeof(c->allowed_uids[0]));
+			return -1;
+		}
+		c->allowed_uids[c->n_allowed++] = (unsigned)uid;
+	}
+	return 0;
+}
+
 int cfg_finalize(struct srv_config *c, char *err, size_t errlen)
 {
+	if (parse_peers(c, err, errlen) < 0)
+		return -1;
 	policy_conf_free(&c->policy);
 	struct policy_conf *p = &c->policy;
 	p->mode = strcmp(c->policy_mode, "strict") == 0 ? POLICY_STRICT

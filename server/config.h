@@ -22,6 +22,9 @@ struct srv_config {
 	unsigned socket_mode;
 	char *socket_group;
 	char *pid_file;
+	char *user;                   /* drop to this user when started as root */
+	char *group;                  /* and this group (default: the user's) */
+	char *allowed_peers;          /* uids or user names allowed to connect */
 	char *http_listen;            /* rspamd-compatible endpoint: "", unix:/path, ADDR:PORT */
 	int http_allow_remote;        /* allow a non-loopback http_listen address */
 
@@ -72,7 +75,14 @@ struct srv_config {
 	struct verdict_opts weights;
 	/* built by cfg_finalize() from the policy keys and the exceptions file */
 	struct policy_conf policy;
+	/* allowed_peers resolved by cfg_finalize(); n_allowed 0: anyone the
+	 * socket's mode lets in */
+	unsigned allowed_uids[64];
+	size_t n_allowed;
 };
+
+/* 1 when a peer with this uid may use the daemon. */
+int cfg_peer_allowed(const struct srv_config *c, unsigned uid);
 
 /* Builds what derives from several keys (the indirect-flow policy, with the
  * exceptions file read now). Call after all keys are set; 0 or -1. */

@@ -11,6 +11,7 @@
 #include "protocol/request.h"
 
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 struct preq {                    /* one request in the pipeline */
@@ -490,6 +491,24 @@ void conn_accept(struct srv *s)
 	if (!c->parser) {
 		conn_close(c);
 		return;
+	}
+	if (s->cfg->n_allowed) {
+		/* SO_PEERCRED: the kernel's word for who connected */
+		uv_os_fd_t fd;
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+		if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 ||
+		    !cfg_peer_allowed(s->cfg, (unsigned)cr.uid)) {
+			s->stats.connections_rejected++;
+			log_msg(LOG_LVL_WARN, "conn %llu: peer uid %ld pid %ld not in allowed_peers, refused",
+			        (unsigned long long)c->id, cl == sizeof(cr) ? (long)cr.uid : -1L,
+			        cl == sizeof(cr) ? (long)cr.pid : -1L);
+			reply_now(c, PROTO_CMD_NONE, 403, "peer not allowed");
+			c->eof = 1;
+			conn_flush(c);
+			return;
+		}
 	}
 	if (s->n_conns > s->cfg->max_connections || s->stopping) {
 		s->stats.connections_rejected++;

@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <pwd.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@ struct overrides {                /* --set and flags, re-applied on SIGHUP */
 
 static struct overrides ovr;
 static struct srv server;
+static char created_dir[108];     /* the socket directory, when we made it */
 
 static void usage(FILE *out)
 {
@@ -113,7 +116,9 @@ static int prepare_socket_path(const char *path, char *err, size_t errlen)
 		char *slash = strrchr(dir, '/');
 		if (slash && slash != dir) {
 			*slash = '\0';
-			if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+			if (mkdir(dir, 0755) == 0)
+				snprintf(created_dir, sizeof(created_dir), "%s", dir);
+			else if (errno != EEXIST) {
 				snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
 				return -1;
 			}
@@ -202,6 +207,57 @@ fail:
 	uv_close((uv_handle_t *)&s->listener, NULL);
 	unlink(c->socket);
 	return -1;
+}
+
+/* Started as root with `user` set: give up root for good before serving.
+ * The socket (and its directory, if we made it) passes to that user so a
+ * later shutdown can remove it; nothing else needs root after the bind. */
+static int drop_privileges(const struct srv_config *c, char *err, size_t errlen)
+{
+	if (!c->user || !*c->user)
+		return 0;
+	if (geteuid() != 0) {
+		log_msg(LOG_LVL_WARN, "user = %s ignored: not started as root", c->user);
+		return 0;
+	}
+	struct passwd *pw = getpwnam(c->user);
+	if (!pw) {
+		snprintf(err, errlen, "user: no user named '%s'", c->user);
+		return -1;
+	}
+	uid_t uid = pw->pw_uid;
+	gid_t gid = pw->pw_gid;
+	if (c->group && *c->group) {
+		struct group *g = getgrnam(c->group);
+		if (!g) {
+			snprintf(err, errlen, "group: no group named '%s'", c->group);
+			return -1;
+		}
+		gid = g->gr_gid;
+	}
+	if (uid == 0) {
+		snprintf(err, errlen, "user: refusing to run as root (user = %s)", c->user);
+		return -1;
+	}
+	/* the socket keeps its group (socket_group) and mode */
+	if (chown(c->socket, uid, (gid_t)-1) < 0 ||
+	    (created_dir[0] && chown(created_dir, uid, gid) < 0)) {
+		snprintf(err, errlen, "chown for user %s: %s", c->user, strerror(errno));
+		return -1;
+	}
+	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+		snprintf(err, errlen, "dropping to %s: %s", c->user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		snprintf(err, errlen, "could regain root after dropping privileges");
+		return -1;
+	}
+	/* no execve()'d helper could gain privileges either */
+	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	log_msg(LOG_LVL_INFO, "running as user %s (uid %u, gid %u)", c->user,
+	        (unsigned)uid, (unsigned)gid);
+	return 0;
 }
 
 static void close_if_open(uv_handle_t *h)
@@ -421,6 +477,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (http_start(s, err, sizeof(err)) < 0) {
+		log_msg(LOG_LVL_ERR, "%s", err);
+		unlink(cfg->socket);
+		dispatch_close(s);
+		return 1;
+	}
+	if (drop_privileges(cfg, err, sizeof(err)) < 0) {
 		log_msg(LOG_LVL_ERR, "%s", err);
 		unlink(cfg->socket);
 		dispatch_close(s);
