@@ -213,40 +213,54 @@ static void scan_report(struct scan *sc)
 		.arc_oldest_pass = -1,
 		.header_error = sc->header_error,
 	};
-	char arc_text[DKV_NAME_MAX + 64];
+	/* indirect-flow evidence (docs/policy.md), gathered for every message
+	 * so that Authentication-Results can say whom the ARC chain came from */
+	const char *passing[64];
+	size_t np = 0;
+	for (size_t i = 0; sc->dkim_ran && i < sc->dkim.n && np < 64; i++)
+		if (sc->dkim.sigs[i].res == AUTH_PASS)
+			passing[np++] = sc->dkim.sigs[i].d;
+	const char *sealers[ARC_MAX_SETS];
+	size_t ns = 0;
+	if (sc->arc_ran && sc->arc.chain == AUTH_PASS && sc->arc.sets)
+		for (size_t k = 0; k < sc->arc.n_sets && ns < ARC_MAX_SETS; k++)
+			sealers[ns++] = sc->arc.sets[k].as.d;
+	struct policy_facts facts = {
+		.m = sc->headers_done ? &sc->parsed : NULL,
+		.client_ip = sc->req.client_ip,
+		.helo = sc->req.helo,
+		.mail_from = sc->req.mail_from,
+		.spf_helo_pass = sc->helo_ran && sc->spf_helo.result == AUTH_PASS,
+		.spf_mfrom_pass = sc->spf_ran && sc->spf.result == AUTH_PASS,
+		.dkim_pass = passing,
+		.n_dkim_pass = np,
+		.arc = sc->arc_ran ? sc->arc.chain : AUTH_NONE,
+		.arc_sealers = sealers,
+		.n_sealers = ns,
+		.arc_oldest_pass = sc->arc_ran ? sc->arc.oldest_pass : 0,
+		.aar1 = sc->arc_ran ? sc->arc.aar1 : NULL,
+	};
+	struct policy_evidence ev;
+	policy_gather(&sc->cfg->policy, &facts, &ev);
+	if (ev.arc == AUTH_PASS)
+		trace_add(&sc->trace, "policy", "arc=pass, first sealer %s: %s", ev.arc_sealer,
+		          ev.arc_trusted ? "trusted" : "not trusted");
+
+	char arc_text[DKV_NAME_MAX * 2 + 64];
 	if (sc->arc_ran && sc->arc.chain != AUTH_NONE) {
 		in.arc = sc->arc.chain;
-		if (sc->arc.chain == AUTH_PASS && sc->arc.n_sets > 0 && sc->arc.sets) {
-			snprintf(arc_text, sizeof(arc_text), "i=%u, sealer %s", sc->arc.n_sets,
-			         sc->arc.sets[sc->arc.n_sets - 1].as.d);
+		if (sc->arc.chain == AUTH_PASS && ns > 0) {
+			snprintf(arc_text, sizeof(arc_text), "i=%u, %s sealer %s", sc->arc.n_sets,
+			         ev.arc_trusted ? "trusted" : "untrusted", ev.arc_sealer);
 			in.arc_comment = arc_text;
 			in.arc_oldest_pass = (int)sc->arc.oldest_pass;
 		} else {
 			in.arc_comment = sc->arc.reason;
 		}
 	}
-	/* indirect flows: may a DMARC reject be lowered? (docs/policy.md) */
+	/* may a DMARC reject be lowered? */
 	struct policy_decision pd;
 	if (sc->dmarc_done && sc->dmarc_ran && sc->dmarc_res.res == DMARC_RES_FAIL) {
-		const char *passing[64];
-		size_t np = 0;
-		for (size_t i = 0; sc->dkim_ran && i < sc->dkim.n && np < 64; i++)
-			if (sc->dkim.sigs[i].res == AUTH_PASS)
-				passing[np++] = sc->dkim.sigs[i].d;
-		struct policy_evidence ev;
-		const char *sealers[ARC_MAX_SETS];
-		size_t ns = 0;
-		if (sc->arc_ran && sc->arc.chain == AUTH_PASS)
-			for (size_t k = sc->arc.n_sets; k > 0 && ns < ARC_MAX_SETS; k--)
-				if (sc->arc.sets && sc->arc.sets[k - 1].as.d[0])
-					sealers[ns++] = sc->arc.sets[k - 1].as.d;
-		policy_gather(&sc->cfg->policy, sc->headers_done ? &sc->parsed : NULL,
-		              sc->req.client_ip, sc->req.helo, sc->req.mail_from, passing, np,
-		              sc->arc_ran ? sc->arc.chain : AUTH_NONE, sealers, ns,
-		              sc->arc_ran ? sc->arc.aar1 : NULL, &ev);
-		if (ev.arc == AUTH_PASS)
-			trace_add(&sc->trace, "policy", "arc=pass, newest sealer %s%s", ns ? sealers[0] : "?",
-			          ev.arc_trusted ? " (trusted)" : " (not trusted)");
 		enum policy_disp disp = sc->dmarc_res.disp == DMARC_DISP_REJECT ? POLICY_DISP_REJECT
 		                      : sc->dmarc_res.disp == DMARC_DISP_QUARANTINE ? POLICY_DISP_QUARANTINE
 		                      : POLICY_DISP_NONE;
@@ -254,6 +268,8 @@ static void scan_report(struct scan *sc)
 		in.policy = &pd;
 		if (pd.override)
 			stats_count_override(s, pd.override);
+		else if (sc->dmarc_res.override != DMARC_OVR_NONE)
+			stats_count_override(s, dmarc_override_name(sc->dmarc_res.override));
 	}
 	struct verdict v;
 	verdict_build(&in, &vo, &v, &sc->trace);

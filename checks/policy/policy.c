@@ -337,51 +337,61 @@ static int aar_dmarc_pass(const char *aar)
 	return 0;
 }
 
-void policy_gather(const struct policy_conf *c, const struct msg *m,
-                   const char *client_ip, const char *helo, const char *mail_from,
-                   const char *const *dkim_pass, size_t n_dkim_pass,
-                   enum auth_res arc, const char *const *arc_sealers, size_t n_sealers,
-                   const char *aar1, struct policy_evidence *ev)
+void policy_gather(const struct policy_conf *c, const struct policy_facts *f,
+                   struct policy_evidence *ev)
 {
 	memset(ev, 0, sizeof(*ev));
-	ev->arc = arc;
-	if (arc == AUTH_PASS) {
-		for (size_t i = 0; i < n_sealers; i++)
-			if (in_list(c->sealers, c->n_sealers, arc_sealers[i])) {
-				ev->arc_trusted = 1;
-				snprintf(ev->arc_sealer, sizeof(ev->arc_sealer), "%s", arc_sealers[i]);
-				break;
-			}
-		if (!ev->arc_trusted && n_sealers)
-			snprintf(ev->arc_sealer, sizeof(ev->arc_sealer), "%s", arc_sealers[0]);
-		ev->arc_aar1_dmarc_pass = aar1 && aar_dmarc_pass(aar1);
+	ev->arc = f->arc;
+	if (f->arc == AUTH_PASS && f->n_sealers > 0) {
+		const char *first = f->arc_sealers[0];
+		int first_trusted = in_list(c->sealers, c->n_sealers, first);
+		/* AMS i=1 .. oldest_pass-1 no longer validate: the content was
+		 * changed by the hop that sealed oldest_pass (or before it). That
+		 * is fine only when every sealer up to it is trusted too. */
+		size_t upto = f->arc_oldest_pass > 1 ? f->arc_oldest_pass : 1;
+		int changers_trusted = 1;
+		for (size_t k = 1; k < upto && k < f->n_sealers; k++)
+			if (!in_list(c->sealers, c->n_sealers, f->arc_sealers[k]))
+				changers_trusted = 0;
+		if (upto > f->n_sealers)
+			changers_trusted = 0;
+		ev->arc_trusted = first_trusted && changers_trusted;
+		if (first_trusted && !changers_trusted)
+			snprintf(ev->arc_sealer, sizeof(ev->arc_sealer),
+			         "%s (content changed by an untrusted hop: oldest-pass %u)", first,
+			         f->arc_oldest_pass);
+		else
+			snprintf(ev->arc_sealer, sizeof(ev->arc_sealer), "%s", first_trusted ? first
+			         : f->arc_sealers[f->n_sealers - 1]);
+		ev->arc_aar1_dmarc_pass = ev->arc_trusted && f->aar1 && aar_dmarc_pass(f->aar1);
 	}
-	if (client_ip)
+	if (f->client_ip)
 		for (size_t i = 0; i < c->n_nets && !ev->forwarder; i++)
-			if (net_match(&c->nets[i], client_ip)) {
+			if (net_match(&c->nets[i], f->client_ip)) {
 				ev->forwarder = 1;
 				snprintf(ev->forwarder_why, sizeof(ev->forwarder_why),
-				         "client %s is a trusted forwarder", client_ip);
+				         "client %s is a trusted forwarder", f->client_ip);
 			}
-	if (helo && !ev->forwarder)
+	if (f->helo && !ev->forwarder && f->spf_helo_pass)
 		for (size_t i = 0; i < c->n_helos; i++)
-			if (strcasecmp(helo, c->helos[i]) == 0) {
+			if (strcasecmp(f->helo, c->helos[i]) == 0) {
 				ev->forwarder = 1;
 				snprintf(ev->forwarder_why, sizeof(ev->forwarder_why),
-				         "HELO %s is a trusted forwarder", c->helos[i]);
+				         "HELO %s (SPF pass) is a trusted forwarder", c->helos[i]);
 				break;
 			}
-	const char *at = mail_from ? strrchr(mail_from, '@') : NULL;
-	if (at && !ev->forwarder && in_list(c->fwd_domains, c->n_fwd_domains, at + 1)) {
+	const char *at = f->mail_from ? strrchr(f->mail_from, '@') : NULL;
+	if (at && !ev->forwarder && f->spf_mfrom_pass &&
+	    in_list(c->fwd_domains, c->n_fwd_domains, at + 1)) {
 		ev->forwarder = 1;
 		snprintf(ev->forwarder_why, sizeof(ev->forwarder_why),
-		         "envelope sender domain %s is a trusted forwarder", at + 1);
+		         "envelope sender domain %s (SPF pass) is a trusted forwarder", at + 1);
 	}
-	if (m && list_domain(m, ev->list_domain, sizeof(ev->list_domain))) {
+	if (f->m && list_domain(f->m, ev->list_domain, sizeof(ev->list_domain))) {
 		ev->list = 1;
-		for (size_t i = 0; i < n_dkim_pass; i++)
-			if (dkim_pass[i] && (within(ev->list_domain, dkim_pass[i]) ||
-			                     within(dkim_pass[i], ev->list_domain)))
+		for (size_t i = 0; i < f->n_dkim_pass; i++)
+			if (f->dkim_pass[i] && (within(ev->list_domain, f->dkim_pass[i]) ||
+			                        within(f->dkim_pass[i], ev->list_domain)))
 				ev->list_signed = 1;
 		ev->list_trusted = in_list(c->lists, c->n_lists, ev->list_domain);
 	}
@@ -417,6 +427,28 @@ void policy_decide(const struct policy_conf *c, const char *domain,
 		snprintf(out->why, sizeof(out->why), "policy_mode strict: no override");
 		return;
 	}
+	/* trusted evidence of an indirect flow: accepted in rfc9989 and
+	 * quarantine-only modes, and for never-reject domains */
+	if (ev->forwarder) {
+		out->disp = POLICY_DISP_NONE;
+		out->override = "trusted_forwarder";
+		snprintf(out->why, sizeof(out->why), "%s", ev->forwarder_why);
+		return;
+	}
+	if (ev->arc == AUTH_PASS && ev->arc_trusted && ev->arc_aar1_dmarc_pass) {
+		out->disp = POLICY_DISP_NONE;
+		out->override = "trusted_forwarder";
+		snprintf(out->why, sizeof(out->why),
+		         "arc=pass, trusted sealer %s saw dmarc=pass at the first hop", ev->arc_sealer);
+		return;
+	}
+	if (ev->list && ev->list_signed && ev->list_trusted) {
+		out->disp = POLICY_DISP_NONE;
+		out->override = "mailing_list";
+		snprintf(out->why, sizeof(out->why), "trusted mailing list %s, signed by its own domain",
+		         ev->list_domain);
+		return;
+	}
 	if (exc == POLICY_EXC_NEVER_REJECT) {
 		out->disp = POLICY_DISP_QUARANTINE;
 		out->override = "local_policy";
@@ -429,31 +461,11 @@ void policy_decide(const struct policy_conf *c, const char *domain,
 		snprintf(out->why, sizeof(out->why), "policy_mode quarantine-only");
 		return;
 	}
-	/* RFC 9989: trusted evidence of an indirect flow */
-	if (ev->forwarder) {
-		out->disp = POLICY_DISP_NONE;
-		out->override = "trusted_forwarder";
-		snprintf(out->why, sizeof(out->why), "%s", ev->forwarder_why);
-		return;
-	}
 	if (ev->arc == AUTH_PASS && ev->arc_trusted) {
-		if (ev->arc_aar1_dmarc_pass) {
-			out->disp = POLICY_DISP_NONE;
-			out->override = "trusted_forwarder";
-			snprintf(out->why, sizeof(out->why),
-			         "arc=pass, trusted sealer %s saw dmarc=pass at the first hop", ev->arc_sealer);
-		} else {
-			snprintf(out->why, sizeof(out->why),
-			         "trusted sealer %s did not see dmarc=pass at the first hop: no override",
-			         ev->arc_sealer);
-		}
-		return;
-	}
-	if (ev->list && ev->list_signed && ev->list_trusted) {
-		out->disp = POLICY_DISP_NONE;
-		out->override = "mailing_list";
-		snprintf(out->why, sizeof(out->why), "trusted mailing list %s, signed by its own domain",
-		         ev->list_domain);
+		/* the trusted sealer itself saw the failure: nothing to forgive */
+		snprintf(out->why, sizeof(out->why),
+		         "trusted sealer %s did not see dmarc=pass at the first hop: no override",
+		         ev->arc_sealer);
 		return;
 	}
 	/* evidence that is there but not trusted: never accept, never reject.

@@ -74,16 +74,34 @@ struct policy_evidence {
 	int list_trusted;                    /* the list domain is a trusted list */
 };
 
-struct policy_dkim_pass { const char *d; };
+/* The message's facts that evidence is checked against. */
+struct policy_facts {
+	const struct msg *m;              /* may be NULL (no header section) */
+	const char *client_ip;            /* may be NULL */
+	const char *helo;
+	const char *mail_from;
+	int spf_helo_pass;                /* SPF for the HELO identity passed */
+	int spf_mfrom_pass;               /* SPF for MAIL FROM passed */
+	const char *const *dkim_pass;     /* d= of the passing DKIM signatures */
+	size_t n_dkim_pass;
+	/* ARC (RFC 8617): the chain result; on pass the sealing domain of
+	 * every instance, oldest (i=1) first; oldest_pass as RFC 8617 5.2
+	 * step 5 (0: every AMS still validates); the AAR of instance 1 */
+	enum auth_res arc;
+	const char *const *arc_sealers;
+	size_t n_sealers;
+	unsigned arc_oldest_pass;
+	const char *aar1;
+};
 
-/* Gathers the evidence. client_ip may be NULL. dkim_pass lists the d= of
- * the passing signatures. arc_sealers lists the sealing domains of a
- * passing chain, newest first (empty unless arc == AUTH_PASS). */
-void policy_gather(const struct policy_conf *c, const struct msg *m,
-                   const char *client_ip, const char *helo, const char *mail_from,
-                   const char *const *dkim_pass, size_t n_dkim_pass,
-                   enum auth_res arc, const char *const *arc_sealers, size_t n_sealers,
-                   const char *aar1, struct policy_evidence *ev);
+/* Gathers the evidence. RFC 8617 7.2: only results recorded by a trusted
+ * sealer count, so the instance-1 sealer (whose AAR holds the original
+ * results) must be trusted, and its own AMS must still validate (no later
+ * hop changed what it sealed). A forwarder named by helo: needs a passing
+ * SPF HELO check, one named by from: a passing SPF MAIL FROM check: both
+ * are claims any client can make. */
+void policy_gather(const struct policy_conf *c, const struct policy_facts *f,
+                   struct policy_evidence *ev);
 
 enum policy_disp { POLICY_DISP_NONE = 0, POLICY_DISP_QUARANTINE, POLICY_DISP_REJECT };
 

@@ -838,12 +838,12 @@ SCENARIOS += [
          ar=["arc=pass", "dmarc=fail (p=reject dis=reject)"], noar=["override="],
          stats=NO_OVERRIDE),
     dict(name="arc_list_trusted_sealer_qonly", profile="indirect-qonly",
-         about="policy_mode quarantine-only: quarantined with reason local_policy (docs/policy.md: "
-               "evidence is an rfc9989 matter)",
+         about="policy_mode quarantine-only: trusted evidence still accepts (docs/policy.md), "
+               "override trusted_forwarder",
          **AUTHOR, after=arc_list(), **LIST_ENV,
-         action="quarantine", smtp=None, symbols=["ARC_PASS", "DMARC_OVERRIDE local_policy"],
-         ar=["arc=pass", "dmarc=fail (p=reject dis=quarantine override=local_policy)"],
-         stats={"Override-Local-Policy": 1}),
+         action="accept", smtp=None, symbols=["ARC_PASS", "DMARC_OVERRIDE trusted_forwarder"],
+         ar=["arc=pass", "dmarc=fail (p=reject dis=none override=trusted_forwarder)"],
+         stats={"Override-Trusted-Forwarder": 1}),
     dict(name="arc_list_trusted_sealer_saw_fail", profile="indirect",
          about="the trusted sealer's own AAR i=1 says dmarc=fail: nothing to forgive, reject stands",
          **AUTHOR, after=arc_list(saw=SAW_FAIL), **LIST_ENV, explain=True,
@@ -887,7 +887,6 @@ SCENARIOS += [
          action="accept", smtp=None, symbols=["ARC_PASS", "DMARC_OVERRIDE trusted_forwarder"],
          ar=["arc=pass", "header.oldest-pass=2"]),
     dict(name="arc_untrusted_first_hop_claims_pass", profile="indirect",
-         xfail="the AAR i=1 of an untrusted sealer is taken as the trusted sealer's finding",
          about="an attacker seals i=1 with its own domain, its AAR claiming dmarc=pass, and sends the "
                "spoof through the trusted list, whose i=2 AAR records dmarc=fail: the only finding "
                "a trusted sealer vouches for is dmarc=fail (RFC 8617 7.2, docs/policy.md rule 2): "
@@ -902,7 +901,6 @@ SCENARIOS += [
          action=("reject", "quarantine"), symbols=["ARC_PASS"],
          nosymbols=["DMARC_PASS"], noar=["override=trusted_forwarder"]),
     dict(name="arc_untrusted_hop_rewrites_after_trusted", profile="indirect",
-         xfail="a later untrusted hop may replace the content and keep the trusted sealer's override",
          about="the trusted list sealed i=1 (AAR dmarc=pass); an untrusted hop then replaces the "
                "body and seals i=2 with its own domain: the chain is valid but AMS i=1 no longer "
                "verifies (oldest-pass=2), so what the trusted sealer vouched for is not what "
@@ -950,7 +948,6 @@ SCENARIOS += [
          ar=["override=trusted_forwarder"], trace=[r"^policy: .*alumni\.example"],
          stats={"Override-Trusted-Forwarder": 1}),
     dict(name="fwd_forged_helo", profile="indirect",
-         xfail="helo:NAME trusts the HELO claim without checking it (any client can say it)",
          about="direct forgery from an unrelated address claiming HELO mx.alumni.example (SPF HELO "
                "fails: the name does not designate the client): the HELO is unauthenticated "
                "(RFC 5321 4.1.4 forbids refusing on it, RFC 7208 2.3 is how it is checked), so no "
@@ -960,7 +957,6 @@ SCENARIOS += [
          action="reject", smtp=REJECT, symbols=["SPF_HELO_FAIL mx.alumni.example"],
          nosymbols=["DMARC_OVERRIDE"], noar=["override="]),
     dict(name="fwd_forged_envelope_domain", profile="indirect",
-         xfail="from:DOMAIN trusts the MAIL FROM domain even when SPF fails for it",
          about="direct forgery from an unrelated address with MAIL FROM @alumni.example, which SPF "
                "fails (-all): the envelope domain is not authenticated, no trusted_forwarder: reject",
          msg=message(frm="CEO <ceo@aligned.example>"), ip=ATTACKER, helo="evil.attacker.example",
@@ -976,10 +972,10 @@ SCENARIOS += [
          msg=message(), ip=RELAY_IP, helo="relay.forwarding.example", mail_from="alice@aligned.example",
          action="reject", smtp=REJECT, nosymbols=["DMARC_OVERRIDE"], stats=NO_OVERRIDE),
     dict(name="fwd_trusted_qonly", profile="indirect-qonly",
-         about="policy_mode quarantine-only: quarantine, local_policy",
+         about="policy_mode quarantine-only: a trusted forwarder is still accepted (trusted_forwarder)",
          msg=message(), ip=RELAY_IP, helo="relay.forwarding.example", mail_from="alice@aligned.example",
-         action="quarantine", smtp=None, symbols=["DMARC_OVERRIDE local_policy"],
-         stats={"Override-Local-Policy": 1}),
+         action="accept", smtp=None, symbols=["DMARC_OVERRIDE trusted_forwarder"],
+         stats={"Override-Trusted-Forwarder": 1}),
 
     # ---- direct forgery from an unrelated address, every mode ----
     dict(name="direct_forgery_rfc9989", profile="indirect",

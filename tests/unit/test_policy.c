@@ -13,6 +13,24 @@ static struct msg parse(const char *text)
 	return m;
 }
 
+static int spf_ok = 1;          /* SPF result the gathered facts claim */
+static unsigned oldest_pass;
+
+static void gather(const struct policy_conf *c, const struct msg *m, const char *ip,
+                   const char *helo, const char *mf, const char *const *dk, size_t nd,
+                   enum auth_res arc, const char *const *sealers, size_t ns,
+                   const char *aar1, struct policy_evidence *ev)
+{
+	struct policy_facts f = {
+		.m = m, .client_ip = ip, .helo = helo, .mail_from = mf,
+		.spf_helo_pass = spf_ok, .spf_mfrom_pass = spf_ok,
+		.dkim_pass = dk, .n_dkim_pass = nd, .arc = arc,
+		.arc_sealers = sealers, .n_sealers = ns, .arc_oldest_pass = oldest_pass,
+		.aar1 = aar1,
+	};
+	policy_gather(c, &f, ev);
+}
+
 static void decide(struct policy_conf *c, const struct policy_evidence *ev,
                    enum policy_disp want, const char *want_override)
 {
@@ -42,77 +60,111 @@ static void test_modes(void)
 
 	struct policy_evidence ev;
 	/* direct forgery: no evidence */
-	policy_gather(&c, NULL, "203.0.113.9", "evil.example", "x@evil.example", NULL, 0,
+	gather(&c, NULL, "203.0.113.9", "evil.example", "x@evil.example", NULL, 0,
 	              AUTH_NONE, NULL, 0, NULL, &ev);
 	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
 	/* trusted forwarder by address, by mapped address, by HELO, by sender domain */
-	policy_gather(&c, NULL, "198.51.100.7", "x", "a@b.example", NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, NULL, "198.51.100.7", "x", "a@b.example", NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
 	decide(&c, &ev, POLICY_DISP_NONE, "trusted_forwarder");
-	policy_gather(&c, NULL, "::ffff:198.51.100.8", "x", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, NULL, "::ffff:198.51.100.8", "x", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
 	CHECK(ev.forwarder == 1);
-	policy_gather(&c, NULL, "2001:db8:f:1::9", "x", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, NULL, "2001:db8:f:1::9", "x", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
 	CHECK(ev.forwarder == 1);
-	policy_gather(&c, NULL, "2001:db8:e::9", "x", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, NULL, "2001:db8:e::9", "x", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
 	CHECK(ev.forwarder == 0);
-	policy_gather(&c, NULL, "203.0.113.1", "RELAY.example", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, NULL, "203.0.113.1", "RELAY.example", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
 	CHECK(ev.forwarder == 1);
-	policy_gather(&c, NULL, "203.0.113.1", "x", "bounce@mail.alumni.example", NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, NULL, "203.0.113.1", "x", "bounce@mail.alumni.example", NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
 	CHECK(ev.forwarder == 1);
-	policy_gather(&c, NULL, "203.0.113.1", "x", "bounce@notalumni.example", NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, NULL, "203.0.113.1", "x", "bounce@notalumni.example", NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
 	CHECK(ev.forwarder == 0);
 
 	/* ARC: trusted sealer that saw dmarc=pass at hop 1 -> accept */
 	const char *sealers[] = { "arc.lists.example" };
-	policy_gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
 	              "i=1; mx.lists.example; spf=pass smtp.mailfrom=example.com; dmarc=pass header.from=example.com",
 	              &ev);
 	CHECK(ev.arc_trusted && ev.arc_aar1_dmarc_pass);
 	decide(&c, &ev, POLICY_DISP_NONE, "trusted_forwarder");
 	/* the trusted sealer saw a failure at hop 1: no override */
-	policy_gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
 	              "i=1; mx.lists.example; dmarc=fail header.from=example.com", &ev);
 	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
 	/* "dmarc=passed" is not "dmarc=pass" */
-	policy_gather(&c, NULL, NULL, NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1, "x; dmarc=passed", &ev);
+	gather(&c, NULL, NULL, NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1, "x; dmarc=passed", &ev);
 	CHECK(ev.arc_aar1_dmarc_pass == 0);
 	/* untrusted sealer -> quarantine, forwarded */
 	const char *other[] = { "someone.example" };
-	policy_gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, other, 1,
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, other, 1,
 	              "i=1; a; dmarc=pass", &ev);
 	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");
 	/* a failing (forged) chain is no evidence */
-	policy_gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_FAIL, sealers, 1,
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_FAIL, sealers, 1,
 	              "i=1; a; dmarc=pass", &ev);
 	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
 
 	/* mailing lists */
 	struct msg m = parse("List-Id: Talk <talk.lists.example>\r\nFrom: a@example.com\r\n\r\n");
 	const char *pass_list[] = { "lists.example" };
-	policy_gather(&c, &m, "203.0.113.9", NULL, NULL, pass_list, 1, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, &m, "203.0.113.9", NULL, NULL, pass_list, 1, AUTH_NONE, NULL, 0, NULL, &ev);
 	CHECK_STR(ev.list_domain, "lists.example");
 	CHECK(ev.list_signed && ev.list_trusted);
 	decide(&c, &ev, POLICY_DISP_NONE, "mailing_list");
 	/* bare list headers (anyone can add them) are no evidence */
-	policy_gather(&c, &m, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, &m, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
 	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
 	msg_free(&m);
 	m = parse("List-Id: <talk.other-list.example>\r\n\r\n");
 	const char *pass_other[] = { "other-list.example" };
-	policy_gather(&c, &m, "203.0.113.9", NULL, NULL, pass_other, 1, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, &m, "203.0.113.9", NULL, NULL, pass_other, 1, AUTH_NONE, NULL, 0, NULL, &ev);
 	CHECK(ev.list_signed && !ev.list_trusted);
 	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");
 	msg_free(&m);
 	m = parse("List-Post: <mailto:talk@lists.example>\r\n\r\n");
-	policy_gather(&c, &m, NULL, NULL, NULL, pass_list, 1, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, &m, NULL, NULL, NULL, pass_list, 1, AUTH_NONE, NULL, 0, NULL, &ev);
 	CHECK_STR(ev.list_domain, "lists.example");
 	msg_free(&m);
 
+	/* a HELO or envelope domain is only a claim: SPF must pass for it */
+	spf_ok = 0;
+	gather(&c, NULL, "203.0.113.1", "relay.example", NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	CHECK(ev.forwarder == 0);
+	gather(&c, NULL, "203.0.113.1", "x", "bounce@alumni.example", NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	CHECK(ev.forwarder == 0);
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	spf_ok = 1;
+	/* ARC: an untrusted first hop's AAR is not the trusted sealer's finding */
+	const char *mixed[] = { "attacker.example", "arc.lists.example" };
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, mixed, 2,
+	       "i=1; attacker.example; dmarc=pass", &ev);
+	CHECK(ev.arc_trusted == 0);
+	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");
+	/* a trusted first hop whose sealed content a later hop changed */
+	const char *later[] = { "arc.lists.example", "attacker.example" };
+	oldest_pass = 2;
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, later, 2,
+	       "i=1; arc.lists.example; dmarc=pass", &ev);
+	CHECK(ev.arc_trusted == 0);
+	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");
+	oldest_pass = 1;
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, later, 2,
+	       "i=1; arc.lists.example; dmarc=pass", &ev);
+	decide(&c, &ev, POLICY_DISP_NONE, "trusted_forwarder");
+	/* ... but a change made by a trusted second sealer is fine */
+	const char *both[] = { "arc.lists.example", "fwd.example" };
+	oldest_pass = 2;
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, both, 2,
+	       "i=1; arc.lists.example; dmarc=pass", &ev);
+	decide(&c, &ev, POLICY_DISP_NONE, "trusted_forwarder");
+	oldest_pass = 0;
+
 	/* other modes */
-	policy_gather(&c, NULL, "198.51.100.7", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, NULL, "198.51.100.7", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
 	c.mode = POLICY_STRICT;
 	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
 	c.mode = POLICY_QUARANTINE_ONLY;
-	policy_gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	decide(&c, &ev, POLICY_DISP_NONE, "trusted_forwarder");   /* trusted evidence still accepts */
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
 	decide(&c, &ev, POLICY_DISP_QUARANTINE, "local_policy");
 	/* quarantine is never changed */
 	struct policy_decision d;
@@ -141,11 +193,11 @@ static void test_exceptions(void)
 	const char *fw = "198.51.100.0/24";
 	CHECK(policy_add_forwarders(&c, fw, err, sizeof(err)) == 0);
 	struct policy_evidence ev;
-	policy_gather(&c, NULL, "198.51.100.1", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, NULL, "198.51.100.1", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
 	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
 	/* never-reject lowers even in rfc9989 mode without evidence */
 	struct policy_decision d;
-	policy_gather(&c, NULL, "203.0.113.1", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
+	gather(&c, NULL, "203.0.113.1", NULL, NULL, NULL, 0, AUTH_NONE, NULL, 0, NULL, &ev);
 	policy_decide(&c, "example.net", POLICY_DISP_REJECT, &ev, &d);
 	CHECK(d.disp == POLICY_DISP_QUARANTINE);
 	CHECK_STR(d.override, "local_policy");
