@@ -252,13 +252,15 @@ class Bench:
                 continue
             size = int(prof[5:])
             p, sock = self.start_daemon(w.unbound_conf)
-            base = self.status_kb(p.pid, "VmRSS")
-            # warm the DNS first with one connection, then 4 in flight
-            self.lg("mem warm %s" % prof, sock, idx, ["-c", "1", "--count", "12"], [p.pid])
-            j = self.lg("mem %s c=4" % prof, sock, idx, ["-c", "4", "--count", "24"],
+            # one in flight (which also warms the DNS cache), then four: the
+            # peak RSS difference is what three more in-flight messages cost
+            j1 = self.lg("mem %s c=1" % prof, sock, idx, ["-c", "1", "--count", "24"],
+                         [p.pid])
+            j = self.lg("mem %s c=4" % prof, sock, idx, ["-c", "4", "--count", "48"],
                         [p.pid])
-            infl.append({"size": size, "base_kb": base, "hwm_kb": j["daemon_hwm_kb"],
-                         "per_msg_kb": (j["daemon_hwm_kb"] - base) / 4.0})
+            infl.append({"size": size, "hwm1_kb": j1["daemon_hwm_kb"],
+                         "hwm4_kb": j["daemon_hwm_kb"],
+                         "per_msg_kb": (j["daemon_hwm_kb"] - j1["daemon_hwm_kb"]) / 3.0})
             self.stop(p)
         self.res["inflight"] = infl
 
@@ -301,6 +303,12 @@ class Bench:
                 samples.append({"name": name, "kind": env["kind"], "ms": j["p50_ms"],
                                 "queries": fwd.queries, "chain": chain,
                                 "bound_ms": 1.2 * chain * 20.0})
+                if len(samples) <= 2:
+                    # what the resolver asked, in time order: the dependent
+                    # rounds behind the latency
+                    t0 = fwd.log[0][0] if fwd.log else 0
+                    samples[-1]["query_log"] = ["+%.0f ms %s %s" % ((t - t0) * 1000, n, qt)
+                                                for t, n, qt in fwd.log]
                 self.stop(p)
         self.res["runs"].pop("cold one", None)
         self.res["cold"] = samples

@@ -110,7 +110,7 @@ def write(res, outdir):
     L.append("| run | msgs/s | p50 ms | p90 ms | p99 ms | max ms | daemon CPU ms/msg | daemon peak RSS MB | errors |")
     L.append("|---|---|---|---|---|---|---|---|---|")
     for k, r in runs.items():
-        if k.startswith("mem "):
+        if k.startswith("mem ") or k == "cold one":
             continue
         L.append(_row(k, r))
     L.append("")
@@ -187,6 +187,12 @@ def write(res, outdir):
         for c0 in cold:
             L.append("| %s | %s | %d | %.0f | %.1f | %d |" % (
                 c0["name"], c0["kind"], c0["chain"], c0["bound_ms"], c0["ms"], c0["queries"]))
+        for c0 in cold:
+            if c0.get("query_log"):
+                L.append("Queries the resolver sent for %s (%s), time from the first "
+                         "(qtype numbers: 1 A, 2 NS, 16 TXT, 28 AAAA, 43 DS, 48 DNSKEY):\n"
+                         % (c0["name"], c0["kind"]))
+                L.append("```\n" + "\n".join(c0["query_log"]) + "\n```")
         L.append("")
     if res.get("idle"):
         L.append("## Idle connections\n")
