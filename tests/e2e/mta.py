@@ -150,39 +150,75 @@ class AltConfigDir:
     other than root) accept a private configuration directory only when the
     default main.cf lists it in alternate_config_directories. With the
     Debian package installed as 'No configuration' there is no default
-    main.cf: this writes one holding only that line while the test runs,
-    and removes it afterwards. An existing main.cf of a real installation
-    is never modified (the caller then skips)."""
+    main.cf: this writes one holding only that line while tests run (test
+    runs in other build directories share it, under a lock), and removes
+    it when the last one ends. A main.cf of a real installation is never
+    touched (the caller then skips)."""
+
+    LOCK = os.path.join(tempfile.gettempdir(), "alignd-e2e-postfix-main-cf.lock")
 
     def __init__(self, config_dir):
         self.dir = config_dir
-        self.created = False
+        self.added = False
+
+    def _locked(self, fn):
+        import fcntl
+        with open(self.LOCK, "a") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            return fn()
+
+    @staticmethod
+    def _read():
+        """(ours, dirs): whether the file is ours, and the dirs it lists."""
+        try:
+            with open(DEFAULT_MAIN_CF) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return True, []
+        if not text.startswith(MARKER):
+            return False, []
+        for line in text.splitlines():
+            if line.startswith("alternate_config_directories ="):
+                return True, line.split("=", 1)[1].split()
+        return True, []
+
+    @staticmethod
+    def _write(dirs):
+        if not dirs:
+            os.unlink(DEFAULT_MAIN_CF)
+            return
+        tmp = DEFAULT_MAIN_CF + ".alignd-tmp"
+        with open(tmp, "w") as f:
+            f.write(MARKER + "alternate_config_directories = %s\n" % " ".join(dirs))
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, DEFAULT_MAIN_CF)
 
     def usable(self):
-        return not os.path.exists(DEFAULT_MAIN_CF)
+        return self._read()[0]
 
     def __enter__(self):
-        if not self.usable():
-            raise RuntimeError("%s exists" % DEFAULT_MAIN_CF)
-        fd = os.open(DEFAULT_MAIN_CF, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        self.created = True
-        with os.fdopen(fd, "w") as f:
-            f.write(MARKER + "alternate_config_directories = %s\n" % self.dir)
+        def add():
+            ours, dirs = self._read()
+            if not ours:
+                raise RuntimeError("%s exists" % DEFAULT_MAIN_CF)
+            self._write(dirs + [self.dir])
+            self.added = True
+        self._locked(add)
         return self
 
     def __exit__(self, *exc):
         self.release()
 
     def release(self):
-        if self.created:
-            try:
-                with open(DEFAULT_MAIN_CF) as f:
-                    ours = f.read().startswith(MARKER)
-                if ours:
-                    os.unlink(DEFAULT_MAIN_CF)
-            except OSError:
-                pass
-            self.created = False
+        if not self.added:
+            return
+
+        def remove():
+            ours, dirs = self._read()
+            if ours and os.path.exists(DEFAULT_MAIN_CF):
+                self._write([d for d in dirs if d != self.dir])
+            self.added = False
+        self._locked(remove)
 
 
 class Postfix:
