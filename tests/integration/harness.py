@@ -2,8 +2,13 @@
 
 Paths of the built programs come from the environment that meson sets
 (ALIGND, ALIGNC); every daemon started here is stopped by the test.
+
+ALIGND_WRAPPER, when set, is a command line put in front of the daemon's
+(for example "valgrind --error-exitcode=99 --leak-check=full"); start-up
+and shutdown waits are then longer. See tests/soak/README.md.
 """
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -14,6 +19,9 @@ import unittest
 
 ALIGND = os.environ.get("ALIGND", "alignd")
 ALIGNC = os.environ.get("ALIGNC", "alignc")
+WRAPPER = shlex.split(os.environ.get("ALIGND_WRAPPER", ""))
+# how much slower start-up and shutdown are under the wrapper
+WAIT_FACTOR = 10 if WRAPPER else 1
 
 
 class Daemon:
@@ -34,7 +42,7 @@ class Daemon:
         self.proc = None
 
     def start(self, wait=True):
-        cmd = [ALIGND, "--socket", self.socket, "--authserv-id", "mx.test.example"]
+        cmd = WRAPPER + [ALIGND, "--socket", self.socket, "--authserv-id", "mx.test.example"]
         if self.world is not None:
             cmd += ["--unbound-config", self.world.unbound_conf,
                     "--set", "dns_trust_anchor=", "--set", "dns_mode=recursive"]
@@ -52,7 +60,7 @@ class Daemon:
         return self
 
     def wait_ready(self, timeout=10.0):
-        end = time.monotonic() + timeout
+        end = time.monotonic() + timeout * WAIT_FACTOR
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError("alignd exited with %s:\n%s" % (self.proc.returncode, self.logtext()))
@@ -92,7 +100,7 @@ class Daemon:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(timeout * WAIT_FACTOR)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
