@@ -1,0 +1,157 @@
+"""alignd-filter on its own, as pipe(8) runs it, with a recording sendmail:
+exit statuses, the re-injection command line, header handling, LF line
+ends, and streaming of a large message in little memory."""
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+
+import mta
+import scenarios as sc
+
+FAKE_SENDMAIL = textwrap.dedent("""\
+    #!/usr/bin/python3
+    import os, sys
+    out = os.environ["FAKE_SENDMAIL_OUT"]
+    with open(out + ".args", "w") as f:
+        f.write("\\n".join(sys.argv[1:]))
+    with open(out, "wb") as f:
+        while True:
+            b = sys.stdin.buffer.read(1 << 20)
+            if not b:
+                break
+            f.write(b)
+    sys.exit(int(os.environ.get("FAKE_SENDMAIL_EXIT", "0")))
+    """)
+
+RUN_MEASURED = textwrap.dedent("""\
+    import resource, subprocess, sys
+    with open(sys.argv[1], "rb") as f:
+        p = subprocess.run(sys.argv[2:], stdin=f, capture_output=True)
+    sys.stdout.write("%d %d\\n" % (p.returncode,
+                     resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+    """)
+
+
+class Filter(sc.WorldCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.tmp = tempfile.mkdtemp(prefix="alignd-filter-test-")
+        cls.sendmail = os.path.join(cls.tmp, "sendmail")
+        with open(cls.sendmail, "w") as f:
+            f.write(FAKE_SENDMAIL)
+        os.chmod(cls.sendmail, 0o755)
+        cls.out = os.path.join(cls.tmp, "reinjected")
+
+    @classmethod
+    def tearDownClass(cls):
+        import shutil
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        super().tearDownClass()
+
+    def run_filter(self, s, socket=None, sendmail_exit=0, extra=(), stdin=None):
+        for p in (self.out, self.out + ".args"):
+            if os.path.exists(p):
+                os.unlink(p)
+        env = dict(os.environ, FAKE_SENDMAIL_OUT=self.out,
+                   FAKE_SENDMAIL_EXIT=str(sendmail_exit), TMPDIR=self.tmp)
+        cmd = [mta.FILTER, "-s", socket or self.daemon.socket, "-S", self.sendmail,
+               "-c", s.client_ip, "-h", s.helo, "-i", "QID1", "-f", s.mail_from] + \
+            list(extra) + ["--", sc.INBOX, "second@test.example"]
+        # pipe(8) hands the message over with UNIX line ends
+        data = s.msg.replace(b"\r\n", b"\n") if stdin is None else stdin
+        return subprocess.run(cmd, input=data, capture_output=True, env=env, timeout=120)
+
+    def reinjected(self):
+        with open(self.out, "rb") as f:
+            return f.read()
+
+    def test_accept_reinjects_with_result_on_top(self):
+        s = sc.aligned(self.world.world_dir)
+        p = self.run_filter(s)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        with open(self.out + ".args") as f:
+            args = f.read().split("\n")
+        self.assertEqual(args, ["-G", "-i", "-f", "alice@example.com", "--",
+                                sc.INBOX, "second@test.example"])
+        out = self.reinjected()
+        self.assertNotIn(b"\r", out)
+        lines = out.split(b"\n")
+        self.assertTrue(lines[0].startswith(b"Authentication-Results: mx.test.example;"), lines[0])
+        self.assertIn(b"dkim=pass", lines[0])
+        self.assertIn(b"dmarc=pass", lines[0])
+        self.assertNotIn(sc.FORGED_AR.encode(), out)
+        self.assertIn(sc.OTHER_AR.encode(), out)
+        # the rest is the message as received
+        self.assertTrue(out.endswith(s.msg.replace(b"\r\n", b"\n").split(
+            sc.FORGED_AR.encode() + b"\n", 1)[1]))
+        # nothing left behind in the spool directory
+        self.assertEqual(sorted(os.listdir(self.tmp)),
+                         sorted(["sendmail", "reinjected", "reinjected.args"]))
+
+    def test_reject_exits_69_with_status_text(self):
+        p = self.run_filter(sc.spoofed())
+        self.assertEqual(p.returncode, 69, p.stdout + p.stderr)
+        self.assertRegex(p.stdout.decode(), r"^5\.7\.1 Rejected: .*DMARC")
+        self.assertFalse(os.path.exists(self.out))
+
+    def test_quarantine_marked(self):
+        p = self.run_filter(sc.quarantined())
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        out = self.reinjected()
+        self.assertEqual(out.count(b"\nX-Alignd-Quarantine:"), 1, out[:600])
+
+    def test_daemon_unreachable_exits_75(self):
+        p = self.run_filter(sc.aligned(self.world.world_dir),
+                            socket=os.path.join(self.tmp, "no-such.sock"))
+        self.assertEqual(p.returncode, 75)
+        self.assertRegex(p.stdout.decode(), r"^4\.7\.0 ")
+
+    def test_dns_timeout_exits_75(self):
+        p = self.run_filter(sc.dns_timeout())
+        self.assertEqual(p.returncode, 75, p.stdout + p.stderr)
+        self.assertRegex(p.stdout.decode(), r"^4\.7\.\d ")
+
+    def test_reinjection_failure_exits_75(self):
+        p = self.run_filter(sc.aligned(self.world.world_dir), sendmail_exit=75)
+        self.assertEqual(p.returncode, 75)
+        self.assertIn(b"re-injection failed", p.stdout)
+
+    def test_usage_errors(self):
+        for args in ([], ["-f", "a@b"], ["-t", "0", "-f", "a@b", "--", "x@y"]):
+            p = subprocess.run([mta.FILTER] + args, capture_output=True, timeout=10)
+            self.assertEqual(p.returncode, 64, args)
+
+    def test_large_message_streams_in_little_memory(self):
+        size = 40 << 20
+        line = b"x" * 76 + b"\n"
+        body = line * (size // len(line))
+        head = (b"From: Alice <alice@example.com>\nTo: inbox@test.example\n"
+                b"Subject: big\nMessage-ID: <big@example.com>\n\n")
+        path = os.path.join(self.tmp, "big.eml")
+        with open(path, "wb") as f:
+            f.write(head + body)
+        try:
+            env = dict(os.environ, FAKE_SENDMAIL_OUT=self.out, TMPDIR=self.tmp)
+            cmd = [sys.executable, "-c", RUN_MEASURED, path, mta.FILTER,
+                   "-s", self.daemon.socket, "-S", self.sendmail, "-c", "192.0.2.25",
+                   "-h", "mail.example.com", "-f", "alice@example.com", "--", sc.INBOX]
+            p = subprocess.run(cmd, capture_output=True, env=env, timeout=300)
+            rc, maxrss_kb = map(int, p.stdout.split())
+        finally:
+            os.unlink(path)
+        self.assertEqual(rc, 0, p.stderr)
+        out_size = os.path.getsize(self.out)
+        self.assertGreater(out_size, len(head) + len(body))
+        # the largest child is the recording sendmail (1 MB reads) or the
+        # filter: neither may hold a copy of the 40 MB message
+        self.assertLess(maxrss_kb * 1024, size // 2, "peak RSS %d KB" % maxrss_kb)
+        os.unlink(self.out)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
