@@ -236,6 +236,7 @@ class Postfix:
         self.milter_args = list(milter_args)
         self.filter_args = list(filter_args)
         self.milter = None
+        self.milter_rc = None
         self.started = False
         self.mail = os.path.join(self.dir, "mail")
         self.milter_sock = os.path.join(self.dir, "milter", "milter.sock")
@@ -456,6 +457,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
                 self.milter.wait()
         if self.milter:
             self.milter_log.close()
+            self.milter_rc = self.milter.returncode
             self.milter = None
 
     def _kill_leftovers(self):
