@@ -81,6 +81,7 @@ static void hc_process(struct hconn *c, const char *data, size_t len);
 static void hc_arm_timer(struct hconn *c);
 static void resume_reading(struct hconn *c);
 static void hs_maybe_free(struct http_srv *hs);
+static void on_timer(uv_timer_t *t);
 static void on_listener_closed(uv_handle_t *h);
 
 /* ------------------------------------------------------------ lifetime */
@@ -162,7 +163,8 @@ static void hc_send(struct hconn *c, struct buf *out, int close_after)
 	hw->data = data;
 	hw->close_after = close_after || !c->keep_alive || c->legacy;
 	c->st = H_DONE;
-	uv_timer_stop(&c->timer);
+	/* a client that does not read its reply is dropped after request_timeout */
+	uv_timer_start(&c->timer, on_timer, c->hs->srv->cfg->request_timeout, 0);
 	uv_buf_t b = uv_buf_init(data, (unsigned)len);
 	if (uv_write(&hw->w, &c->u.st, &b, 1, on_write) < 0) {
 		free(data);
@@ -741,7 +743,7 @@ static void on_timer(uv_timer_t *t)
 {
 	struct hconn *c = t->data;
 	c->hs->srv->stats.timeouts++;
-	if (c->st == H_HEAD && c->in.len == 0) {
+	if (c->st == H_DONE || (c->st == H_HEAD && c->in.len == 0)) {
 		hc_close(c);        /* idle keep-alive connection */
 		return;
 	}

@@ -76,7 +76,7 @@ def make_message(from_addr, to_addr, subject, body="Hello.\r\n", extra_headers=(
     return text.encode()
 
 
-def dkim_sign(msg, world_dir, domain, selector, headers=None):
+def dkim_sign(msg, world_dir, domain, selector, headers=None, canon=b"relaxed"):
     """Prepends a DKIM-Signature made with the world's private key."""
     key_path = os.path.join(world_dir, "dkim", domain, selector + ".pem")
     with open(key_path, "rb") as f:
@@ -84,7 +84,7 @@ def dkim_sign(msg, world_dir, domain, selector, headers=None):
     sig = dkim.sign(msg, selector.encode(), domain.encode(), key,
                     include_headers=headers or [b"from", b"to", b"subject", b"date",
                                                 b"message-id"],
-                    canonicalize=(b"relaxed", b"relaxed"))
+                    canonicalize=(canon, canon))
     return sig.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + msg
 
 

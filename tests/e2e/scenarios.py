@@ -46,7 +46,8 @@ def aligned(world_dir, subject="quarterly report"):
     msg = mta.make_message("Alice <alice@example.com>", INBOX, subject,
                            body="Figures attached.\r\n.leading dot line\r\n",
                            extra_headers=[FORGED_AR, OTHER_AR])
-    msg = mta.dkim_sign(msg, world_dir, "example.com", "s2048")
+    # simple/simple: any change to the bytes on the way would break it
+    msg = mta.dkim_sign(msg, world_dir, "example.com", "s2048", canon=b"simple")
     return Scenario("aligned", "192.0.2.25", "mail.example.com", "alice@example.com", msg)
 
 
