@@ -331,16 +331,19 @@ static void on_signal(uv_signal_t *h, int signum)
 			return;
 		}
 		/* what is bound at start-up stays as it is until a restart */
-		static const char *const fixed[] = { "socket", "workers", "DNS settings" };
-		int changed[3] = {
+		static const char *const fixed[] = { "socket", "workers", "DNS settings",
+		                                     "http_listen", "user/group" };
+		int changed[5] = {
 			strcmp(n->socket, s->cfg->socket) != 0,
 			n->workers != s->cfg->workers,
 			strcmp(n->dns_mode, s->cfg->dns_mode) || strcmp(n->dns_forwarders, s->cfg->dns_forwarders) ||
 			strcmp(n->unbound_config, s->cfg->unbound_config) ||
 			strcmp(n->dns_trust_anchor, s->cfg->dns_trust_anchor) ||
 			n->dns_timeout != s->cfg->dns_timeout,
+			strcmp(n->http_listen, s->cfg->http_listen) != 0,
+			strcmp(n->user, s->cfg->user) != 0 || strcmp(n->group, s->cfg->group) != 0,
 		};
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < 5; i++)
 			if (changed[i])
 				log_msg(LOG_LVL_WARN, "reload: %s changed; takes effect after a restart", fixed[i]);
 		free(n->socket);
