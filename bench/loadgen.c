@@ -46,6 +46,7 @@ struct lconn {
 	struct lg *lg;
 	size_t slot;
 	int connected, closing, open_handles, retries, retry_restart;
+	int peer_closed;    /* the server closed after a reply (HTTP Connection: close) */
 	struct pending *q;  /* ring of depth entries */
 	size_t qhead, qn;
 	size_t served;      /* replies on this connection */
@@ -444,7 +445,8 @@ static void on_conn_closed(uv_handle_t *h)
 		return;
 	struct lg *g = c->lg;
 	size_t slot = c->slot;
-	int restart = !g->reuse && !g->stop_issue && !g->finished && g->idle == 0;
+	int restart = (!g->reuse || c->peer_closed) && !g->stop_issue &&
+	              !g->finished && g->idle == 0;
 	int retry = c->retry_restart && !g->finished;
 	int retries = c->retries;
 	g->conns[slot] = NULL;
@@ -506,10 +508,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	struct lg *g = c->lg;
 	(void)buf;
 	if (nread < 0) {
-		if (c->qn || nread != UV_EOF)
+		if (c->qn || nread != UV_EOF) {
 			conn_fail(c, "read", nread == UV_EOF ? 0 : (int)nread);
-		else
+		} else {
+			c->peer_closed = 1;   /* reconnect in the same slot */
 			conn_close(c);
+		}
 		return;
 	}
 	c->rlen += (size_t)nread;
@@ -532,6 +536,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		} else {
 			record(g, c, &pd, c->rbuf, (size_t)l);
 		}
+		if (g->proto == LG_HTTP) {
+			const char *he = memmem(c->rbuf, (size_t)l, "\r\n\r\n", 4);
+			if (he && memmem(c->rbuf, (size_t)(he - c->rbuf), "Connection: close", 17))
+				c->peer_closed = 1;
+		}
 		memmove(c->rbuf, c->rbuf + l, c->rlen - (size_t)l);
 		c->rlen -= (size_t)l;
 	}
@@ -539,8 +548,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		lg_check_done(g);
 		return;
 	}
-	if (!g->reuse && c->served > 0 && c->qn == 0) {
+	if ((!g->reuse || c->peer_closed) && c->served > 0 && c->qn == 0) {
 		conn_close(c);
+		lg_check_done(g);
 		return;
 	}
 	conn_pump(c);
@@ -602,7 +612,8 @@ static void conn_pump(struct lconn *c)
 	if (!c->connected || c->closing)
 		return;
 	size_t lim = g->reuse ? g->depth : 1;
-	while (c->qn < lim && (g->reuse || c->served + c->qn == 0) && may_issue(g)) {
+	while (c->qn < lim && !c->peer_closed &&
+	       (g->reuse || c->served + c->qn == 0) && may_issue(g)) {
 		size_t i = (size_t)(g->next_item++ % g->n_items);
 		send_request(c, g->items[i].req, g->items[i].req_len, i);
 		if (c->closing)

@@ -213,6 +213,11 @@ def write(res, outdir):
     if dis is not None:
         L.append("## alignd vs rspamd verdicts\n")
         L.append("%d messages compared, %d disagreements.\n" % (res.get("compared", 0), len(dis)))
+        acc = res.get("agreement_with_intent")
+        if acc:
+            L.append("Results equal to what the corpus generator intended (per RFC): " +
+                     "; ".join("%s spf %d, dkim %d, dmarc %d" % (e, v["spf"], v["dkim"], v["dmarc"])
+                               for e, v in acc.items()) + "\n")
         for d in dis[:60]:
             L.append("- %s" % d)
         L.append("")

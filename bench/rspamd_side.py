@@ -24,10 +24,10 @@ options {{
     history_file = "{run}/rspamd.history";
     dynamic_conf = "{run}/rspamd_dynamic";
     check_all_filters = true;
+    filters = "dkim";
 }}
 logging {{ type = "file"; filename = "{run}/rspamd.log"; level = "error"; }}
 worker "normal" {{ bind_socket = "127.0.0.1:{port}"; count = 2; task_timeout = 20s; }}
-lua = "$RULESDIR/rspamd.lua";
 modules {{ path = "$PLUGINSDIR"; }}
 actions {{ reject = 15; add_header = 6; }}
 spf {{ }}
@@ -205,6 +205,8 @@ def compare(b, a_path, r_path):
     av, rv = read_verdicts(a_path), read_verdicts(r_path)
     out = []
     n = 0
+    acc = {"alignd": {"spf": 0, "dkim": 0, "dmarc": 0},
+           "rspamd": {"spf": 0, "dkim": 0, "dmarc": 0}}
     for name in sorted(set(av) & set(rv)):
         try:
             a = alignd_results(av[name])
@@ -215,6 +217,8 @@ def compare(b, a_path, r_path):
         exp = env["expect"]
         n += 1
         for k in ("spf", "dkim", "dmarc"):
+            acc["alignd"][k] += a[k] == exp[k]
+            acc["rspamd"][k] += r[k] == exp[k]
             if a[k] != r[k]:
                 right = [who for who, x in (("alignd", a[k]), ("rspamd", r[k])) if x == exp[k]]
                 out.append("%s %s: alignd %s, rspamd %s; the corpus intends %s (%s, "
@@ -225,6 +229,7 @@ def compare(b, a_path, r_path):
             out.append("%s action: alignd %s, rspamd %s (%s, DMARC %s p=%s)" % (
                 name, a["action"], r["action"], env["kind"], exp["dmarc"], env["policy"]))
     b.res["compared"] = n
+    b.res["agreement_with_intent"] = acc
     b.res["disagreements"] = out
 
 
