@@ -530,11 +530,24 @@ void conn_shutdown_all(struct srv *s)
 	while (c) {
 		struct conn *next = c->next;
 		if (!c->closing) {
-			if (c->cur || !c->head) {
-				/* idle, or a message still arriving that we will not wait for */
-				conn_close(c);
+			if (!c->head) {
+				conn_close(c);     /* idle, or only a request head arriving */
 			} else {
-				/* answer what was fully received, then close */
+				/* answer what was fully received, then close. A message
+				 * still arriving will not be waited for: it gets a 421 in
+				 * its place so the client knows to send it again. */
+				if (c->cur) {
+					if (c->cur->scan) {
+						scan_abandon(c->cur->scan);
+						c->cur->scan = NULL;
+						s->stats.scans_abandoned++;
+					}
+					buf_free(&c->cur->reply);
+					buf_init(&c->cur->reply, 0);
+					proto_reply_status(&c->cur->reply, 421, "shutting down, send it again later");
+					c->cur->done = 1;
+					c->cur = NULL;
+				}
 				c->eof = 1;
 				if (c->reading) {
 					uv_read_stop((uv_stream_t *)&c->pipe);

@@ -23,6 +23,7 @@
 #include "common/trace.h"
 #include "protocol/reply.h"
 
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -482,6 +483,9 @@ static void crypto_work(uv_work_t *w)
 		struct arc_opts ao = { 0 };
 		j->arc_rc = arc_verify(&ao, sc->msg, sc->msg_len, sc->keys, &j->arc, &j->trace);
 	}
+	/* OpenSSL keeps per-thread state (the error queue) that libuv's pool
+	 * threads never release at exit: free it after each job */
+	OPENSSL_thread_stop();
 }
 
 static void crypto_after(uv_work_t *w, int status)

@@ -47,7 +47,6 @@ def tearDownModule():
 @unittest.skipIf(os.environ.get("ALIGND_WRAPPER"), "already under a wrapper")
 @unittest.skipIf(asan_build(), "valgrind does not run sanitizer builds")
 class ValgrindWorkers(unittest.TestCase):
-    @unittest.expectedFailure
     def test_dkim_on_workers_then_exit_without_leaks(self):
         w = rl.world()
         log = os.path.join(w.rundir, "valgrind.log")
