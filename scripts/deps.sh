@@ -11,7 +11,7 @@ BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build
 TEST_PKGS="$BUILD_PKGS python3 python3-yaml python3-dkim python3-dnspython
   python3-msgpack python3-authres python3-nacl python3-cryptography openssl
   netcat-openbsd nsd ldnsutils
-  postfix swaks libnss-wrapper"
+  postfix swaks libnss-wrapper valgrind clang libclang-rt-14-dev"
 
 case "${1:-build}" in
   build) want=$BUILD_PKGS ;;
