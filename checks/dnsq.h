@@ -29,6 +29,8 @@ struct dnsq_answer {
 	enum dnsq_sec sec;
 	uint32_t ttl;
 	int from_cache;               /* 1 yes, 0 no, -1 unknown */
+	int stale;                    /* 1: an expired record served because a
+	                                 refresh did not come in time (RFC 8767) */
 	uint64_t elapsed_us;          /* from lookup() to the callback */
 	const char *why;              /* resolver's reason (why_bogus, error), or NULL */
 	size_t count;                 /* records; 0 unless status == DNSQ_OK */

@@ -62,6 +62,7 @@ struct srv_dns {
 	int delivering;              /* depth of callbacks running */
 	unsigned timeout_ms;
 	unsigned max_inflight;
+	int serve_stale;
 	/* Deadlines all use the same timeout, so start order is deadline
 	 * order: the pending list is a FIFO and the head expires first. */
 	struct qlist pending;
@@ -133,12 +134,13 @@ static uint64_t seen_key(const char *name, uint16_t type)
 }
 
 static int seen_check_and_note(struct srv_dns *d, const char *name,
-                               uint16_t type, uint32_t ttl)
+                               uint16_t type, uint32_t ttl, int *expired_r)
 {
 	uint64_t key = seen_key(name, type);
 	uint64_t now = uv_now(d->loop);
 	struct seen_slot *s = &d->seen[key & (LIM_DNS_SEEN_SLOTS - 1)];
 	int hit = s->key == key && s->expiry_ms > now;
+	*expired_r = s->key == key && s->expiry_ms <= now;
 
 	if (!hit && ttl > 0) {
 		s->key = key;
@@ -227,9 +229,19 @@ static void fill_from_result(struct srv_dns *d, struct dns_q *q,
 		a->rdata = (const unsigned char *const *)(void *)r->data;
 		a->rdlen = lens;
 	}
-	a->from_cache = seen_check_and_note(d, q->name, q->type, a->ttl);
+	int expired = 0;
+	a->from_cache = seen_check_and_note(d, q->name, q->type, a->ttl, &expired);
 	if (a->from_cache)
 		d->st.cache_hits++;
+	/* RFC 8767: libunbound does not mark a stale answer. With serve-stale
+	 * on, an answer for a record we saw expire that comes only after the
+	 * client timeout (when unbound gives up waiting for a fresh one) is
+	 * the expired record: flag it. */
+	if (d->serve_stale && a->status == DNSQ_OK && expired &&
+	    a->elapsed_us + 100000 >= (uint64_t)atoi(DNS_STALE_CLIENT_TIMEOUT_MS) * 1000) {
+		a->stale = 1;
+		d->st.stale++;
+	}
 }
 
 /* Runs q's callback and frees q. q must be on no list. */
@@ -575,6 +587,7 @@ int srv_dns_new(uv_loop_t *loop, const struct dns_opts *o,
 	d->dq.lookup = dns_lookup;
 	d->loop = loop;
 	d->timeout_ms = o->timeout_ms ? o->timeout_ms : LIM_DNS_TIMEOUT_MS;
+	d->serve_stale = o->serve_stale;
 	d->max_inflight = o->max_inflight ? o->max_inflight
 	                                  : LIM_DNS_MAX_INFLIGHT;
 	d->ctx = ub_ctx_create();

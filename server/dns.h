@@ -44,6 +44,7 @@ struct srv_dns_stats {
 	uint64_t rejected;     /* DNSQ_TEMPFAIL because max_inflight was reached,
 	                          the name was unusable or the context closing */
 	uint64_t cache_hits;   /* answers with from_cache == 1 (approximate) */
+	uint64_t stale;        /* answers flagged stale (serve-stale) */
 };
 
 /* Answers (struct dnsq_answer) carry status, DNSSEC state, TTL, elapsed

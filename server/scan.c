@@ -122,11 +122,12 @@ static void tdq_answer(void *arg, const struct dnsq_answer *a)
 	struct tdq_ctx *x = arg;
 	struct scan *sc = x->sc;
 	if (sc->trace.enabled)
-		trace_add(&sc->trace, "dns", "answer %s %s: %s%s%s, %s, %u records, ttl %u%s, %.1f ms",
+		trace_add(&sc->trace, "dns", "answer %s %s: %s%s%s, %s, %u records, ttl %u%s%s, %.1f ms",
 		          rrtype_name(a->qtype), a->qname, dnsq_status_name(a->status),
 		          a->why ? " - " : "", a->why ? a->why : "", dnsq_sec_name(a->sec),
 		          (unsigned)a->count, a->ttl,
 		          a->from_cache == 1 ? ", from cache" : a->from_cache == 0 ? ", not cached" : "",
+		          a->stale ? ", STALE (expired record served, RFC 8767)" : "",
 		          a->elapsed_us / 1000.0);
 	x->cb(x->arg, a);
 	free(x);

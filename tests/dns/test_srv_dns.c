@@ -38,6 +38,7 @@ struct rec {
 	enum dnsq_sec sec;
 	size_t count;
 	int from_cache;
+	int stale;
 	uint64_t elapsed_us;
 	uint32_t ttl;
 	int has_rdata;
@@ -57,6 +58,7 @@ static void rec_cb(void *arg, const struct dnsq_answer *a)
 	r->sec = a->sec;
 	r->count = a->count;
 	r->from_cache = a->from_cache;
+	r->stale = a->stale;
 	r->elapsed_us = a->elapsed_us;
 	r->ttl = a->ttl;
 	r->has_rdata = a->rdata != NULL;
@@ -535,6 +537,7 @@ static void t_stale(void)
 		return;
 	rs = one(srv_dns_dnsq(ds), "stale.example", DNSQ_T_TXT);
 	EXPECT(rs, DNSQ_OK, DNSQ_SEC_SECURE, "stale zone up");
+	CHECK(rs.stale == 0, "a fresh answer is not stale");
 	rp = one(srv_dns_dnsq(dp), "stale.example", DNSQ_T_TXT);
 	EXPECT(rp, DNSQ_OK, DNSQ_SEC_SECURE, "stale zone up (plain)");
 	f = fopen(down, "w");
@@ -551,6 +554,7 @@ static void t_stale(void)
 	CHECK(strcmp(rs.txt, "v=spf1 ip4:192.0.2.0/24 -all") == 0,
 	      "stale data '%s'", rs.txt);
 	CHECK(rp.status != DNSQ_OK, "expired data without serve_stale");
+	CHECK(rs.stale == 1, "the served expired record is flagged stale");
 	printf("server down: serve_stale %s after %.0f ms (%s), "
 	       "without %s after %.0f ms\n", dnsq_status_name(rs.status),
 	       rs.elapsed_us / 1000.0, dnsq_sec_name(rs.sec),
