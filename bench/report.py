@@ -145,6 +145,13 @@ def write(res, outdir):
         ok = sum(1 for c in cold if c["ms"] <= c["bound_ms"])
         L.append("| cold, 20 ms/query: median <= 1.2 x chain x 20 ms | median %.0f ms vs bound %.0f ms; %d/%d messages within their own bound | %s |"
                  % (med, medb, ok, len(cold), "yes" if med <= medb else "no"))
+    cq = res.get("cold_noqmin") or []
+    if cq:
+        med = statistics.median(c["ms"] for c in cq)
+        medb = statistics.median(c["bound_ms"] for c in cq)
+        L.append("| same, libunbound qname-minimisation off | median %.0f ms vs bound %.0f ms; %d/%d within | %s |"
+                 % (med, medb, sum(1 for c in cq if c["ms"] <= c["bound_ms"]), len(cq),
+                    "yes" if med <= medb else "no"))
     idle = {i["connections"]: i for i in res.get("idle") or []}
     if 1000 in idle:
         mb = idle[1000]["rss_kb"] / 1024
