@@ -202,6 +202,7 @@ struct acc {                 /* what the parse collects */
 	int bad_domain;
 	int display_done;
 	size_t n_seen_domains;   /* distinct, may exceed the array */
+	char spare[DMARC_DOMAIN_MAX];  /* a domain beyond the array's room */
 };
 
 /* ---- RFC 2047 encoded words, for the display name in the trace ---- */
@@ -317,18 +318,25 @@ static void set_display(struct acc *c, const struct lex *l, size_t b, size_t e)
 
 static void add_domain(struct acc *c, const char *raw, size_t len, int literal)
 {
-	char d[DMARC_DOMAIN_MAX];
 	struct dmarc_author *a = c->a;
 	a->n_mailboxes++;
+	/* normalised straight into its place (the next free slot, or the
+	 * spare one when the array is full) */
+	int room = a->n_domains < LIM_DMARC_AUTHOR_DOMAINS;
+	char *d = room ? a->domains[a->n_domains] : c->spare;
 	if (literal || dmarc_domain_norm(raw, len, d) < 0) {
+		d[0] = '\0';
 		c->bad_domain = 1;
 		return;
 	}
 	for (size_t i = 0; i < a->n_domains; i++)
-		if (strcmp(a->domains[i], d) == 0)
+		if (strcmp(a->domains[i], d) == 0) {
+			if (room)
+				d[0] = '\0';
 			return;
-	if (a->n_domains < LIM_DMARC_AUTHOR_DOMAINS)
-		memcpy(a->domains[a->n_domains++], d, sizeof(d));
+		}
+	if (room)
+		a->n_domains++;
 	c->n_seen_domains++;
 }
 
@@ -541,7 +549,7 @@ static int parse_field(const char *v, size_t len, struct acc *c)
 int dmarc_author_value(const char *v, size_t len, struct dmarc_author *a)
 {
 	memset(a, 0, sizeof(*a));
-	struct acc c = { a, 0, 0, 0 };
+	struct acc c = { .a = a };
 	a->n_fields = 1;
 	return finish(&c, parse_field(v, len, &c) < 0);
 }
@@ -549,7 +557,7 @@ int dmarc_author_value(const char *v, size_t len, struct dmarc_author *a)
 int dmarc_author(const struct msg *m, struct dmarc_author *a)
 {
 	memset(a, 0, sizeof(*a));
-	struct acc c = { a, 0, 0, 0 };
+	struct acc c = { .a = a };
 	size_t nf = msg_count(m, "From");
 	a->n_fields = nf;
 	if (nf == 0) {
