@@ -130,10 +130,10 @@ size_t dispatch_stats(struct srv *s, const char **names, uint64_t *values,
 	srv_dns_stats(e->dns, &st);
 	const char *n[] = { "DNS-Lookups", "DNS-Answered", "DNS-In-Flight", "DNS-In-Flight-Peak",
 	                    "DNS-Timeouts", "DNS-Bogus", "DNS-Servfail", "DNS-Nxdomain",
-	                    "DNS-Rejected", "DNS-Cache-Hits", "DNS-Stale", "DKIM-Jobs" };
+	                    "DNS-Rejected", "DNS-Cache-Hits", "DNS-Stale", "DNS-Memo-Hits", "DKIM-Jobs" };
 	uint64_t v[] = { st.started, st.answered, st.inflight, st.inflight_peak, st.timeouts,
 	                 st.bogus, st.servfail, st.nxdomain, st.rejected, st.cache_hits,
-	                 st.stale, e->dkim_jobs };
+	                 st.stale, st.memo_hits, e->dkim_jobs };
 	size_t k = 0;
 	for (; k < sizeof(n) / sizeof(n[0]) && k < max; k++) {
 		names[k] = n[k];

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unbound.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@ struct dns_q {
 	int async_id;
 	int ub_err;                  /* from the libunbound callback */
 	struct ub_result *res;       /* owned; NULL for local outcomes */
+	struct memo *memo;           /* answered from the memo (holds a ref) */
 	enum dnsq_status status;     /* local outcome when res == NULL */
 	const char *why;             /* static text for local outcomes */
 	uint16_t type;
@@ -43,6 +45,21 @@ struct dns_q {
 struct qlist {
 	struct dns_q *head, *tail;
 	size_t n;
+};
+
+/* An answer kept until its TTL runs out (see "answer memo" below). */
+struct memo {
+	uint64_t key;
+	uint64_t expiry_ms;          /* loop time */
+	unsigned refs;               /* lookups about to be answered from it */
+	int detached;                /* replaced in the table: free at refs 0 */
+	enum dnsq_status status;     /* DNSQ_OK, DNSQ_NODATA or DNSQ_NXDOMAIN */
+	enum dnsq_sec sec;           /* never DNSQ_SEC_BOGUS */
+	uint16_t type;
+	size_t count;
+	size_t *lens;                /* count lengths, then the data */
+	const unsigned char **rdata;
+	char name[];
 };
 
 struct seen_slot {
@@ -69,6 +86,7 @@ struct srv_dns {
 	struct qlist ready;
 	struct srv_dns_stats st;
 	struct seen_slot *seen;
+	struct memo **memo;          /* LIM_DNS_MEMO_SLOTS, direct-mapped */
 };
 
 static void q_append(struct qlist *l, struct dns_q *q)
@@ -147,6 +165,89 @@ static int seen_check_and_note(struct srv_dns *d, const char *name,
 		s->expiry_ms = now + (uint64_t)ttl * 1000;
 	}
 	return hit;
+}
+
+/* ---- answer memo ----
+ * libunbound is the shared validating cache, but every question to it costs
+ * a round trip to its thread through a pipe (serialise, wake, parse, about
+ * 20 us of CPU and two system calls): most of a warm scan's own cost. So
+ * the answers it gave are kept here too, already validated, for their TTL
+ * (at most LIM_DNS_MEMO_MAX_TTL s): OK, NODATA and NXDOMAIN answers with
+ * their DNSSEC status; bogus answers and failures are never kept, and an
+ * expired entry goes back to libunbound (which then applies serve-stale).
+ * Direct-mapped by the (name, type) hash, names compared exactly. */
+static void memo_unref(struct memo *m)
+{
+	if (m && --m->refs == 0 && m->detached)
+		free(m);
+}
+
+static void memo_drop_slot(struct srv_dns *d, size_t slot)
+{
+	struct memo *old = d->memo[slot];
+	d->memo[slot] = NULL;
+	if (!old)
+		return;
+	if (old->refs == 0)
+		free(old);
+	else
+		old->detached = 1;
+}
+
+static struct memo *memo_find(struct srv_dns *d, const char *name, uint16_t type)
+{
+	uint64_t key = seen_key(name, type);
+	struct memo *m = d->memo[key & (LIM_DNS_MEMO_SLOTS - 1)];
+	if (!m || m->key != key || m->type != type || strcasecmp(m->name, name) != 0)
+		return NULL;
+	if (m->expiry_ms <= uv_now(d->loop))
+		return NULL;
+	return m;
+}
+
+static void memo_store(struct srv_dns *d, const char *name, uint16_t type,
+                       const struct dnsq_answer *a)
+{
+	if ((a->status != DNSQ_OK && a->status != DNSQ_NODATA &&
+	     a->status != DNSQ_NXDOMAIN) || a->sec == DNSQ_SEC_BOGUS ||
+	    a->ttl == 0 || a->stale)
+		return;
+	size_t nl = strlen(name) + 1, data = 0;
+	for (size_t i = 0; i < a->count; i++)
+		data += a->rdlen[i];
+	size_t size = sizeof(struct memo) + nl;
+	size = (size + 7) & ~(size_t)7;
+	size_t off_lens = size;
+	size += a->count * sizeof(size_t);
+	size_t off_ptrs = size;
+	size += a->count * sizeof(unsigned char *);
+	size_t off_data = size;
+	size += data;
+	struct memo *m = malloc(size);
+	if (!m)
+		return;       /* only a missed shortcut */
+	uint64_t key = seen_key(name, type);
+	memset(m, 0, sizeof(*m));
+	m->key = key;
+	uint32_t ttl = a->ttl < LIM_DNS_MEMO_MAX_TTL ? a->ttl : LIM_DNS_MEMO_MAX_TTL;
+	m->expiry_ms = uv_now(d->loop) + (uint64_t)ttl * 1000;
+	m->status = a->status;
+	m->sec = a->sec;
+	m->type = type;
+	m->count = a->count;
+	memcpy(m->name, name, nl);
+	m->lens = (size_t *)(void *)((char *)m + off_lens);
+	m->rdata = (const unsigned char **)(void *)((char *)m + off_ptrs);
+	unsigned char *p = (unsigned char *)m + off_data;
+	for (size_t i = 0; i < a->count; i++) {
+		m->lens[i] = a->rdlen[i];
+		m->rdata[i] = p;
+		memcpy(p, a->rdata[i], a->rdlen[i]);
+		p += a->rdlen[i];
+	}
+	size_t slot = key & (LIM_DNS_MEMO_SLOTS - 1);
+	memo_drop_slot(d, slot);
+	d->memo[slot] = m;
 }
 
 /* ---- delivery ---- */
@@ -256,9 +357,25 @@ static void deliver(struct srv_dns *d, struct dns_q *q)
 	a.qtype = q->type;
 	a.sec = DNSQ_SEC_INSECURE;
 	a.elapsed_us = (uv_hrtime() - q->start_ns) / 1000;
-	if (q->res || q->ub_err) {
+	if (q->memo) {
+		const struct memo *m = q->memo;
+		uint64_t now = uv_now(d->loop);
+		a.status = m->status;
+		a.sec = m->sec;
+		a.ttl = m->expiry_ms > now ? (uint32_t)((m->expiry_ms - now + 999) / 1000) : 0;
+		a.from_cache = 1;
+		a.count = m->count;
+		a.rdata = m->rdata;
+		a.rdlen = m->lens;
+		d->st.cache_hits++;
+		d->st.memo_hits++;
+		if (a.status == DNSQ_NXDOMAIN)
+			d->st.nxdomain++;
+	} else if (q->res || q->ub_err) {
 		fill_from_result(d, q, &a, lens, sizeof lens / sizeof lens[0],
 		                 &heap);
+		if (!d->closing)
+			memo_store(d, q->name, q->type, &a);
 	} else {
 		a.status = q->status;
 		a.why = q->why;
@@ -278,6 +395,7 @@ static void deliver(struct srv_dns *d, struct dns_q *q)
 	free(heap);
 	if (q->res)
 		ub_resolve_free(q->res);
+	memo_unref(q->memo);
 	free(q);
 }
 
@@ -434,6 +552,15 @@ static void dns_lookup(struct dnsq *dq, const char *name, uint16_t type,
 		finish_local(d, q, DNSQ_TEMPFAIL, "resolver closing");
 		return;
 	}
+	struct memo *m = memo_find(d, q->name, type);
+	if (m) {
+		/* answered on the next loop turn, never from inside lookup() */
+		m->refs++;
+		q->memo = m;
+		q_append(&d->ready, q);
+		uv_idle_start(&d->idle, idle_cb);
+		return;
+	}
 	if (d->pending.n >= d->max_inflight) {
 		d->st.rejected++;
 		finish_local(d, q, DNSQ_TEMPFAIL, "too many DNS lookups in flight");
@@ -579,7 +706,10 @@ int srv_dns_new(uv_loop_t *loop, const struct dns_opts *o,
 		o = &def;
 	}
 	d = calloc(1, sizeof *d);
-	if (!d || !(d->seen = calloc(LIM_DNS_SEEN_SLOTS, sizeof *d->seen))) {
+	if (!d || !(d->seen = calloc(LIM_DNS_SEEN_SLOTS, sizeof *d->seen)) ||
+	    !(d->memo = calloc(LIM_DNS_MEMO_SLOTS, sizeof *d->memo))) {
+		if (d)
+			free(d->seen);
 		free(d);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -631,6 +761,7 @@ fail:
 	if (d->ctx)
 		ub_ctx_delete(d->ctx);
 	free(d->seen);
+	free(d->memo);
 	free(d);
 	return r;
 }
@@ -650,6 +781,9 @@ static void handle_closed(uv_handle_t *h)
 	struct srv_dns *d = h->data;
 
 	if (--d->open_handles == 0) {
+		for (size_t i = 0; i < LIM_DNS_MEMO_SLOTS; i++)
+			memo_drop_slot(d, i);
+		free(d->memo);
 		free(d->seen);
 		free(d);
 	}

@@ -45,6 +45,7 @@ struct srv_dns_stats {
 	                          the name was unusable or the context closing */
 	uint64_t cache_hits;   /* answers with from_cache == 1 (approximate) */
 	uint64_t stale;        /* answers flagged stale (serve-stale) */
+	uint64_t memo_hits;    /* answered from the answer memo, without libunbound */
 };
 
 /* Answers (struct dnsq_answer) carry status, DNSSEC state, TTL, elapsed

@@ -297,6 +297,14 @@ static void t_cache(struct dnsq *dq)
 	r2 = one(dq, "_dmarc.example.org", DNSQ_T_TXT);
 	CHECK(r2.from_cache == 1, "repeated lookup not from cache");
 	CHECK(strcmp(r1.txt, r2.txt) == 0, "cached answer differs");
+	/* the answer memo keeps the DNSSEC status and the remaining TTL */
+	CHECK(r2.sec == DNSQ_SEC_SECURE, "cached answer lost its DNSSEC status");
+	CHECK(r2.ttl > 0 && r2.ttl <= r1.ttl, "cached TTL %u after %u", r2.ttl, r1.ttl);
+	/* negative answers are kept too, failures never */
+	struct rec n1 = one(dq, "nosuchname.example.org", DNSQ_T_TXT);
+	struct rec n2 = one(dq, "nosuchname.example.org", DNSQ_T_TXT);
+	CHECK(n1.status == DNSQ_NXDOMAIN && n2.status == DNSQ_NXDOMAIN, "NXDOMAIN twice");
+	CHECK(n2.from_cache == 1 || n1.ttl == 0, "NXDOMAIN not kept");
 	printf("first lookup %.3f ms, repeated %.3f ms\n",
 	       r1.elapsed_us / 1000.0, r2.elapsed_us / 1000.0);
 }
