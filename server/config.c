@@ -58,6 +58,7 @@ static const struct key keys[] = {
 	{ "dns_msg_cache_size",  K_SIZE, O(dns_msg_cache_size), "32M", NULL, 0, (uint64_t)1 << 36 },
 	{ "dns_rrset_cache_size", K_SIZE, O(dns_rrset_cache_size), "64M", NULL, 0, (uint64_t)1 << 36 },
 	{ "dns_serve_stale",     K_BOOL, O(dns_serve_stale), "no", NULL, 0, 0 },
+	{ "dns_qname_minimisation", K_BOOL, O(dns_qname_minimisation), "no", NULL, 0, 0 },
 	{ "spf_engine",          K_STR,  O(spf_engine), "native", "native libspf2", 0, 0 },
 	{ "spf_helo",            K_BOOL, O(spf_helo), "yes", NULL, 0, 0 },
 	{ "dkim_max_signatures", K_UINT, O(dkim_max_signatures), "8", NULL, 1, 64 },

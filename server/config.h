@@ -56,6 +56,7 @@ struct srv_config {
 	uint64_t dns_msg_cache_size;
 	uint64_t dns_rrset_cache_size;
 	int dns_serve_stale;
+	int dns_qname_minimisation;
 
 	/* checks */
 	char *spf_engine;             /* native | libspf2 */

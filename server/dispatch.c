@@ -70,6 +70,7 @@ int dispatch_init(struct srv *s, char *err, size_t errlen)
 	o.msg_cache_size = (size_t)c->dns_msg_cache_size;
 	o.rrset_cache_size = (size_t)c->dns_rrset_cache_size;
 	o.serve_stale = c->dns_serve_stale;
+	o.qname_minimisation = c->dns_qname_minimisation;
 	char e2[512];
 	if (srv_dns_new(s->loop, &o, &e->dns, e2, sizeof(e2)) < 0) {
 		snprintf(err, errlen, "DNS: %s", e2);

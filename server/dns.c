@@ -625,6 +625,12 @@ static int configure(struct ub_ctx *ctx, const struct dns_opts *o,
 		if (set_opt(ctx, "rrset-cache-size:", num, err, errlen))
 			return -1;
 	}
+	/* RFC 9156 hides the full name from the servers above it at the cost
+	 * of extra round trips on a cold cache (measured: a 2-round scan took
+	 * 5-6); a mail filter asks about names the message itself discloses */
+	if (set_opt(ctx, "qname-minimisation:", o->qname_minimisation ? "yes" : "no",
+	            err, errlen))
+		return -1;
 	if (o->serve_stale &&
 	    (set_opt(ctx, "serve-expired:", "yes", err, errlen) ||
 	     set_opt(ctx, "serve-expired-ttl:", DNS_STALE_TTL_S, err, errlen) ||

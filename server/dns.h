@@ -29,6 +29,7 @@ struct dns_opts {
 	size_t msg_cache_size;        /* bytes; 0 = libunbound's default */
 	size_t rrset_cache_size;      /* bytes; 0 = libunbound's default */
 	int serve_stale;              /* RFC 8767 via unbound's serve-expired */
+	int qname_minimisation;       /* RFC 9156 when recursing; 0: off */
 	unsigned max_inflight;        /* 0 = LIM_DNS_MAX_INFLIGHT */
 };
 
