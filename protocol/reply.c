@@ -36,7 +36,9 @@ int proto_reply_result_text(struct buf *out, const struct proto_result *r)
 		add_clean(out, r->queue_id);
 		buf_adds(out, "\r\n");
 	}
-	buf_printf(out, "Action: %s\r\nScore: %.2f\r\n", r->action, r->score);
+	buf_adds(out, "Action: ");
+	add_clean(out, r->action);
+	buf_printf(out, "\r\nScore: %.2f\r\n", r->score);
 	if (r->smtp_reply) {
 		buf_adds(out, "SMTP-Reply: ");
 		add_clean(out, r->smtp_reply);
@@ -64,9 +66,11 @@ int proto_reply_result_text(struct buf *out, const struct proto_result *r)
 	}
 	for (size_t i = 0; i < r->n_trace; i++) {
 		const struct proto_trace_line *t = &r->trace[i];
-		buf_printf(out, "Trace: +%llu.%03llums %s: ",
+		buf_printf(out, "Trace: +%llu.%03llums ",
 		           (unsigned long long)(t->t_us / 1000),
-		           (unsigned long long)(t->t_us % 1000), t->area);
+		           (unsigned long long)(t->t_us % 1000));
+		add_clean(out, t->area);
+		buf_adds(out, ": ");
 		add_clean(out, t->text);
 		buf_adds(out, "\r\n");
 	}
