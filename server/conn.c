@@ -293,6 +293,23 @@ static void conn_update_reading(struct conn *c)
 	}
 }
 
+/* The SCAN whose body is still arriving will not complete: its scan is
+ * abandoned and its place in the pipeline gets this status reply. */
+static void end_partial(struct conn *c, int status, const char *reason)
+{
+	struct preq *r = c->cur;
+	if (r->scan) {
+		scan_abandon(r->scan);
+		r->scan = NULL;
+		c->srv->stats.scans_abandoned++;
+	}
+	buf_free(&r->reply);
+	buf_init(&r->reply, 0);
+	proto_reply_status(&r->reply, status, reason);
+	r->done = 1;
+	c->cur = NULL;
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	struct conn *c = t->data;
@@ -304,16 +321,7 @@ static void on_timer(uv_timer_t *t)
 	/* the connection is useless now: answer in order, then close */
 	if (c->cur) {
 		/* a SCAN whose body never completed: it cannot be answered */
-		c->cur->done = 1;
-		if (c->cur->scan) {
-			scan_abandon(c->cur->scan);
-			c->cur->scan = NULL;
-			s->stats.scans_abandoned++;
-		}
-		buf_free(&c->cur->reply);
-		buf_init(&c->cur->reply, 0);
-		proto_reply_status(&c->cur->reply, 408, "request timeout");
-		c->cur = NULL;
+		end_partial(c, 408, "request timeout");
 	} else {
 		reply_now(c, PROTO_CMD_NONE, 408, in_req ? "request timeout" : "idle timeout");
 	}
@@ -536,18 +544,8 @@ void conn_shutdown_all(struct srv *s)
 				/* answer what was fully received, then close. A message
 				 * still arriving will not be waited for: it gets a 421 in
 				 * its place so the client knows to send it again. */
-				if (c->cur) {
-					if (c->cur->scan) {
-						scan_abandon(c->cur->scan);
-						c->cur->scan = NULL;
-						s->stats.scans_abandoned++;
-					}
-					buf_free(&c->cur->reply);
-					buf_init(&c->cur->reply, 0);
-					proto_reply_status(&c->cur->reply, 421, "shutting down, send it again later");
-					c->cur->done = 1;
-					c->cur = NULL;
-				}
+				if (c->cur)
+					end_partial(c, 421, "shutting down, send it again later");
 				c->eof = 1;
 				if (c->reading) {
 					uv_read_stop((uv_stream_t *)&c->pipe);

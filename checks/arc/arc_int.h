@@ -51,7 +51,6 @@ enum arc_kind arc_field_kind(const struct msg_field *f, int *is_arc_r);
  * 0 when there is no valid instance. */
 unsigned arc_aar_instance(const char *v, size_t len, char *buf, size_t cap,
                           const char **rest_r, size_t *rest_len_r);
-int arc_usable_name(const char *s, size_t len);
 
 /* ---- canonicalisation and hashing (RFC 6376 3.4, 3.7) ---- */
 

@@ -25,27 +25,6 @@ enum arc_kind arc_field_kind(const struct msg_field *f, int *is_arc_r)
 	return ARC_K_AAR;
 }
 
-int arc_usable_name(const char *s, size_t len)
-{
-	size_t label = 0;
-	if (len == 0 || s[0] == '.' || s[len - 1] == '.')
-		return 0;
-	for (size_t k = 0; k < len; k++) {
-		unsigned char c = (unsigned char)s[k];
-		if (c == '.') {
-			if (label == 0)
-				return 0;
-			label = 0;
-			continue;
-		}
-		if (!isalnum(c) && c != '-' && c != '_')
-			return 0;
-		if (++label > 63)
-			return 0;
-	}
-	return 1;
-}
-
 static int one_tag(void *arg, const char *tag, size_t tlen, const char *val,
                    size_t vlen)
 {
@@ -310,8 +289,8 @@ static void fill_ref(struct arc_ref *r, const struct arc_tags *tg, int seal)
 	if (tg->a.v)
 		text_printable(r->a, sizeof r->a, tg->a.v, tg->a.len);
 	/* RFC 8617 4.1.2/4.1.3: keys are DKIM keys, at <s>._domainkey.<d> */
-	if (tg->d.v && tg->s.v && arc_usable_name(tg->d.v, tg->d.len) &&
-	    arc_usable_name(tg->s.v, tg->s.len) &&
+	if (tg->d.v && tg->s.v && dkv_usable_name(tg->d.v, tg->d.len) &&
+	    dkv_usable_name(tg->s.v, tg->s.len) &&
 	    tg->s.len + tg->d.len + sizeof "._domainkey." - 1 <= LIM_DNS_MAX_NAME - 2) {
 		memcpy(r->qname, tg->s.v, tg->s.len);
 		memcpy(r->qname + tg->s.len, "._domainkey.", 12);

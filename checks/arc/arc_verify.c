@@ -326,8 +326,8 @@ static struct keyent *common_checks(struct vstate *vs, const struct arc_tags *tg
 		set_sig(o, AUTH_PERMERROR, "%s: unknown algorithm a=%s", what, o->a);
 		return NULL;
 	}
-	if (!arc_usable_name(tg->d.v, tg->d.len) ||
-	    !arc_usable_name(tg->s.v, tg->s.len) ||
+	if (!dkv_usable_name(tg->d.v, tg->d.len) ||
+	    !dkv_usable_name(tg->s.v, tg->s.len) ||
 	    tg->s.len + tg->d.len + 12 > LIM_DNS_MAX_NAME - 2) {
 		set_sig(o, AUTH_PERMERROR, "%s: d= or s= is not a usable DNS name",
 		        what);

@@ -23,6 +23,9 @@ int dkv_taglist(const char *s, size_t len,
                           const char *val, size_t vlen),
                 void *arg);
 void dkv_lower(char *s);
+/* A d= or s= value usable in a key query name (letters, digits, '-', '_',
+ * non-empty labels of at most 63 bytes): 1 or 0. Shared with ARC. */
+int dkv_usable_name(const char *s, size_t len);
 const struct dkv_key *dkv_keyset_find(const struct dkv_keyset *ks,
                                       const char *qname);
 

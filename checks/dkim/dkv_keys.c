@@ -49,7 +49,7 @@ int dkv_taglist(const char *s, size_t len,
 
 /* A DNS name we are willing to build a query from: letters, digits, '-',
  * '_' and dots, no empty label, labels of at most 63 bytes. */
-static int usable_name(const char *s, size_t len)
+int dkv_usable_name(const char *s, size_t len)
 {
 	size_t label = 0;
 	if (len == 0 || s[0] == '.' || s[len - 1] == '.')
@@ -122,8 +122,8 @@ size_t dkv_list(const struct msg *m, struct dkv_sigref *refs, size_t max,
 		if (rt.a)
 			text_printable(r->a, sizeof r->a, rt.a, rt.al);
 		/* RFC 6376 3.6.2.1: the key lives at <s>._domainkey.<d> */
-		if (rt.d && rt.s && usable_name(rt.d, rt.dl) &&
-		    usable_name(rt.s, rt.sl) &&
+		if (rt.d && rt.s && dkv_usable_name(rt.d, rt.dl) &&
+		    dkv_usable_name(rt.s, rt.sl) &&
 		    rt.sl + rt.dl + sizeof "._domainkey." - 1 <= LIM_DNS_MAX_NAME - 2) {
 			memcpy(r->qname, rt.s, rt.sl);
 			memcpy(r->qname + rt.sl, "._domainkey.", 12);
