@@ -91,7 +91,7 @@ struct scan {
 	int has_dkim, arc_needs_crypto, arc_ran;
 	struct dkv_result dkim;
 	struct arc_result arc;
-	char asked[LIM_DKIM_MAX_SIGNATURES * 8 + ARC_MAX_REFS][DKV_NAME_MAX];
+	char **asked;                 /* key names looked up (DKIM and ARC share them) */
 	size_t n_asked;
 	/* DMARC */
 	struct dmarc_opts dmarc_opts;
@@ -165,6 +165,9 @@ static void on_timer_closed(uv_handle_t *h)
 		dkv_keyset_free(&sc->keys);
 		dkv_result_free(&sc->dkim);
 		arc_result_free(&sc->arc);
+		for (size_t i = 0; i < sc->n_asked; i++)
+			free(sc->asked[i]);
+		free(sc->asked);
 		free(sc->msg);
 		cfg_unref(&sc->cfg);
 		free(sc);
@@ -409,12 +412,19 @@ static void want_key(struct scan *sc, const char *qname)
 	for (size_t i = 0; i < sc->n_asked; i++)
 		if (strcmp(sc->asked[i], qname) == 0)
 			return;
-	if (sc->n_asked == sizeof(sc->asked) / sizeof(sc->asked[0]))
+	/* at most one per DKIM signature and ARC signature (both capped) */
+	if (sc->n_asked >= LIM_DKIM_MAX_SIGNATURES * 8 + ARC_MAX_REFS)
 		return;             /* beyond the caps: the key stays missing (temperror) */
-	struct key_lookup *k = malloc(sizeof(*k));
-	if (!k)
+	char **na = realloc(sc->asked, (sc->n_asked + 1) * sizeof(*na));
+	if (!na)
 		return;
-	snprintf(sc->asked[sc->n_asked++], DKV_NAME_MAX, "%s", qname);
+	sc->asked = na;
+	struct key_lookup *k = malloc(sizeof(*k));
+	if (!k || !(sc->asked[sc->n_asked] = strdup(qname))) {
+		free(k);
+		return;
+	}
+	sc->n_asked++;
 	k->sc = sc;
 	memcpy(k->qname, qname, sizeof(k->qname));
 	sc->key_lookups++;
