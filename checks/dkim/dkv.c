@@ -636,14 +636,23 @@ int dkv_verify(struct dkv_lib *l, const char *msg, size_t len,
 	}
 	struct buf head;
 	buf_init(&head, 0);
+	buf_reserve(&head, m.header_len + m.header_len / 8 + 4);
 	for (size_t i = 0; i < m.n_fields; i++) {
 		const char *ln = m.fields[i].line;
-		size_t ll = m.fields[i].line_len;
-		for (size_t k = 0; k < ll; k++) {
-			if (ln[k] == '\n' && (k == 0 || ln[k - 1] != '\r'))
-				buf_add(&head, "\r", 1);
-			buf_add(&head, ln + k, 1);
+		size_t ll = m.fields[i].line_len, from = 0;
+		/* copied in runs; a bare LF inside a folded field becomes CRLF */
+		const char *nl;
+		while ((nl = memchr(ln + from, '\n', ll - from)) != NULL) {
+			size_t k = (size_t)(nl - ln);
+			if (k > from && ln[k - 1] == '\r') {
+				buf_add(&head, ln + from, k + 1 - from);
+			} else {
+				buf_add(&head, ln + from, k - from);
+				buf_add(&head, "\r\n", 2);
+			}
+			from = k + 1;
 		}
+		buf_add(&head, ln + from, ll - from);
 		buf_add(&head, "\r\n", 2);
 	}
 	buf_add(&head, "\r\n", 2);
