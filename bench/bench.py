@@ -43,6 +43,7 @@ class Bench:
         self.alignd = os.path.join(self.build, "server", "alignd")
         self.loadgen = os.path.join(self.build, "bench", "loadgen")
         self.micro = os.path.join(self.build, "bench", "micro")
+        self.keycache = os.path.join(self.build, "bench", "keycache")
         self.data = os.path.join(self.build, "bench-data")
         self.run_dir = tempfile.mkdtemp(prefix="alignd-bench-")
         self.res = {"quick": a.quick, "runs": {}}
@@ -342,6 +343,11 @@ class Bench:
         out += [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
         for t in (1, 2):
             r = subprocess.run([self.micro, "ceiling", typ, self.keys_tsv, str(t),
+                                "2" if self.a.quick else "5"],
+                               stdout=subprocess.PIPE, text=True, timeout=300)
+            out += [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+            # the prototype with decoded keys kept per selector, same run
+            r = subprocess.run([self.keycache, typ, self.keys_tsv, str(t),
                                 "2" if self.a.quick else "5"],
                                stdout=subprocess.PIPE, text=True, timeout=300)
             out += [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
