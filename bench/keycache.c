@@ -10,6 +10,7 @@
 #include "checks/arc/arc_int.h"
 #include "checks/dkim/dkv.h"
 #include "checks/msg.h"
+#include "corpus_io.h"
 
 #include <ctype.h>
 #include <openssl/evp.h>
@@ -22,17 +23,13 @@
 #include <strings.h>
 #include <time.h>
 
-struct item {
-	char *data;
-	size_t len;
-};
 
 struct ckey {                  /* one decoded key, shared read-only */
 	char qname[DKV_NAME_MAX];
 	EVP_PKEY *pk;
 };
 
-static struct item *items;
+static struct m_item *items;
 static size_t n_items;
 static struct ckey *keys;
 static size_t n_keys;
@@ -42,74 +39,7 @@ static volatile int stop_flag;
 
 static double now_s(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static char *slurp(const char *path, size_t *len_r)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	size_t cap = 65536, n = 0, got;
-	char *b = malloc(cap);
-	while (b && (got = fread(b + n, 1, cap - n, f)) > 0) {
-		n += got;
-		if (n == cap) {
-			char *nb = realloc(b, cap * 2);
-			if (!nb) {
-				free(b);
-				b = NULL;
-				break;
-			}
-			b = nb;
-			cap *= 2;
-		}
-	}
-	fclose(f);
-	*len_r = n;
-	return b;
-}
-
-static void load_corpus(const char *index)
-{
-	FILE *f = fopen(index, "r");
-	if (!f) {
-		fprintf(stderr, "keycache: cannot open %s\n", index);
-		exit(2);
-	}
-	char dir[4096];
-	snprintf(dir, sizeof dir, "%s", index);
-	char *sl = strrchr(dir, '/');
-	if (sl)
-		*sl = '\0';
-	size_t cap = 256;
-	items = calloc(cap, sizeof *items);
-	char line[4096];
-	while (items && fgets(line, sizeof line, f)) {
-		char name[1024];
-		if (sscanf(line, "%1023[^\t\n]", name) != 1)
-			continue;
-		char path[4096 + 1024 + 2];
-		snprintf(path, sizeof path, "%s/%s", dir, name);
-		struct item it;
-		it.data = slurp(path, &it.len);
-		if (!it.data)
-			continue;
-		if (n_items == cap) {
-			cap *= 2;
-			items = realloc(items, cap * sizeof *items);
-			if (!items)
-				break;
-		}
-		items[n_items++] = it;
-	}
-	fclose(f);
-	if (!items || n_items == 0) {
-		fprintf(stderr, "keycache: empty corpus\n");
-		exit(2);
-	}
+	return corpus_now_s();
 }
 
 /* p= of a key record, base64-decoded into a DER public key */
@@ -267,7 +197,7 @@ out:
 }
 
 /* Verifies every DKIM-Signature of a message; counts in res[3]. */
-static void verify_cached(const struct item *it, unsigned long res[3], enum vres *per, size_t max)
+static void verify_cached(const struct m_item *it, unsigned long res[3], enum vres *per, size_t max)
 {
 	struct msg m;
 	if (msg_parse(it->data, it->len, &m) != MSG_OK)
@@ -297,7 +227,7 @@ static void *worker(void *arg)
 	unsigned long res[3] = { 0 };
 	size_t i = 0;
 	while (!stop_flag) {
-		const struct item *it = &items[i++ % n_items];
+		const struct m_item *it = &items[i++ % n_items];
 		if (t->cached) {
 			verify_cached(it, res, NULL, 0);
 		} else {
@@ -337,7 +267,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: keycache INDEX.tsv KEYS.tsv THREADS SECONDS\n");
 		return 2;
 	}
-	load_corpus(argv[1]);
+	items = corpus_load(argv[1], &n_items);
 	load_keys(argv[2]);
 	int threads = atoi(argv[3]);
 	double secs = atof(argv[4]);

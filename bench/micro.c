@@ -11,6 +11,7 @@
 #include "checks/msg.h"
 #include "common/trace.h"
 #include "protocol/request.h"
+#include "corpus_io.h"
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -20,11 +21,6 @@
 #include <string.h>
 #include <time.h>
 
-struct m_item {
-	char *data;
-	size_t len;
-	char ip[64], helo[256], from[256], rcpt[256];
-};
 
 static struct m_item *items;
 static size_t n_items;
@@ -35,72 +31,12 @@ static volatile int stop_flag;
 
 static double now_s(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static char *slurp(const char *path, size_t *len_r)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *b = malloc((size_t)n + 1);
-	if (!b || fread(b, 1, (size_t)n, f) != (size_t)n) {
-		fclose(f);
-		free(b);
-		return NULL;
-	}
-	fclose(f);
-	b[n] = '\0';
-	*len_r = (size_t)n;
-	return b;
+	return corpus_now_s();
 }
 
 static void load_corpus(const char *index)
 {
-	FILE *f = fopen(index, "r");
-	if (!f) {
-		fprintf(stderr, "micro: cannot open %s\n", index);
-		exit(2);
-	}
-	char dir[4096];
-	snprintf(dir, sizeof dir, "%s", index);
-	char *sl = strrchr(dir, '/');
-	if (sl)
-		*sl = '\0';
-	size_t cap = 256;
-	items = calloc(cap, sizeof *items);
-	char line[4096];
-	while (items && fgets(line, sizeof line, f)) {
-		line[strcspn(line, "\r\n")] = '\0';
-		char name[1024];
-		struct m_item it;
-		memset(&it, 0, sizeof it);
-		if (sscanf(line, "%1023[^\t]\t%63[^\t]\t%255[^\t]\t%255[^\t]\t%255s",
-		           name, it.ip, it.helo, it.from, it.rcpt) != 5)
-			continue;
-		char path[4096 + 1024 + 2];
-		snprintf(path, sizeof path, "%s/%s", dir, name);
-		it.data = slurp(path, &it.len);
-		if (!it.data)
-			continue;
-		if (n_items == cap) {
-			cap *= 2;
-			items = realloc(items, cap * sizeof *items);
-			if (!items)
-				break;
-		}
-		items[n_items++] = it;
-	}
-	fclose(f);
-	if (!items || n_items == 0) {
-		fprintf(stderr, "micro: empty corpus\n");
-		exit(2);
-	}
+	items = corpus_load(index, &n_items);
 }
 
 /* keys.tsv -> key set; also keeps the p= values for the decode benchmark */
