@@ -196,7 +196,9 @@ static int start_listening(struct srv *s, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+	/* the kernel caps it at net.core.somaxconn; a burst of MTA processes
+	 * connecting at once waits in this queue */
+	rc = uv_listen((uv_stream_t *)&s->listener, SOMAXCONN, on_connection);
 	if (rc < 0) {
 		snprintf(err, errlen, "listen %s: %s", c->socket, uv_strerror(rc));
 		goto fail;
