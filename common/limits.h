@@ -29,6 +29,8 @@
 #define LIM_DNS_MAX_ANSWER        (64u * 1024)        /* rdata bytes accepted per answer */
 #define LIM_DNS_MEMO_SLOTS        16384u              /* answers kept in front of libunbound (power of 2) */
 #define LIM_DNS_MEMO_MAX_TTL      3600u               /* seconds an answer is kept there at most */
+#define LIM_DNS_MEMO_MAX_ANSWER   (8u * 1024)         /* larger answers are not kept there */
+#define LIM_DNS_MEMO_BYTES        (32u * 1024 * 1024) /* all answers kept there together */
 #define LIM_DNS_SEEN_SLOTS        8192u               /* answers remembered for from_cache (power of 2) */
 
 /* ---- SPF (checks/spf) ---- */

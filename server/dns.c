@@ -55,6 +55,7 @@ struct memo {
 	int detached;                /* replaced in the table: free at refs 0 */
 	enum dnsq_status status;     /* DNSQ_OK, DNSQ_NODATA or DNSQ_NXDOMAIN */
 	enum dnsq_sec sec;           /* never DNSQ_SEC_BOGUS */
+	size_t size;                 /* bytes allocated, counted in memo_bytes */
 	uint16_t type;
 	size_t count;
 	size_t *lens;                /* count lengths, then the data */
@@ -87,6 +88,7 @@ struct srv_dns {
 	struct srv_dns_stats st;
 	struct seen_slot *seen;
 	struct memo **memo;          /* LIM_DNS_MEMO_SLOTS, direct-mapped */
+	size_t memo_bytes;           /* held by entries in the table */
 };
 
 static void q_append(struct qlist *l, struct dns_q *q)
@@ -188,6 +190,7 @@ static void memo_drop_slot(struct srv_dns *d, size_t slot)
 	d->memo[slot] = NULL;
 	if (!old)
 		return;
+	d->memo_bytes -= old->size;
 	if (old->refs == 0)
 		free(old);
 	else
@@ -223,10 +226,16 @@ static void memo_store(struct srv_dns *d, const char *name, uint16_t type,
 	size += a->count * sizeof(unsigned char *);
 	size_t off_data = size;
 	size += data;
+	/* bounded: senders choose the names we look up, and so the sizes */
+	uint64_t key = seen_key(name, type);
+	size_t slot = key & (LIM_DNS_MEMO_SLOTS - 1);
+	size_t in_slot = d->memo[slot] ? d->memo[slot]->size : 0;
+	if (data > LIM_DNS_MEMO_MAX_ANSWER ||
+	    d->memo_bytes - in_slot + size > LIM_DNS_MEMO_BYTES)
+		return;
 	struct memo *m = malloc(size);
 	if (!m)
 		return;       /* only a missed shortcut */
-	uint64_t key = seen_key(name, type);
 	memset(m, 0, sizeof(*m));
 	m->key = key;
 	uint32_t ttl = a->ttl < LIM_DNS_MEMO_MAX_TTL ? a->ttl : LIM_DNS_MEMO_MAX_TTL;
@@ -245,9 +254,10 @@ static void memo_store(struct srv_dns *d, const char *name, uint16_t type,
 		memcpy(p, a->rdata[i], a->rdlen[i]);
 		p += a->rdlen[i];
 	}
-	size_t slot = key & (LIM_DNS_MEMO_SLOTS - 1);
+	m->size = size;
 	memo_drop_slot(d, slot);
 	d->memo[slot] = m;
+	d->memo_bytes += size;
 }
 
 /* ---- delivery ---- */
