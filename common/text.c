@@ -1,6 +1,7 @@
 /* Text helpers for untrusted bytes. Pure functions: any thread. */
 #include "common/text.h"
 
+#include <stdio.h>
 #include <string.h>
 
 size_t text_printable(char *dst, size_t cap, const char *src, size_t len)
@@ -19,6 +20,13 @@ size_t text_printable(char *dst, size_t cap, const char *src, size_t len)
 			dst[n++] = '.';
 	dst[n] = '\0';
 	return n;
+}
+
+size_t text_vformat(char *dst, size_t cap, const char *fmt, va_list ap)
+{
+	char tmp[1024];
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	return text_printable(dst, cap, tmp, strlen(tmp));
 }
 
 int text_ieq(const char *s, size_t len, const char *lit)

@@ -3,6 +3,7 @@
 #ifndef ALIGND_TEXT_H
 #define ALIGND_TEXT_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -10,6 +11,11 @@
  * outside printable ASCII with '?'; cuts at cap-1 bytes and marks a cut with
  * "...". Returns the length written. */
 size_t text_printable(char *dst, size_t cap, const char *src, size_t len);
+
+/* Formats into dst (cap >= 1) and makes the result printable as
+ * text_printable() does: for reasons built from untrusted values. */
+size_t text_vformat(char *dst, size_t cap, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 
 /* ASCII case-insensitive equality of a counted string and a C string. */
 int text_ieq(const char *s, size_t len, const char *lit);

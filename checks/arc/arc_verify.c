@@ -58,13 +58,11 @@ static void set_sig(struct arc_sig *o, enum auth_res r, const char *fmt, ...)
 
 static void set_sig(struct arc_sig *o, enum auth_res r, const char *fmt, ...)
 {
-	char tmp[ARC_REASON_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof tmp, fmt, ap);
+	text_vformat(o->reason, sizeof o->reason, fmt, ap);
 	va_end(ap);
 	o->res = r;
-	text_printable(o->reason, sizeof o->reason, tmp, strlen(tmp));
 }
 
 static int val_is(const struct arc_val *v, const char *lit)
@@ -126,12 +124,10 @@ static void key_why(struct keyent *e, const char *fmt, ...)
 
 static void key_why(struct keyent *e, const char *fmt, ...)
 {
-	char tmp[ARC_REASON_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof tmp, fmt, ap);
+	text_vformat(e->reason, sizeof e->reason, fmt, ap);
 	va_end(ap);
-	memcpy(e->reason, tmp, sizeof tmp);
 }
 
 /* RFC 6376 3.6.1 key record, RFC 8463 for ed25519 */
@@ -729,12 +725,10 @@ static void set_reason(struct arc_result *res, const char *fmt, ...)
 
 static void set_reason(struct arc_result *res, const char *fmt, ...)
 {
-	char tmp[ARC_REASON_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof tmp, fmt, ap);
+	text_vformat(res->reason, sizeof res->reason, fmt, ap);
 	va_end(ap);
-	text_printable(res->reason, sizeof res->reason, tmp, strlen(tmp));
 }
 
 static void describe(struct arc_sig *o, const struct msg_field *f)

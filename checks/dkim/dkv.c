@@ -306,13 +306,11 @@ static void set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)
 
 static void set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)
 {
-	char tmp[DKV_REASON_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof tmp, fmt, ap);
+	text_vformat(o->reason, sizeof o->reason, fmt, ap);
 	va_end(ap);
 	o->res = r;
-	text_printable(o->reason, sizeof o->reason, tmp, strlen(tmp));
 }
 
 static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
