@@ -59,4 +59,8 @@
 #define LIM_TRACE_BYTES           (64u * 1024)        /* explain trace per message */
 #define LIM_LOG_FIELD             256u                /* untrusted text in one log field */
 
+/* ---- DMARC reports ---- */
+#define LIM_REPORT_FIELD          1024u               /* one text value in a report */
+#define LIM_REPORT_REASONS        8u                  /* override reasons of one message */
+
 #endif

@@ -1,0 +1,109 @@
+/* DMARC aggregate reports (RFC 9990): from evidence records of one policy
+ * domain and one period to the XML report, its gzip file, its file name,
+ * Subject and the MIME message that carries it. No I/O: the caller reads
+ * the history store and sends; any thread, the caller owns every buffer. */
+#ifndef ALIGND_REPORT_H
+#define ALIGND_REPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "checks/auth.h"
+#include "common/buf.h"
+
+/* RFC 9990 ActionDispositionType */
+enum rpt_disp { RPT_DISP_NONE = 0, RPT_DISP_PASS, RPT_DISP_QUARANTINE, RPT_DISP_REJECT };
+/* RFC 9990 DispositionType (p=, sp=, np=); RPT_POL_UNSET: tag absent */
+enum rpt_pol { RPT_POL_UNSET = 0, RPT_POL_NONE, RPT_POL_QUARANTINE, RPT_POL_REJECT };
+/* RFC 9990 PolicyOverrideType */
+enum rpt_override {
+	RPT_OVR_LOCAL_POLICY = 0, RPT_OVR_MAILING_LIST, RPT_OVR_OTHER,
+	RPT_OVR_POLICY_TEST_MODE, RPT_OVR_TRUSTED_FORWARDER,
+};
+
+struct rpt_dkim {
+	const char *domain, *selector;
+	enum auth_res res;
+	const char *human;            /* optional */
+};
+
+struct rpt_reason {
+	enum rpt_override type;
+	const char *comment;          /* optional */
+};
+
+/* The policy record as discovered for one message. */
+struct rpt_policy {
+	const char *domain;           /* where the record was found */
+	enum rpt_pol p, sp, np;
+	char adkim, aspf;             /* 'r', 's' or 0 when absent */
+	int testing;                  /* t=y */
+	int treewalk;                 /* 1: RFC 9989 tree walk, 0: public suffix list */
+	const char *fo;               /* optional */
+};
+
+/* One message's evidence, as a report needs it. Strings are borrowed;
+ * untrusted ones are made printable ASCII in the output. */
+struct rpt_msg {
+	int64_t time;                 /* seconds since the epoch, UTC */
+	const char *source_ip;
+	const char *header_from, *envelope_from, *envelope_to;   /* envelope ones optional */
+	enum rpt_disp disposition;
+	int dkim_aligned, spf_aligned;          /* DMARC-aligned pass of each */
+	const struct rpt_reason *reasons;
+	size_t n_reasons;
+	const struct rpt_dkim *dkim;
+	size_t n_dkim;
+	const char *spf_domain;       /* NULL: no SPF result to report */
+	enum auth_res spf_res;
+	struct rpt_policy policy;
+};
+
+/* Who reports, and the period. */
+struct rpt_meta {
+	const char *org_name;         /* reporting organisation */
+	const char *email;            /* contact address (also the From of the message) */
+	const char *extra_contact;    /* optional */
+	const char *receiver;         /* the reporter's domain: file name, Subject */
+	const char *generator;        /* optional */
+	int64_t begin, end;           /* inclusive, seconds since the epoch */
+};
+
+/* A report ID that depends only on (receiver, policy domain, period):
+ * a re-run after a crash builds the same ID, so a domain owner who gets the
+ * report twice can tell (RFC 9990 Report-ID). Writes 32 hex digits. */
+void rpt_report_id(const struct rpt_meta *m, const char *policy_domain,
+                   char id_r[33]);
+
+/* Appends the XML report for policy_domain to out: records grouped by every
+ * field a row carries, counted, in a stable order (the same messages in any
+ * order give the same bytes). policy_published is the record of the latest
+ * message. Messages of another policy domain or outside the period are
+ * skipped. 0, or -1 with *err_r set (no message to report, or output over
+ * out's cap). */
+int rpt_aggregate_xml(const struct rpt_meta *m, const char *policy_domain,
+                      const struct rpt_msg *msgs, size_t n,
+                      struct buf *out, const char **err_r);
+
+/* gzip (RFC 1952) of data, with no file name and a zero time stamp so that
+ * the same report gives the same bytes. 0 or -1. */
+int rpt_gzip(const void *data, size_t len, struct buf *out);
+
+/* RFC 9990 file name: receiver!policy-domain!begin!end!id.xml.gz */
+int rpt_filename(const struct rpt_meta *m, const char *policy_domain,
+                 const char *id, struct buf *out);
+
+/* The whole RFC 5322 message (CRLF lines): From, To, Subject
+ * "Report Domain: D Submitter: R Report-ID: <id>", Date, Message-ID,
+ * multipart/mixed with a short text/plain summary and the gzip file as
+ * application/gzip in base64. date is the time to put in Date:. */
+struct rpt_mail {
+	const char *to;               /* one address (the verified rua= mailbox) */
+	const char *summary;          /* the text part */
+	int64_t date;
+};
+int rpt_message(const struct rpt_meta *m, const char *policy_domain,
+                const char *id, const struct rpt_mail *mail,
+                const void *gz, size_t gz_len, struct buf *out);
+
+#endif
