@@ -62,5 +62,7 @@
 /* ---- DMARC reports ---- */
 #define LIM_REPORT_FIELD          1024u               /* one text value in a report */
 #define LIM_REPORT_REASONS        8u                  /* override reasons of one message */
+#define LIM_REPORT_ADDR           320u                /* one rua= mailbox (RFC 5321 4.5.3.1: 64 + 1 + 255) */
+#define LIM_REPORT_DESTS          8u                  /* rua= destinations used per domain */
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "checks/auth.h"
+#include "common/limits.h"
 #include "common/buf.h"
 
 /* RFC 9990 ActionDispositionType */
@@ -105,5 +106,29 @@ struct rpt_mail {
 int rpt_message(const struct rpt_meta *m, const char *policy_domain,
                 const char *id, const struct rpt_mail *mail,
                 const void *gz, size_t gz_len, struct buf *out);
+
+/* ---- destinations ---- */
+
+/* One mailto: destination of a DMARC record's rua= tag. */
+struct rpt_dest {
+	char addr[LIM_REPORT_ADDR];   /* local@domain, domain lower-cased */
+	const char *domain;           /* inside addr */
+	uint64_t max_size;            /* from "!size" (obsolete but honoured); 0: none */
+};
+
+/* The mailto: destinations of the rua= tag of a DMARC record (the TXT
+ * text); other schemes and malformed URIs are skipped and counted in
+ * *skipped_r, percent-escapes are decoded (RFC 9989 4.8: ',' and '!' in a
+ * URI are escaped), an address with anything a mail header or an SMTP
+ * command could not carry (controls, spaces, <>, quotes) is skipped. At
+ * most cap destinations. Returns how many, or -1 when the record has no
+ * rua= tag at all. */
+int rpt_rua_parse(const char *txt, size_t len, struct rpt_dest *out, size_t cap,
+                  unsigned *skipped_r);
+
+/* A verification record (RFC 9990 3.1 / RFC 9989: the TXT at
+ * <policy-domain>._report._dmarc.<destination-domain>) authorises the
+ * destination when it starts with "v=DMARC1". 1 or 0. */
+int rpt_verify_record(const char *txt, size_t len);
 
 #endif
