@@ -76,12 +76,25 @@ struct rpt_meta {
 void rpt_report_id(const struct rpt_meta *m, const char *policy_domain,
                    char id_r[33]);
 
-/* Appends the XML report for policy_domain to out: records grouped by every
- * field a row carries, counted, in a stable order (the same messages in any
- * order give the same bytes). policy_published is the record of the latest
- * message. Messages of another policy domain or outside the period are
- * skipped. 0, or -1 with *err_r set (no message to report, or output over
- * out's cap). */
+/* An aggregate report being built: messages are added one at a time and
+ * grouped at once by every field a record shows, so memory grows with the
+ * number of distinct records, not of messages. The groups come out sorted
+ * (the same messages in any order give the same bytes); policy_published is
+ * the record of the latest message. Messages of another policy domain or
+ * outside the period are not counted. */
+struct rpt_agg;
+struct rpt_agg *rpt_agg_new(const struct rpt_meta *m, const char *policy_domain);
+/* Copies what it keeps of msg. 1 added, 0 not for this report, -1 out of
+ * memory. */
+int rpt_agg_add(struct rpt_agg *a, const struct rpt_msg *msg);
+size_t rpt_agg_messages(const struct rpt_agg *a);
+size_t rpt_agg_records(const struct rpt_agg *a);
+/* Appends the XML report to out. 0, or -1 with *err_r set (no message to
+ * report, or output over out's cap). */
+int rpt_agg_xml(const struct rpt_agg *a, struct buf *out, const char **err_r);
+void rpt_agg_free(struct rpt_agg **a);
+
+/* The same for messages at hand. */
 int rpt_aggregate_xml(const struct rpt_meta *m, const char *policy_domain,
                       const struct rpt_msg *msgs, size_t n,
                       struct buf *out, const char **err_r);

@@ -242,6 +242,31 @@ int main(int argc, char **argv)
 	CHECK(rpt_message(&meta, "example.com", id1, &bad, gz.data, gz.len, &eml2) == -1);
 	buf_free(&eml2);
 
+	/* many messages, many groups: the table grows, counts stay exact */
+	struct rpt_agg *a = rpt_agg_new(&meta, "example.com");
+	CHECK(a != NULL);
+	char ips[300][32];
+	for (int i = 0; i < 300; i++)
+		snprintf(ips[i], sizeof(ips[i]), "10.0.%d.%d", i / 256, i % 256);
+	for (int i = 0; i < 30000; i++) {
+		struct rpt_msg m = msgs[0];
+		m.source_ip = ips[(i * 7) % 300];
+		m.time = meta.begin + i;
+		m.disposition = (i / 300) % 2 ? RPT_DISP_PASS : RPT_DISP_NONE;
+		CHECK(rpt_agg_add(a, &m) == 1);
+	}
+	CHECK(rpt_agg_add(a, &msgs[9]) == 0 && rpt_agg_add(a, &msgs[10]) == 0);
+	CHECK(rpt_agg_messages(a) == 30000 && rpt_agg_records(a) == 600);
+	struct buf big;
+	buf_init(&big, 0);
+	CHECK(rpt_agg_xml(a, &big, &err) == 0);
+	CHECK(validates(&big));
+	CHECK(xpath_num(&big, "sum(//d:row/d:count)") == 30000);
+	CHECK(xpath_num(&big, "count(//d:record)") == 600);
+	buf_free(&big);
+	rpt_agg_free(&a);
+	CHECK(a == NULL);
+
 	if (argc == 4 && strcmp(argv[2], "--write") == 0) {
 		CHECK(write_file(argv[3], "report.xml", xml.data, xml.len) == 0);
 		CHECK(write_file(argv[3], fn.data, gz.data, gz.len) == 0);
