@@ -64,5 +64,7 @@
 #define LIM_REPORT_REASONS        8u                  /* override reasons of one message */
 #define LIM_REPORT_ADDR           320u                /* one rua= mailbox (RFC 5321 4.5.3.1: 64 + 1 + 255) */
 #define LIM_REPORT_DESTS          8u                  /* rua= destinations used per domain */
+#define LIM_REPORT_MAX_XML        (256u * 1024 * 1024) /* one report before gzip */
+#define LIM_REPORT_SMTP_TIMEOUT_S 120u                /* one report submission */
 
 #endif

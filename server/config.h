@@ -69,6 +69,17 @@ struct srv_config {
 	char *trusted_forwarders;
 	char *trusted_lists;
 	char *policy_exceptions;      /* file: enforce / never-reject DOMAIN */
+	/* DMARC aggregate reports (alignd-report) */
+	char *report_org_name;        /* empty: the authserv-id */
+	char *report_email;           /* From: and contact; empty: dmarc-noreply@<authserv-id> */
+	char *report_dir;             /* report files and the sent ledger */
+	char *report_smtp;            /* smtp://host[:port] or smtps:// */
+	char *report_smtp_tls;        /* try | require | off (STARTTLS) */
+	char *report_smtp_user;
+	char *report_smtp_password_file;
+	char *report_suppress;        /* domains never reported to */
+	uint64_t report_pace;         /* milliseconds between two sends to one domain */
+	uint64_t report_max_size;     /* largest gzip file sent */
 	double reject_score;          /* total score at which mail is rejected */
 	double quarantine_score;
 	/* symbol weights: keys score_<SYMBOL>; thresholds and modes above are

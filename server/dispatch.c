@@ -49,6 +49,20 @@ void dispatch_defer(void *engines, void (*fn)(void *), void *arg)
 	uv_idle_start(&e->defer_idle, on_defer_idle);
 }
 
+void dispatch_dns_opts(const struct srv_config *c, struct dns_opts *o)
+{
+	dns_opts_default(o);
+	o->trust_anchor_file = c->dns_trust_anchor;
+	o->recursion = strcmp(c->dns_mode, "recursive") == 0;
+	o->forwarders = c->dns_forwarders;
+	o->unbound_config = *c->unbound_config ? c->unbound_config : NULL;
+	o->timeout_ms = (unsigned)c->dns_timeout;
+	o->msg_cache_size = (size_t)c->dns_msg_cache_size;
+	o->rrset_cache_size = (size_t)c->dns_rrset_cache_size;
+	o->serve_stale = c->dns_serve_stale;
+	o->qname_minimisation = c->dns_qname_minimisation;
+}
+
 int dispatch_init(struct srv *s, char *err, size_t errlen)
 {
 	const struct srv_config *c = s->cfg;
@@ -61,16 +75,7 @@ int dispatch_init(struct srv *s, char *err, size_t errlen)
 	e->defer_idle.data = e;
 
 	struct dns_opts o;
-	dns_opts_default(&o);
-	o.trust_anchor_file = c->dns_trust_anchor;
-	o.recursion = strcmp(c->dns_mode, "recursive") == 0;
-	o.forwarders = c->dns_forwarders;
-	o.unbound_config = *c->unbound_config ? c->unbound_config : NULL;
-	o.timeout_ms = (unsigned)c->dns_timeout;
-	o.msg_cache_size = (size_t)c->dns_msg_cache_size;
-	o.rrset_cache_size = (size_t)c->dns_rrset_cache_size;
-	o.serve_stale = c->dns_serve_stale;
-	o.qname_minimisation = c->dns_qname_minimisation;
+	dispatch_dns_opts(c, &o);
 	char e2[512];
 	if (srv_dns_new(s->loop, &o, &e->dns, e2, sizeof(e2)) < 0) {
 		snprintf(err, errlen, "DNS: %s", e2);

@@ -25,6 +25,10 @@ struct engines {
 	uint64_t dkim_jobs;            /* verifications handed to the worker pool */
 };
 
+struct srv_config;
+struct dns_opts;
+/* The resolver options a configuration gives (the daemon and alignd-report). */
+void dispatch_dns_opts(const struct srv_config *c, struct dns_opts *o);
 int dispatch_init(struct srv *s, char *err, size_t errlen);
 /* Called at shutdown once no scan is left. */
 void dispatch_close(struct srv *s);

@@ -1,0 +1,835 @@
+/* alignd-report: DMARC aggregate reports (RFC 9990) from the history store.
+ * For one UTC day: every policy domain with records gets one report per
+ * verified rua= destination, written under report_dir and sent by SMTP
+ * (libcurl); a ledger there makes a re-run send nothing twice. One thread;
+ * DNS through the daemon's validating resolver on a private loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "checks/dmarc/dmarc.h"
+#include "common/buf.h"
+#include "common/limits.h"
+#include "common/text.h"
+#include "report/report.h"
+#include "server/config.h"
+#include "server/dispatch.h"
+#include "server/dns.h"
+#include "store/store.h"
+
+/* sysexits.h values, as the other programs use them */
+enum { EX_OK_ = 0, EX_USAGE_ = 64, EX_UNAVAILABLE_ = 69, EX_TEMPFAIL_ = 75, EX_CONFIG_ = 78 };
+
+struct dom {                    /* one policy domain of the day */
+	char name[LIM_DNS_MAX_NAME + 1];
+	struct rpt_agg *agg;
+	unsigned dispositions[4];   /* by enum rpt_disp, for the summary */
+};
+
+struct tool {
+	struct srv_config *cfg;
+	struct rpt_meta meta;
+	char org[LIM_REPORT_FIELD], email[LIM_REPORT_ADDR], receiver[LIM_DNS_MAX_NAME + 1];
+	const char *only_domain;
+	const char *out_dir;
+	int dry_run;
+	struct dom *doms;           /* open addressing by name */
+	size_t cap, n;
+	uint64_t records, skipped;
+	/* DNS */
+	uv_loop_t loop;
+	struct srv_dns *dns;
+	struct dnsq *dq;
+	struct dmarc_psl *psl;
+	/* pacing: last send per destination domain, in this run */
+	struct { char domain[LIM_DNS_MAX_NAME + 1]; uint64_t at_ms; } paced[256];
+	size_t n_paced;
+	int temp_failures;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: alignd-report [-c FILE] [--set KEY=VALUE]... [--day YYYY-MM-DD]\n"
+	        "                     [--domain DOMAIN] [--dry-run] [--out DIR]\n"
+	        "Builds the DMARC aggregate reports (RFC 9990) of one UTC day (default:\n"
+	        "yesterday) from the history store, writes them under report_dir (or DIR)\n"
+	        "and sends them to each domain's verified rua= addresses. --dry-run\n"
+	        "writes the files and sends nothing. Exit: 0 done, 75 a send failed\n"
+	        "for now (a later run retries it), 69 store or DNS unusable, 64 usage,\n"
+	        "78 configuration.\n");
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- the day's records ---- */
+
+static size_t name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;     /* FNV-1a */
+	for (; *s; s++) {
+		h ^= (unsigned char)(*s | 0x20);
+		h *= 1099511628211ull;
+	}
+	return (size_t)h;
+}
+
+static struct dom *dom_get(struct tool *t, const char *name)
+{
+	if (t->n * 10 >= t->cap * 7) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		struct dom *d = calloc(cap, sizeof(*d));
+		if (!d)
+			return NULL;
+		for (size_t i = 0; i < t->cap; i++) {
+			if (!t->doms[i].agg)
+				continue;
+			size_t j = name_hash(t->doms[i].name) & (cap - 1);
+			while (d[j].agg)
+				j = (j + 1) & (cap - 1);
+			d[j] = t->doms[i];
+		}
+		free(t->doms);
+		t->doms = d;
+		t->cap = cap;
+	}
+	size_t j = name_hash(name) & (t->cap - 1);
+	while (t->doms[j].agg && strcmp(t->doms[j].name, name) != 0)
+		j = (j + 1) & (t->cap - 1);
+	struct dom *d = &t->doms[j];
+	if (!d->agg) {
+		if (strlen(name) > LIM_DNS_MAX_NAME)
+			return NULL;
+		strcpy(d->name, name);
+		d->agg = rpt_agg_new(&t->meta, d->name);
+		if (!d->agg)
+			return NULL;
+		t->n++;
+	}
+	return d;
+}
+
+static enum rpt_pol pol_of(const char *s)
+{
+	if (!s || !*s)
+		return RPT_POL_UNSET;
+	if (strcmp(s, "reject") == 0)
+		return RPT_POL_REJECT;
+	if (strcmp(s, "quarantine") == 0)
+		return RPT_POL_QUARANTINE;
+	return RPT_POL_NONE;
+}
+
+static enum auth_res res_of(const char *s)
+{
+	static const enum auth_res all[] = { AUTH_NONE, AUTH_PASS, AUTH_FAIL, AUTH_SOFTFAIL,
+		AUTH_NEUTRAL, AUTH_TEMPERROR, AUTH_PERMERROR, AUTH_POLICY };
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (s && strcmp(s, auth_res_name(all[i])) == 0)
+			return all[i];
+	return AUTH_NONE;
+}
+
+/* RFC 7489 PolicyOverrideType names as alignd records them, to RFC 9990's
+ * PolicyOverrideType: "forwarded" and "sampled_out" have no entry of their
+ * own there and become "other" with the name as the comment. */
+static size_t reasons_of(const char *overrides, const char *why, int testing,
+                         struct rpt_reason *r, char comments[][64], size_t cap)
+{
+	size_t n = 0;
+	const char *p = overrides;
+	while (p && *p && n < cap) {
+		while (*p == ' ')
+			p++;
+		size_t l = strcspn(p, " ");
+		if (l == 0)
+			break;
+		snprintf(comments[n], 64, "%.*s", (int)l, p);
+		if (text_ieq(p, l, "trusted_forwarder"))
+			r[n] = (struct rpt_reason){ RPT_OVR_TRUSTED_FORWARDER, why && *why ? why : NULL };
+		else if (text_ieq(p, l, "mailing_list"))
+			r[n] = (struct rpt_reason){ RPT_OVR_MAILING_LIST, why && *why ? why : NULL };
+		else if (text_ieq(p, l, "local_policy"))
+			r[n] = (struct rpt_reason){ RPT_OVR_LOCAL_POLICY, why && *why ? why : NULL };
+		else
+			r[n] = (struct rpt_reason){ RPT_OVR_OTHER, comments[n] };
+		n++;
+		p += l;
+	}
+	if (testing && n < cap)   /* RFC 9989 t=y lowered the policy */
+		r[n++] = (struct rpt_reason){ RPT_OVR_POLICY_TEST_MODE, NULL };
+	return n;
+}
+
+static int jint(json_t *o, const char *a, const char *b)
+{
+	json_t *x = json_object_get(json_object_get(o, a), b);
+	return json_is_integer(x) ? (int)json_integer_value(x) : json_is_true(x) ? 1 : 0;
+}
+
+static const char *jstr(json_t *o, const char *a, const char *b)
+{
+	json_t *x = json_object_get(o, a);
+	if (b)
+		x = json_object_get(x, b);
+	return json_is_string(x) ? json_string_value(x) : NULL;
+}
+
+static int on_record(void *arg, const struct store_record *r)
+{
+	struct tool *t = arg;
+	t->records++;
+	if (!r->policy_domain[0] || (t->only_domain && strcasecmp(t->only_domain, r->policy_domain) != 0)) {
+		t->skipped++;
+		return 0;
+	}
+	json_error_t je;
+	json_t *ev = r->evidence ? json_loads(r->evidence, 0, &je) : NULL;
+
+	struct rpt_msg m;
+	memset(&m, 0, sizeof(m));
+	m.time = r->time;
+	m.source_ip = r->client_ip;
+	m.header_from = r->from_domain;
+	m.envelope_from = r->mail_from_domain[0] ? r->mail_from_domain : NULL;
+	/* one envelope_to per record: the first recipient domain */
+	char to[LIM_DNS_MAX_NAME + 1] = "";
+	snprintf(to, sizeof(to), "%.*s", (int)strcspn(r->rcpt_domains, " "), r->rcpt_domains);
+	m.envelope_to = to[0] ? to : NULL;
+	/* RFC 9990 ActionDispositionType: "pass" is a DMARC pass under a policy
+	 * that asks for something */
+	if (strcmp(r->dmarc_result, "pass") == 0)
+		m.disposition = pol_of(r->p) > RPT_POL_NONE ? RPT_DISP_PASS : RPT_DISP_NONE;
+	else if (strcmp(r->disposition, "reject") == 0)
+		m.disposition = RPT_DISP_REJECT;
+	else if (strcmp(r->disposition, "quarantine") == 0)
+		m.disposition = RPT_DISP_QUARANTINE;
+	else
+		m.disposition = RPT_DISP_NONE;
+	m.dkim_aligned = jint(ev, "dmarc", "dkim_aligned") == 1;
+	m.spf_aligned = jint(ev, "dmarc", "spf_aligned") == 1;
+
+	struct rpt_reason reasons[LIM_REPORT_REASONS];
+	char comments[LIM_REPORT_REASONS][64];
+	json_t *pol = json_object_get(ev, "policy");
+	const char *why = jstr(pol, "decision", "why");
+	m.reasons = reasons;
+	m.n_reasons = reasons_of(r->overrides, why, jint(ev, "dmarc", "testing"),
+	                         reasons, comments, LIM_REPORT_REASONS);
+
+	struct rpt_dkim dk[LIM_DKIM_MAX_SIGNATURES * 8];
+	json_t *jd = json_object_get(ev, "dkim");
+	size_t nd = 0;
+	for (size_t i = 0; i < r->n_dkim && nd < sizeof(dk) / sizeof(dk[0]); i++) {
+		json_t *ji = json_array_get(jd, i);
+		const char *human = jstr(ji, "reason", NULL);
+		dk[nd++] = (struct rpt_dkim){ r->dkim[i].d, r->dkim[i].s, res_of(r->dkim[i].result),
+		                              human && *human ? human : NULL };
+	}
+	m.dkim = dk;
+	m.n_dkim = nd;
+	if (r->spf_domain[0] && strcmp(r->spf_scope, "helo") != 0) {
+		m.spf_domain = r->spf_domain;
+		m.spf_res = res_of(r->spf_result);
+	}
+	m.policy = (struct rpt_policy){
+		.domain = r->policy_domain, .p = pol_of(r->p), .sp = pol_of(r->sp), .np = pol_of(r->np),
+		.adkim = r->adkim, .aspf = r->aspf, .testing = r->t,
+		.treewalk = strcmp(r->discovery_method, "rfc7489") != 0,
+	};
+	const char *fo = jstr(json_object_get(ev, "dmarc"), "record", "fo");
+	m.policy.fo = fo && *fo ? fo : NULL;
+
+	int rc = 0;
+	struct dom *d = dom_get(t, r->policy_domain);
+	if (!d || rpt_agg_add(d->agg, &m) < 0) {
+		fprintf(stderr, "alignd-report: out of memory\n");
+		rc = -1;
+	} else {
+		d->dispositions[m.disposition]++;
+	}
+	json_decref(ev);
+	return rc;
+}
+
+/* ---- DNS ---- */
+
+struct txt_wait {
+	int done;
+	enum dnsq_status status;
+	char txt[LIM_DMARC_RECORD + 1];
+	size_t len;
+	int found;
+	int (*want)(const char *txt, size_t len);
+};
+
+static int is_dmarc(const char *txt, size_t len)
+{
+	/* RFC 9989 4.7: records that do not start with v=DMARC1 are ignored */
+	return len >= 8 && memcmp(txt, "v=DMARC1", 8) == 0 && (len == 8 || txt[8] == ';' || txt[8] == ' ' || txt[8] == '\t');
+}
+
+static void on_txt(void *arg, const struct dnsq_answer *a)
+{
+	struct txt_wait *w = arg;
+	w->done = 1;
+	w->status = a->status;
+	for (size_t i = 0; a->status == DNSQ_OK && i < a->count && !w->found; i++) {
+		size_t len;
+		if (dnsq_txt(a, i, w->txt, sizeof(w->txt), &len) == 0 && w->want(w->txt, len)) {
+			w->len = len;
+			w->found = 1;
+		}
+	}
+}
+
+/* 1 found, 0 none (NXDOMAIN, NODATA or no such record), -1 DNS failure. */
+static int txt_lookup(struct tool *t, const char *name, int (*want)(const char *, size_t),
+                      struct txt_wait *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->want = want;
+	dnsq_lookup(t->dq, name, DNSQ_T_TXT, on_txt, w);
+	while (!w->done)
+		uv_run(&t->loop, UV_RUN_ONCE);
+	if (w->found)
+		return 1;
+	return w->status == DNSQ_OK || w->status == DNSQ_NODATA || w->status == DNSQ_NXDOMAIN ? 0 : -1;
+}
+
+/* RFC 9990 3.1: a destination outside the policy domain's organizational
+ * domain must say it accepts reports about it. 1 allowed, 0 not, -1 DNS
+ * failure (try again later). */
+static int dest_allowed(struct tool *t, const char *policy_domain, const char *dest_domain,
+                        const char **why_r)
+{
+	char o1[DMARC_DOMAIN_MAX], o2[DMARC_DOMAIN_MAX];
+	if (t->psl && dmarc_psl_org(t->psl, policy_domain, o1, sizeof(o1)) == 0 &&
+	    dmarc_psl_org(t->psl, dest_domain, o2, sizeof(o2)) == 0 && strcasecmp(o1, o2) == 0) {
+		*why_r = "same organizational domain";
+		return 1;
+	}
+	char name[2 * LIM_DNS_MAX_NAME + 32];
+	int n = snprintf(name, sizeof(name), "%s._report._dmarc.%s", policy_domain, dest_domain);
+	if (n < 0 || (size_t)n > LIM_DNS_MAX_NAME - 2) {
+		*why_r = "verification name too long";
+		return 0;
+	}
+	struct txt_wait w;
+	int rc = txt_lookup(t, name, rpt_verify_record, &w);
+	*why_r = rc == 1 ? "verified by its _report._dmarc record"
+	       : rc == 0 ? "external destination without a _report._dmarc record"
+	                 : "verification lookup failed";
+	return rc;
+}
+
+static int suppressed(const struct tool *t, const char *domain)
+{
+	/* a listed domain covers its subdomains */
+	const char *p = t->cfg->report_suppress;
+	size_t dl = strlen(domain);
+	while (p && *p) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		size_t l = strcspn(p, " ,");
+		if (l && l <= dl && strncasecmp(domain + dl - l, p, l) == 0 &&
+		    (l == dl || domain[dl - l - 1] == '.'))
+			return 1;
+		p += l;
+	}
+	return 0;
+}
+
+/* ---- files and the ledger ---- */
+
+static int mkdirs(const char *path)
+{
+	char tmp[4096];
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return -1;
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			if (mkdir(tmp, 0750) < 0 && errno != EEXIST)
+				return -1;
+			*p = '/';
+		}
+	return mkdir(tmp, 0750) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Written to a temporary name, synced, then renamed: a crash leaves the
+ * old file or the new one, never half of one. */
+static int write_atomic(const char *dir, const char *name, const void *p, size_t n)
+{
+	char path[4096], tmp[4200];
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+		return -1;
+	snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -1;
+	const char *c = p;
+	size_t off = 0;
+	while (off < n) {
+		ssize_t w = write(fd, c + off, n - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			close(fd);
+			unlink(tmp);
+			return -1;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, path) < 0) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+static void ledger_name(char *out, size_t cap, const char *id, const char *addr)
+{
+	int n = snprintf(out, cap, "%s!", id);
+	for (const char *a = addr; *a && n > 0 && (size_t)n + 1 < cap; a++)
+		out[n++] = (*a == '/' ? '_' : *a);
+	if (n > 0 && (size_t)n < cap)
+		out[n] = '\0';
+}
+
+/* 1 when this report already went to addr (or failed for good there). */
+static int ledger_done(const char *dir, const char *id, const char *addr, char *state, size_t cap)
+{
+	char name[512], path[4096];
+	ledger_name(name, sizeof(name), id, addr);
+	snprintf(path, sizeof(path), "%s/ledger/%s", dir, name);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (!fgets(state, (int)cap, f))
+		state[0] = '\0';
+	state[strcspn(state, "\n")] = '\0';
+	fclose(f);
+	return 1;
+}
+
+static void ledger_note(const char *dir, const char *id, const char *addr, const char *what)
+{
+	char name[512], ldir[4096], line[600];
+	ledger_name(name, sizeof(name), id, addr);
+	snprintf(ldir, sizeof(ldir), "%s/ledger", dir);
+	int n = snprintf(line, sizeof(line), "%s %lld\n", what, (long long)time(NULL));
+	if (mkdirs(ldir) < 0 || write_atomic(ldir, name, line, (size_t)n) < 0)
+		fprintf(stderr, "alignd-report: cannot write the ledger entry %s/%s: %s\n",
+		        ldir, name, strerror(errno));
+}
+
+/* ---- SMTP ---- */
+
+struct upload {
+	const char *p;
+	size_t len, off;
+};
+
+static size_t read_cb(char *dst, size_t size, size_t nmemb, void *arg)
+{
+	struct upload *u = arg;
+	size_t n = size * nmemb;
+	if (n > u->len - u->off)
+		n = u->len - u->off;
+	memcpy(dst, u->p + u->off, n);
+	u->off += n;
+	return n;
+}
+
+/* 0 sent, 1 refused for good (5xx), -1 failed for now. */
+static int smtp_send(struct tool *t, const char *to, const struct buf *msg, char *why, size_t cap)
+{
+	CURL *c = curl_easy_init();
+	if (!c) {
+		snprintf(why, cap, "libcurl init failed");
+		return -1;
+	}
+	char from[LIM_REPORT_ADDR + 2], rcpt[LIM_REPORT_ADDR + 2], password[512] = "";
+	snprintf(from, sizeof(from), "<%s>", t->email);
+	snprintf(rcpt, sizeof(rcpt), "<%s>", to);
+	struct curl_slist *rl = curl_slist_append(NULL, rcpt);
+	struct upload u = { msg->data, msg->len, 0 };
+	const char *tls = t->cfg->report_smtp_tls;
+	curl_easy_setopt(c, CURLOPT_URL, t->cfg->report_smtp);
+	curl_easy_setopt(c, CURLOPT_MAIL_FROM, from);
+	curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rl);
+	curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+	curl_easy_setopt(c, CURLOPT_READDATA, &u);
+	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(c, CURLOPT_USE_SSL, strcmp(tls, "require") == 0 ? (long)CURLUSESSL_ALL
+	                 : strcmp(tls, "off") == 0 ? (long)CURLUSESSL_NONE : (long)CURLUSESSL_TRY);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)LIM_REPORT_SMTP_TIMEOUT_S);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	if (*t->cfg->report_smtp_user) {
+		FILE *f = fopen(t->cfg->report_smtp_password_file, "r");
+		if (!f || !fgets(password, sizeof(password), f)) {
+			snprintf(why, cap, "cannot read report_smtp_password_file");
+			if (f)
+				fclose(f);
+			curl_slist_free_all(rl);
+			curl_easy_cleanup(c);
+			return -1;
+		}
+		fclose(f);
+		password[strcspn(password, "\r\n")] = '\0';
+		curl_easy_setopt(c, CURLOPT_USERNAME, t->cfg->report_smtp_user);
+		curl_easy_setopt(c, CURLOPT_PASSWORD, password);
+	}
+	CURLcode rc = curl_easy_perform(c);
+	long code = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	explicit_bzero(password, sizeof(password));
+	curl_slist_free_all(rl);
+	curl_easy_cleanup(c);
+	if (rc == CURLE_OK) {
+		snprintf(why, cap, "sent");
+		return 0;
+	}
+	snprintf(why, cap, "%s (SMTP %ld)", curl_easy_strerror(rc), code);
+	return code >= 500 && code < 600 ? 1 : -1;
+}
+
+static void pace(struct tool *t, const char *domain)
+{
+	size_t i;
+	for (i = 0; i < t->n_paced; i++)
+		if (strcasecmp(t->paced[i].domain, domain) == 0)
+			break;
+	uint64_t now = now_ms();
+	if (i < t->n_paced) {
+		uint64_t due = t->paced[i].at_ms + t->cfg->report_pace;
+		if (due > now) {
+			struct timespec ts = { (time_t)((due - now) / 1000), (long)((due - now) % 1000) * 1000000 };
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		}
+	} else if (t->n_paced < sizeof(t->paced) / sizeof(t->paced[0])) {
+		snprintf(t->paced[t->n_paced].domain, sizeof(t->paced[0].domain), "%s", domain);
+		t->n_paced++;
+	} else {
+		i = t->n_paced - 1;   /* table full: the last slot is shared */
+	}
+	if (i < t->n_paced)
+		t->paced[i].at_ms = now_ms();
+}
+
+/* ---- one domain ---- */
+
+static void report_domain(struct tool *t, struct dom *d)
+{
+	const char *err = NULL;
+	if (suppressed(t, d->name)) {
+		printf("%s: suppressed\n", d->name);
+		return;
+	}
+	char dmarc_name[LIM_DNS_MAX_NAME + 16];
+	snprintf(dmarc_name, sizeof(dmarc_name), "_dmarc.%s", d->name);
+	struct txt_wait w;
+	int found = txt_lookup(t, dmarc_name, is_dmarc, &w);
+	if (found <= 0) {
+		printf("%s: %zu messages, no report: %s\n", d->name, rpt_agg_messages(d->agg),
+		       found < 0 ? "DMARC record lookup failed (try again later)" : "no DMARC record now");
+		if (found < 0)
+			t->temp_failures++;
+		return;
+	}
+	struct rpt_dest dests[LIM_REPORT_DESTS];
+	unsigned skipped = 0;
+	int nd = rpt_rua_parse(w.txt, w.len, dests, LIM_REPORT_DESTS, &skipped);
+	if (nd <= 0) {
+		printf("%s: %zu messages, no report: %s\n", d->name, rpt_agg_messages(d->agg),
+		       nd < 0 ? "no rua= tag" : "no usable rua= destination");
+		return;
+	}
+
+	struct buf xml, gz, fname;
+	buf_init(&xml, LIM_REPORT_MAX_XML);
+	buf_init(&gz, 0);
+	buf_init(&fname, 0);
+	char id[33];
+	rpt_report_id(&t->meta, d->name, id);
+	if (rpt_agg_xml(d->agg, &xml, &err) < 0 || rpt_gzip(xml.data, xml.len, &gz) < 0 ||
+	    rpt_filename(&t->meta, d->name, id, &fname) < 0 || buf_add(&fname, "", 1) < 0) {
+		printf("%s: cannot build the report: %s\n", d->name, err ? err : "out of memory");
+		goto out;
+	}
+	if (mkdirs(t->out_dir) < 0 || write_atomic(t->out_dir, fname.data, gz.data, gz.len) < 0) {
+		printf("%s: cannot write %s/%s: %s\n", d->name, t->out_dir, fname.data, strerror(errno));
+		t->temp_failures++;
+		goto out;
+	}
+	printf("%s: %zu messages in %zu records, %s (%zu bytes)\n", d->name, rpt_agg_messages(d->agg),
+	       rpt_agg_records(d->agg), fname.data, gz.len);
+
+	char summary[1024], datebuf[32];
+	time_t b = (time_t)t->meta.begin;
+	struct tm tm;
+	gmtime_r(&b, &tm);
+	strftime(datebuf, sizeof(datebuf), "%Y-%m-%d", &tm);
+	snprintf(summary, sizeof(summary),
+	         "DMARC aggregate report (RFC 9990) from %s about mail from %s\n"
+	         "for %s (UTC): %zu messages in %zu records.\n"
+	         "Dispositions: %u passed, %u none, %u quarantined, %u rejected.\n"
+	         "The report is the attached gzip file.\n",
+	         t->receiver, d->name, datebuf, rpt_agg_messages(d->agg), rpt_agg_records(d->agg),
+	         d->dispositions[RPT_DISP_PASS], d->dispositions[RPT_DISP_NONE],
+	         d->dispositions[RPT_DISP_QUARANTINE], d->dispositions[RPT_DISP_REJECT]);
+
+	for (int i = 0; i < nd; i++) {
+		const char *to = dests[i].addr, *why = NULL;
+		char state[128];
+		if (suppressed(t, dests[i].domain)) {
+			printf("  %s: suppressed\n", to);
+			continue;
+		}
+		if (dests[i].max_size && gz.len > dests[i].max_size) {
+			/* RFC 9990 3.2: a report over the destination's limit is not sent */
+			printf("  %s: not sent, %zu bytes over its limit of %llu\n", to, gz.len,
+			       (unsigned long long)dests[i].max_size);
+			continue;
+		}
+		if (gz.len > t->cfg->report_max_size) {
+			printf("  %s: not sent, %zu bytes over report_max_size\n", to, gz.len);
+			continue;
+		}
+		int ok = dest_allowed(t, d->name, dests[i].domain, &why);
+		if (ok <= 0) {
+			printf("  %s: not sent, %s\n", to, why);
+			if (ok < 0)
+				t->temp_failures++;
+			continue;
+		}
+		if (ledger_done(t->cfg->report_dir, id, to, state, sizeof(state))) {
+			printf("  %s: already done (%s)\n", to, state);
+			continue;
+		}
+		if (t->dry_run) {
+			printf("  %s: would send (%s)\n", to, why);
+			continue;
+		}
+		struct rpt_mail mail = { to, summary, (int64_t)time(NULL) };
+		struct buf msg;
+		buf_init(&msg, 0);
+		if (rpt_message(&t->meta, d->name, id, &mail, gz.data, gz.len, &msg) < 0) {
+			printf("  %s: cannot build the message\n", to);
+			buf_free(&msg);
+			continue;
+		}
+		pace(t, dests[i].domain);
+		char res[256];
+		int sr = smtp_send(t, to, &msg, res, sizeof(res));
+		buf_free(&msg);
+		if (sr == 0) {
+			ledger_note(t->cfg->report_dir, id, to, "sent");
+			printf("  %s: sent\n", to);
+		} else if (sr > 0) {
+			/* a dead rua= address is not retried every day (RFC 9990 3.2) */
+			ledger_note(t->cfg->report_dir, id, to, "refused");
+			printf("  %s: refused for good: %s\n", to, res);
+		} else {
+			t->temp_failures++;
+			printf("  %s: failed for now: %s\n", to, res);
+		}
+	}
+out:
+	buf_free(&xml);
+	buf_free(&gz);
+	buf_free(&fname);
+}
+
+/* ---- main ---- */
+
+static int cmp_dom(const void *a, const void *b)
+{
+	return strcmp((*(struct dom *const *)a)->name, (*(struct dom *const *)b)->name);
+}
+
+static int parse_day(const char *s, int64_t *begin_r)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *end = strptime(s, "%Y-%m-%d", &tm);
+	if (!end || *end)
+		return -1;
+	*begin_r = (int64_t)timegm(&tm);
+	return 0;
+}
+
+static int open_dns(struct tool *t, char *err, size_t errlen)
+{
+	struct dns_opts o;
+	dispatch_dns_opts(t->cfg, &o);
+	if (uv_loop_init(&t->loop) < 0) {
+		snprintf(err, errlen, "cannot create an event loop");
+		return -1;
+	}
+	if (srv_dns_new(&t->loop, &o, &t->dns, err, errlen) < 0)
+		return -1;
+	t->dq = srv_dns_dnsq(t->dns);
+	t->psl = dmarc_psl_open(NULL);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "set", required_argument, NULL, 'S' },
+		{ "day", required_argument, NULL, 'd' },
+		{ "domain", required_argument, NULL, 'D' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL, *day = NULL;
+	const char *sets[64];
+	size_t nsets = 0;
+	struct tool t;
+	memset(&t, 0, sizeof(t));
+	int c;
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 'S':
+			if (nsets == sizeof(sets) / sizeof(sets[0])) {
+				fprintf(stderr, "alignd-report: too many --set\n");
+				return EX_USAGE_;
+			}
+			sets[nsets++] = optarg;
+			break;
+		case 'd': day = optarg; break;
+		case 'D': t.only_domain = optarg; break;
+		case 'n': t.dry_run = 1; break;
+		case 'o': t.out_dir = optarg; break;
+		case 'h': usage(stdout); return EX_OK_;
+		default: usage(stderr); return EX_USAGE_;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return EX_USAGE_;
+	}
+	char err[512];
+	t.cfg = config ? cfg_load(config, err, sizeof(err)) : cfg_new_default();
+	if (!t.cfg) {
+		fprintf(stderr, "alignd-report: %s\n", config ? err : "out of memory");
+		return EX_CONFIG_;
+	}
+	for (size_t i = 0; i < nsets; i++) {
+		char key[128];
+		const char *eq = strchr(sets[i], '=');
+		if (!eq || (size_t)(eq - sets[i]) >= sizeof(key)) {
+			fprintf(stderr, "alignd-report: --set wants KEY=VALUE\n");
+			return EX_USAGE_;
+		}
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - sets[i]), sets[i]);
+		if (cfg_set(t.cfg, key, eq + 1, err, sizeof(err)) < 0) {
+			fprintf(stderr, "alignd-report: %s\n", err);
+			return EX_CONFIG_;
+		}
+	}
+	if (cfg_finalize(t.cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "alignd-report: %s\n", err);
+		return EX_CONFIG_;
+	}
+
+	int64_t begin;
+	if (day) {
+		if (parse_day(day, &begin) < 0) {
+			fprintf(stderr, "alignd-report: --day wants YYYY-MM-DD, not '%s'\n", day);
+			return EX_USAGE_;
+		}
+	} else {
+		begin = ((int64_t)time(NULL) / 86400 - 1) * 86400;   /* yesterday, UTC */
+	}
+	const char *asid = cfg_authserv_id(t.cfg);
+	snprintf(t.receiver, sizeof(t.receiver), "%s", asid);
+	snprintf(t.org, sizeof(t.org), "%s", *t.cfg->report_org_name ? t.cfg->report_org_name : asid);
+	if (*t.cfg->report_email)
+		snprintf(t.email, sizeof(t.email), "%s", t.cfg->report_email);
+	else
+		snprintf(t.email, sizeof(t.email), "dmarc-noreply@%s", asid);
+	t.meta = (struct rpt_meta){
+		.org_name = t.org, .email = t.email, .receiver = t.receiver,
+		.generator = "alignd " ALIGND_VERSION,
+		/* RFC 9990 2.1: whole UTC days, both ends inclusive */
+		.begin = begin, .end = begin + 86399,
+	};
+	if (!t.out_dir) {
+		static char dir[4096];
+		snprintf(dir, sizeof(dir), "%s/out", t.cfg->report_dir);
+		t.out_dir = dir;
+	}
+
+	if (!*t.cfg->history || strcmp(t.cfg->history, "off") == 0) {
+		fprintf(stderr, "alignd-report: history = off: there is nothing to report from\n");
+		return EX_CONFIG_;
+	}
+	struct store *st = NULL;
+	if (store_open(t.cfg->history, &st, err, sizeof(err)) < 0) {
+		fprintf(stderr, "alignd-report: history store: %s\n", err);
+		return EX_UNAVAILABLE_;
+	}
+	struct store_query q = { .since = t.meta.begin, .until = t.meta.end + 1, .domain = t.only_domain };
+	if (store_query(st, &q, on_record, &t, err, sizeof(err)) < 0) {
+		fprintf(stderr, "alignd-report: reading the history store: %s\n", err);
+		store_close(&st);
+		return EX_UNAVAILABLE_;
+	}
+	store_close(&st);
+	printf("alignd-report: %s%llu records of %s UTC, %zu policy domains\n",
+	       t.dry_run ? "dry run: " : "", (unsigned long long)t.records, day ? day : "yesterday", t.n);
+
+	int rc = EX_OK_;
+	if (t.n) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || open_dns(&t, err, sizeof(err)) < 0) {
+			fprintf(stderr, "alignd-report: DNS: %s\n", err);
+			return EX_UNAVAILABLE_;
+		}
+		/* in name order, so that runs are easy to compare */
+		struct dom **order = calloc(t.n, sizeof(*order));
+		size_t k = 0;
+		for (size_t i = 0; order && i < t.cap; i++)
+			if (t.doms[i].agg)
+				order[k++] = &t.doms[i];
+		qsort(order, k, sizeof(*order), cmp_dom);
+		for (size_t i = 0; i < k; i++)
+			report_domain(&t, order[i]);
+		free(order);
+		srv_dns_close(&t.dns);
+		uv_run(&t.loop, UV_RUN_DEFAULT);
+		uv_loop_close(&t.loop);
+		dmarc_psl_close(&t.psl);
+		curl_global_cleanup();
+		if (t.temp_failures)
+			rc = EX_TEMPFAIL_;
+	}
+	for (size_t i = 0; i < t.cap; i++)
+		rpt_agg_free(&t.doms[i].agg);
+	free(t.doms);
+	cfg_unref(&t.cfg);
+	return rc;
+}
