@@ -55,6 +55,13 @@
 #define LIM_DMARC_LOOKUPS         128u                /* DNS lookups in one DMARC evaluation */
 #define LIM_MAIL_COMMENT_DEPTH    32u                 /* nested RFC 5322 comments */
 
+/* ---- history store (store/, server/history.c) ---- */
+#define LIM_HISTORY_QUEUE_MAX     1000000u            /* history_queue: the largest queue allowed */
+#define LIM_HISTORY_BATCH         512u                /* records per transaction */
+#define LIM_HISTORY_RETRY_MS      1000u               /* wait after a failed batch or open */
+#define LIM_HISTORY_PURGE_S       300u                /* retention runs this often (and at start) */
+#define LIM_HISTORY_DROP_LOG_S    10u                 /* at most one "queue full" line this often */
+
 /* ---- trace and logging ---- */
 #define LIM_TRACE_BYTES           (64u * 1024)        /* explain trace per message */
 #define LIM_LOG_FIELD             256u                /* untrusted text in one log field */

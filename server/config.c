@@ -81,6 +81,10 @@ static const struct key keys[] = {
 	{ "report_max_size",     K_SIZE, O(report_max_size), "10M", NULL, 1024, (uint64_t)1 << 30 },
 	{ "reject_score",        K_DOUBLE, O(reject_score), "15", NULL, 0, 0 },
 	{ "quarantine_score",    K_DOUBLE, O(quarantine_score), "6", NULL, 0, 0 },
+	{ "history",             K_STR,  O(history), "sqlite:/var/lib/alignd/history.sqlite", NULL, 0, 0 },
+	{ "history_queue",       K_UINT, O(history_queue), "8192", NULL, 1, LIM_HISTORY_QUEUE_MAX },
+	{ "history_retention",   K_UINT, O(history_retention), "90", NULL, 0, 36500 },
+	{ "history_max_size",    K_SIZE, O(history_max_size), "1G", NULL, 0, (uint64_t)1 << 40 },
 };
 #undef O
 
@@ -443,6 +447,11 @@ int cfg_finalize(struct srv_config *c, char *err, size_t errlen)
 {
 	if (parse_peers(c, err, errlen) < 0)
 		return -1;
+	if (strcmp(c->history, "off") != 0 && !(strncmp(c->history, "sqlite:", 7) == 0 && c->history[7]) &&
+	    strncmp(c->history, "postgresql://", 13) != 0 && strncmp(c->history, "postgres://", 11) != 0) {
+		snprintf(err, errlen, "history: want off, sqlite:/path or postgresql://..., not '%s'", c->history);
+		return -1;
+	}
 	policy_conf_free(&c->policy);
 	struct policy_conf *p = &c->policy;
 	p->mode = strcmp(c->policy_mode, "strict") == 0 ? POLICY_STRICT

@@ -82,6 +82,12 @@ struct srv_config {
 	uint64_t report_max_size;     /* largest gzip file sent */
 	double reject_score;          /* total score at which mail is rejected */
 	double quarantine_score;
+
+	/* history store (server/history.c) */
+	char *history;                /* off | sqlite:/path | postgresql://... */
+	uint64_t history_queue;       /* records waiting for the writer, at most */
+	uint64_t history_retention;   /* days; 0: kept for ever */
+	uint64_t history_max_size;    /* bytes; 0: no cap */
 	/* symbol weights: keys score_<SYMBOL>; thresholds and modes above are
 	 * copied in by cfg_verdict_opts() */
 	struct verdict_opts weights;

@@ -4,6 +4,7 @@
  * socket's mode and group decide who may ask it. */
 #include "server/config.h"
 #include "server/dispatch.h"
+#include "server/history.h"
 #include "server/http.h"
 #include "server/log.h"
 #include "server/srv.h"
@@ -277,6 +278,7 @@ void srv_maybe_finish(struct srv *s)
 	s->stopping = 2;
 	log_msg(LOG_LVL_INFO, "all connections closed and scans finished; exiting");
 	dispatch_close(s);
+	history_stop(s);
 	close_if_open((uv_handle_t *)&s->shutdown_timer);
 	close_if_open((uv_handle_t *)&s->sig_term);
 	close_if_open((uv_handle_t *)&s->sig_int);
@@ -487,7 +489,9 @@ int main(int argc, char **argv)
 		dispatch_close(s);
 		return 1;
 	}
-	if (drop_privileges(cfg, err, sizeof(err)) < 0) {
+	if (history_prepare(cfg, err, sizeof(err)) < 0 ||
+	    drop_privileges(cfg, err, sizeof(err)) < 0 ||
+	    history_start(s, err, sizeof(err)) < 0) {
 		log_msg(LOG_LVL_ERR, "%s", err);
 		unlink(cfg->socket);
 		dispatch_close(s);

@@ -10,6 +10,7 @@
  * scan is freed when it has reported (or was abandoned) and pending is 0. */
 #include "server/scan.h"
 #include "server/dispatch.h"
+#include "server/history.h"
 #include "server/log.h"
 #include "server/srv.h"
 #include "server/stats.h"
@@ -278,6 +279,7 @@ static void scan_report(struct scan *sc)
 	}
 	struct verdict v;
 	verdict_build(&in, &vo, &v, &sc->trace);
+	history_add(s, sc->cfg, &sc->req, &in, &facts, &ev, &v);
 
 	char qheader[512];
 	const char *add[1];

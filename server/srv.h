@@ -12,6 +12,7 @@
 struct conn;
 struct engines;
 struct http_srv;
+struct history;
 
 struct srv_stats {
 	uint64_t connections_total;
@@ -53,6 +54,7 @@ struct srv {
 	struct engines *eng;          /* check libraries (server/dispatch.c) */
 	unsigned workers;             /* worker-pool size in effect */
 	struct http_srv *http;        /* rspamd-compatible endpoint (server/http.c), or NULL */
+	struct history *hist;         /* history writer (server/history.c), or NULL */
 };
 
 /* conn.c */

@@ -2,6 +2,7 @@
  * and the check engines'. Loop thread. */
 #include "server/stats.h"
 #include "server/dispatch.h"
+#include "server/history.h"
 #include "server/srv.h"
 #include "protocol/reply.h"
 
@@ -42,6 +43,7 @@ void stats_reply(struct srv *s, struct buf *out)
 	ADD("Override-Sampled-Out", st->override_sampled_out);
 	size_t more = dispatch_stats(s, names + n, values + n, MAX_STATS - n);
 	n += more;
+	n += history_stats(s, names + n, values + n, MAX_STATS - n);
 #undef ADD
 	proto_reply_stats(out, names, values, n);
 }

@@ -1,0 +1,377 @@
+/* The history writer. history_add() runs on the loop thread: it builds the
+ * record and puts it in a bounded ring, or drops and counts it when the
+ * ring is full; it never waits for the database. One writer thread owns
+ * the store handle: it takes up to LIM_HISTORY_BATCH records, appends them
+ * in one transaction, and runs retention every LIM_HISTORY_PURGE_S. */
+#include "server/history.h"
+#include "server/config.h"
+#include "server/dispatch.h"
+#include "server/log.h"
+#include "server/srv.h"
+#include "common/limits.h"
+#include "store/evidence.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct history {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;          /* the writer waits here for records or stop */
+	struct store_record **ring;
+	size_t cap, head, n;          /* n records from head */
+	int stop;
+	char *uri;
+	uint64_t retention_days, max_size;
+	/* counters, under mu */
+	uint64_t accepted, written, dropped, in_hand, errors, purged;
+	int open;                     /* the writer has the store open */
+	/* loop thread only */
+	time_t drop_logged;
+	uint64_t drops_unlogged;
+};
+
+static const char *sqlite_path(const char *uri)
+{
+	return strncmp(uri, "sqlite:", 7) == 0 ? uri + 7 : NULL;
+}
+
+int history_prepare(const struct srv_config *c, char *err, size_t errlen)
+{
+	const char *path = sqlite_path(c->history);
+	if (!path)
+		return 0;
+	/* "created on first start with no set-up": the last directory level */
+	char dir[1024];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	if (mkdir(dir, 0750) < 0) {
+		if (errno == EEXIST)
+			return 0;
+		snprintf(err, errlen, "history: cannot create %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (geteuid() == 0 && c->user && *c->user) {
+		struct passwd *pw = getpwnam(c->user);
+		gid_t gid = pw ? pw->pw_gid : (gid_t)-1;
+		if (c->group && *c->group) {
+			struct group *g = getgrnam(c->group);
+			if (g)
+				gid = g->gr_gid;
+		}
+		if (pw && chown(dir, pw->pw_uid, gid) < 0) {
+			snprintf(err, errlen, "history: chown %s: %s", dir, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Waits up to ms or until stop; mu held. */
+static void wait_ms(struct history *h, unsigned ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	if (!h->stop)
+		pthread_cond_timedwait(&h->cond, &h->mu, &ts);
+}
+
+static void free_batch(struct store_record **b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		store_record_clear(b[i]);
+		free(b[i]);
+	}
+}
+
+static void purge(struct history *h, struct store *st)
+{
+	char err[512];
+	uint64_t n = 0;
+	int64_t before = h->retention_days
+	               ? (int64_t)time(NULL) - (int64_t)h->retention_days * 86400 : 0;
+	if (store_purge(st, before, h->max_size, &n, err, sizeof(err)) < 0) {
+		log_msg(LOG_LVL_WARN, "history: retention: %s", err);
+		return;
+	}
+	if (n) {
+		log_msg(LOG_LVL_INFO, "history: retention removed %llu records", (unsigned long long)n);
+		pthread_mutex_lock(&h->mu);
+		h->purged += n;
+		pthread_mutex_unlock(&h->mu);
+	}
+}
+
+static void *writer(void *arg)
+{
+	struct history *h = arg;
+	struct store *st = NULL;
+	struct store_record *batch[LIM_HISTORY_BATCH];
+	size_t nb = 0;
+	time_t next_purge = 0, open_logged = 0;
+	char err[512];
+	int stopping = 0;
+	for (;;) {
+		if (!st) {
+			if (store_open(h->uri, &st, err, sizeof(err)) == 0) {
+				log_msg(LOG_LVL_INFO, "history: %s store open (schema version %d, found %d)",
+				        store_backend(st), STORE_SCHEMA_VERSION, store_found_version(st));
+				pthread_mutex_lock(&h->mu);
+				h->open = 1;
+				pthread_mutex_unlock(&h->mu);
+			} else {
+				time_t now = time(NULL);
+				if (now - open_logged >= 60) {
+					log_msg(LOG_LVL_ERR, "history: cannot open the store: %s", err);
+					open_logged = now;
+				}
+			}
+		}
+		if (st && time(NULL) >= next_purge) {
+			purge(h, st);
+			next_purge = time(NULL) + LIM_HISTORY_PURGE_S;
+		}
+		pthread_mutex_lock(&h->mu);
+		if (!st && !h->stop) {
+			wait_ms(h, LIM_HISTORY_RETRY_MS);
+			pthread_mutex_unlock(&h->mu);
+			continue;
+		}
+		while (nb == 0 && h->n == 0 && !h->stop) {
+			time_t now = time(NULL);
+			unsigned ms = next_purge > now ? (unsigned)(next_purge - now) * 1000 : 1;
+			wait_ms(h, ms);
+			if (st && time(NULL) >= next_purge)
+				break;
+		}
+		stopping = h->stop;
+		while (nb < LIM_HISTORY_BATCH && h->n > 0) {
+			batch[nb++] = h->ring[h->head];
+			h->head = (h->head + 1) % h->cap;
+			h->n--;
+		}
+		h->in_hand = nb;
+		pthread_mutex_unlock(&h->mu);
+		if (nb == 0) {
+			if (stopping)
+				break;
+			continue;
+		}
+		int rc = st ? store_append(st, (const struct store_record *const *)batch, nb,
+		                           err, sizeof(err)) : -1;
+		pthread_mutex_lock(&h->mu);
+		if (rc == 0) {
+			h->written += nb;
+			h->in_hand = 0;
+		} else {
+			h->errors++;
+		}
+		pthread_mutex_unlock(&h->mu);
+		if (rc == 0) {
+			free_batch(batch, nb);
+			nb = 0;
+			continue;
+		}
+		if (st)
+			log_msg(LOG_LVL_WARN, "history: a batch of %zu records was not written: %s", nb, err);
+		if (stopping) {
+			/* shutting down with a store that refuses: what is left is lost */
+			pthread_mutex_lock(&h->mu);
+			uint64_t lost = nb + h->n;
+			while (h->n > 0) {
+				free_batch(&h->ring[h->head], 1);
+				h->head = (h->head + 1) % h->cap;
+				h->n--;
+			}
+			h->dropped += lost;
+			h->in_hand = 0;
+			pthread_mutex_unlock(&h->mu);
+			free_batch(batch, nb);
+			nb = 0;
+			log_msg(LOG_LVL_ERR, "history: %llu records lost at shutdown", (unsigned long long)lost);
+			break;
+		}
+		/* keep the batch and try again: a locked or unreachable database
+		 * fills the queue, and scans then drop records instead of waiting */
+		pthread_mutex_lock(&h->mu);
+		wait_ms(h, LIM_HISTORY_RETRY_MS);
+		pthread_mutex_unlock(&h->mu);
+	}
+	store_close(&st);
+	return NULL;
+}
+
+int history_start(struct srv *s, char *err, size_t errlen)
+{
+	const struct srv_config *c = s->cfg;
+	if (strcmp(c->history, "off") == 0)
+		return 0;
+	struct history *h = calloc(1, sizeof(*h));
+	if (!h || !(h->uri = strdup(c->history)) ||
+	    !(h->ring = calloc((size_t)c->history_queue, sizeof(*h->ring)))) {
+		if (h)
+			free(h->uri);
+		free(h);
+		snprintf(err, errlen, "history: out of memory");
+		return -1;
+	}
+	h->cap = (size_t)c->history_queue;
+	h->retention_days = c->history_retention;
+	h->max_size = c->history_max_size;
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	int rc = pthread_create(&h->thread, NULL, writer, h);
+	if (rc != 0) {
+		snprintf(err, errlen, "history: cannot start the writer: %s", strerror(rc));
+		pthread_mutex_destroy(&h->mu);
+		pthread_cond_destroy(&h->cond);
+		free(h->ring);
+		free(h->uri);
+		free(h);
+		return -1;
+	}
+	s->hist = h;
+	return 0;
+}
+
+void history_stop(struct srv *s)
+{
+	struct history *h = s->hist;
+	if (!h)
+		return;
+	s->hist = NULL;
+	pthread_mutex_lock(&h->mu);
+	h->stop = 1;
+	pthread_cond_signal(&h->cond);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->thread, NULL);
+	log_msg(LOG_LVL_INFO, "history: %llu records written, %llu dropped",
+	        (unsigned long long)h->written, (unsigned long long)h->dropped);
+	while (h->n > 0) {
+		free_batch(&h->ring[h->head], 1);
+		h->head = (h->head + 1) % h->cap;
+		h->n--;
+	}
+	pthread_mutex_destroy(&h->mu);
+	pthread_cond_destroy(&h->cond);
+	free(h->ring);
+	free(h->uri);
+	free(h);
+}
+
+static void note_drop(struct history *h)
+{
+	/* one line per LIM_HISTORY_DROP_LOG_S: a full queue under load would
+	 * otherwise write a line per message */
+	h->drops_unlogged++;
+	time_t now = time(NULL);
+	if (now - h->drop_logged >= LIM_HISTORY_DROP_LOG_S) {
+		log_msg(LOG_LVL_WARN, "history: queue full (%zu records): %llu records dropped"
+		        " since the last report", h->cap, (unsigned long long)h->drops_unlogged);
+		h->drop_logged = now;
+		h->drops_unlogged = 0;
+	}
+}
+
+void history_add(struct srv *s, const struct srv_config *cfg, const struct proto_request *req,
+                 const struct verdict_in *in, const struct policy_facts *facts,
+                 const struct policy_evidence *ev, const struct verdict *v)
+{
+	struct history *h = s->hist;
+	if (!h || !in->dmarc)
+		return;
+	pthread_mutex_lock(&h->mu);
+	int full = h->n >= h->cap;
+	if (full)
+		h->dropped++;
+	pthread_mutex_unlock(&h->mu);
+	if (full) {
+		note_drop(h);
+		return;
+	}
+	struct store_scan sc = {
+		.time = (int64_t)time(NULL),
+		.client_ip = req->client_ip,
+		.helo = req->helo,
+		.mail_from = req->mail_from,
+		.queue_id = req->queue_id,
+		.rcpt = (const char *const *)req->rcpt,
+		.n_rcpt = req->n_rcpt,
+		.spf = in->spf,
+		.spf_helo = in->spf_helo,
+		.dkim = in->dkim,
+		.dmarc = in->dmarc,
+		/* as scan.c chooses: RFC 7489 only with a public suffix list */
+		.dmarc_mode = strcmp(cfg->dmarc_mode, "rfc7489") == 0 && s->eng && s->eng->psl
+		            ? DMARC_MODE_RFC7489 : DMARC_MODE_RFC9989,
+		.policy_mode = cfg->policy.mode,
+		.facts = facts,
+		.ev = ev,
+		.pd = in->policy,
+		.action = verdict_action_name(v->action),
+	};
+	struct store_record *r = malloc(sizeof(*r));
+	if (!r || store_record_from_scan(&sc, r) < 0) {
+		free(r);
+		pthread_mutex_lock(&h->mu);
+		h->dropped++;
+		pthread_mutex_unlock(&h->mu);
+		note_drop(h);
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	if (h->n < h->cap) {
+		h->ring[(h->head + h->n) % h->cap] = r;
+		h->n++;
+		h->accepted++;
+		r = NULL;
+		pthread_cond_signal(&h->cond);
+	} else {
+		h->dropped++;
+	}
+	pthread_mutex_unlock(&h->mu);
+	if (r) {
+		store_record_clear(r);
+		free(r);
+		note_drop(h);
+	}
+}
+
+size_t history_stats(struct srv *s, const char **names, uint64_t *values, size_t max)
+{
+	struct history *h = s->hist;
+	if (!h)
+		return 0;
+	pthread_mutex_lock(&h->mu);
+	/* Queued: accepted and not yet committed (in the ring or in the
+	 * writer's batch); those are what a crash can lose */
+	const char *n[] = { "History-Queued", "History-Written", "History-Dropped",
+	                    "History-Errors", "History-Purged", "History-Open" };
+	uint64_t v[] = { h->n + h->in_hand, h->written, h->dropped, h->errors, h->purged,
+	                 (uint64_t)h->open };
+	pthread_mutex_unlock(&h->mu);
+	size_t k = 0;
+	for (; k < sizeof(n) / sizeof(n[0]) && k < max; k++) {
+		names[k] = n[k];
+		values[k] = v[k];
+	}
+	return k;
+}

@@ -1,0 +1,67 @@
+/* Building a history record from what a scan's verdict was made of, and
+ * reading its evidence document back into the policy layer's inputs (the
+ * what-if replay: policy_gather + policy_decide over stored facts and a
+ * different configuration). Pure; any thread. */
+#ifndef ALIGND_STORE_EVIDENCE_H
+#define ALIGND_STORE_EVIDENCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "checks/dkim/dkv.h"
+#include "checks/dmarc/dmarc.h"
+#include "checks/msg.h"
+#include "checks/policy/policy.h"
+#include "checks/spf/spf.h"
+#include "store/store.h"
+
+/* Everything is borrowed for the call; NULL means "did not run". */
+struct store_scan {
+	int64_t time;
+	const char *client_ip, *helo, *mail_from, *queue_id;
+	const char *const *rcpt;
+	size_t n_rcpt;
+	const struct spf_result *spf;        /* MAIL FROM identity */
+	const struct spf_result *spf_helo;
+	const struct dkv_result *dkim;
+	const struct dmarc_result *dmarc;    /* required */
+	enum dmarc_mode dmarc_mode;
+	enum policy_mode policy_mode;
+	const struct policy_facts *facts;    /* what policy_gather read */
+	const struct policy_evidence *ev;    /* what it found */
+	const struct policy_decision *pd;    /* NULL: no override decision was made */
+	const char *action;                  /* the verdict's action name */
+};
+
+/* Fills *r (cleared first; free with store_record_clear). 0 or -1 (memory). */
+int store_record_from_scan(const struct store_scan *s, struct store_record *r);
+
+/* The policy inputs of one stored record, ready for policy_gather() and
+ * policy_decide(). facts and its arrays point into this struct. */
+struct store_replay {
+	int version;                          /* the document's "v" */
+	struct policy_facts facts;
+	struct policy_evidence ev;            /* as gathered at scan time */
+	char domain[STORE_DOMAIN_MAX];        /* the DMARC author domain */
+	enum policy_disp disp;                /* what the DMARC policy asked */
+	int decided;                          /* policy_decide ran at scan time */
+	enum policy_disp decided_disp;        /* and what it decided */
+	char decided_override[32];            /* "" when unchanged */
+	enum policy_mode policy_mode;         /* configuration at scan time */
+	/* storage behind facts */
+	char client_ip[64], helo[STORE_DOMAIN_MAX], mail_from[512];
+	char dkim_pass[64][STORE_DOMAIN_MAX];
+	const char *dkim_pass_p[64];
+	char sealers[64][STORE_DOMAIN_MAX];
+	const char *sealers_p[64];
+	char *aar1;
+	char *headers;                        /* List-Id / List-Post fields, re-parsed */
+	struct msg m;
+};
+
+/* 0, or -1 with a reason (not JSON, unknown version, missing member).
+ * Free with store_replay_free(). */
+int store_replay_load(const char *evidence, struct store_replay *r, char *err, size_t errlen);
+void store_replay_free(struct store_replay *r);
+
+#endif
