@@ -320,8 +320,8 @@ static int dest_allowed(struct tool *t, const char *policy_domain, const char *d
                         const char **why_r)
 {
 	char o1[DMARC_DOMAIN_MAX], o2[DMARC_DOMAIN_MAX];
-	if (t->psl && dmarc_psl_org(t->psl, policy_domain, o1, sizeof(o1)) == 0 &&
-	    dmarc_psl_org(t->psl, dest_domain, o2, sizeof(o2)) == 0 && strcasecmp(o1, o2) == 0) {
+	if (t->psl && dmarc_psl_org(t->psl, policy_domain, o1) == 0 &&
+	    dmarc_psl_org(t->psl, dest_domain, o2) == 0 && strcasecmp(o1, o2) == 0) {
 		*why_r = "same organizational domain";
 		return 1;
 	}
@@ -467,8 +467,12 @@ static int smtp_send(struct tool *t, const char *to, const struct buf *msg, char
 		return -1;
 	}
 	char from[LIM_REPORT_ADDR + 2], rcpt[LIM_REPORT_ADDR + 2], password[512] = "";
-	snprintf(from, sizeof(from), "<%s>", t->email);
-	snprintf(rcpt, sizeof(rcpt), "<%s>", to);
+	if (snprintf(from, sizeof(from), "<%s>", t->email) >= (int)sizeof(from) ||
+	    snprintf(rcpt, sizeof(rcpt), "<%s>", to) >= (int)sizeof(rcpt)) {
+		snprintf(why, cap, "address too long");
+		curl_easy_cleanup(c);
+		return 1;
+	}
 	struct curl_slist *rl = curl_slist_append(NULL, rcpt);
 	struct upload u = { msg->data, msg->len, 0 };
 	const char *tls = t->cfg->report_smtp_tls;

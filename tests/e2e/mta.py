@@ -227,8 +227,10 @@ class Postfix:
     SMTP time through alignd-milter; mode 'filter' through the
     content_filter pipe to alignd-filter."""
 
-    def __init__(self, mode, daemon_socket, milter_args=(), filter_args=()):
+    def __init__(self, mode, daemon_socket, milter_args=(), filter_args=(), boxes=None):
         self.mode = mode
+        if boxes is not None:       # mode 'plain': no alignd, only these mailboxes
+            self.BOXES = dict(boxes)
         self.dir = tempfile.mkdtemp(prefix="alignd-postfix-")
         world_dir_readable(self.dir)
         self.port = free_tcp_port()
@@ -286,7 +288,7 @@ disable_dns_lookups = yes
 biff = no
 append_dot_mydomain = no
 smtputf8_enable = no
-virtual_mailbox_domains = test.example example.net
+virtual_mailbox_domains = {domains}
 virtual_mailbox_base = {d}/mail
 virtual_mailbox_maps = texthash:{d}/vmailbox
 virtual_uid_maps = static:{uid}
@@ -299,10 +301,13 @@ bounce_queue_lifetime = 1d
 delay_warning_time = 0
 milter_default_action = tempfail
 milter_content_timeout = 120s
-""".format(d=d, uid=nobody.pw_uid, gid=nobody.pw_gid)
+""".format(d=d, uid=nobody.pw_uid, gid=nobody.pw_gid,
+           domains=" ".join(sorted({a.split("@")[1] for a in self.BOXES})))
         smtpd_opts = ""
         if self.mode == "milter":
             main += "smtpd_milters = unix:%s\n" % self.milter_sock
+        elif self.mode == "plain":
+            pass
         else:
             smtpd_opts = "  -o content_filter=alignd:dummy\n"
         with open(os.path.join(d, "main.cf"), "w") as f:
