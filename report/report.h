@@ -120,6 +120,37 @@ int rpt_message(const struct rpt_meta *m, const char *policy_domain,
                 const char *id, const struct rpt_mail *mail,
                 const void *gz, size_t gz_len, struct buf *out);
 
+/* ---- failure reports (RFC 9991, in the RFC 6591 ARF format) ---- */
+
+/* RFC 6591 3.1 Delivery-Result */
+enum rpt_delivery { RPT_DELIVERED = 0, RPT_SPAM, RPT_POLICY, RPT_REJECT, RPT_OTHER };
+
+struct rpt_failure {
+	int64_t arrival;              /* seconds since the epoch */
+	const char *source_ip;
+	const char *mail_from;        /* Original-Mail-From; NULL or "" for <> */
+	const char *rcpt_to;          /* Original-Rcpt-To, optional */
+	const char *reported_domain;  /* the author (From) domain */
+	const char *auth_results;     /* our Authentication-Results value */
+	int dkim_aligned, spf_aligned;
+	enum rpt_delivery delivery;
+	const char *dkim_domain, *dkim_selector;  /* a failing signature, optional */
+	const char *headers;          /* the message's header section, raw */
+	size_t headers_len;
+	const char *subject;          /* the message's Subject, unfolded, optional */
+	int redact;                   /* RFC 6590: recipient addresses hidden */
+};
+
+/* A whole RFC 5322 message: multipart/report; report-type=feedback-report
+ * with a short text part, the message/feedback-report part
+ * (Feedback-Type: auth-failure, Auth-Failure: dmarc) and the original
+ * header section as text/rfc822-headers (RFC 6591 3.3: the body is not
+ * needed for a DMARC failure; leaving it out keeps its content private).
+ * Header fields of the original that cannot be carried as they are
+ * (bytes outside printable ASCII) are made printable. */
+int rpt_failure_message(const struct rpt_meta *m, const struct rpt_failure *f,
+                        const char *to, int64_t date, struct buf *out);
+
 /* ---- destinations ---- */
 
 /* One mailto: destination of a DMARC record's rua= tag. */

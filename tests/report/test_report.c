@@ -267,11 +267,44 @@ int main(int argc, char **argv)
 	rpt_agg_free(&a);
 	CHECK(a == NULL);
 
+	/* a failure report: hostile bytes in the header section stay inside
+	 * their part, recipients are redacted */
+	static const char orig[] =
+		"Received: from evil (evil [203.0.113.9])\r\n\tby mx.example.net\r\n"
+		"From: CEO <ceo@example.com>\r\n"
+		"To: Victim <victim@example.net>,\r\n\tother@example.net\r\n"
+		"Subject: wire \x01\xe9 now\r\n"
+		"Cc: boss@example.net\r\n"
+		"\r\n"
+		"body that must not be included\r\n";
+	struct rpt_failure fr = {
+		.arrival = 1764990000, .source_ip = "203.0.113.9", .mail_from = "x@evil.example",
+		.rcpt_to = "victim@example.net", .reported_domain = "example.com",
+		.auth_results = "mx.example.net; spf=fail smtp.mailfrom=evil.example;\r\n dmarc=fail",
+		.delivery = RPT_REJECT, .dkim_domain = "example.com", .dkim_selector = "s1",
+		.headers = orig, .headers_len = sizeof(orig) - 1, .subject = "wire \x01 now\r\nBcc: x@y",
+		.redact = 1,
+	};
+	struct buf fail;
+	buf_init(&fail, 0);
+	CHECK(rpt_failure_message(&meta, &fr, "ruf@example.com", 1764990100, &fail) == 0);
+	buf_add(&fail, "", 1);
+	CHECK(strstr(fail.data, "body that must not") == NULL);
+	CHECK(strstr(fail.data, "victim@") == NULL && strstr(fail.data, "boss@") == NULL &&
+	      strstr(fail.data, "other@") == NULL);
+	CHECK(strstr(fail.data, "\r\nTo: (redacted)\r\n") != NULL);
+	CHECK(strstr(fail.data, "\r\nOriginal-Rcpt-To: <redacted@example.net>\r\n") != NULL);
+	CHECK(strstr(fail.data, "\r\nBcc: x@y") == NULL);
+	CHECK(strstr(fail.data, "\r\nIdentity-Alignment: none\r\n") != NULL);
+	CHECK(strstr(fail.data, "\r\n\tby mx.example.net\r\n") != NULL);
+
 	if (argc == 4 && strcmp(argv[2], "--write") == 0) {
+		CHECK(write_file(argv[3], "failure.eml", fail.data, fail.len - 1) == 0);
 		CHECK(write_file(argv[3], "report.xml", xml.data, xml.len) == 0);
 		CHECK(write_file(argv[3], fn.data, gz.data, gz.len) == 0);
 		CHECK(write_file(argv[3], "report.eml", eml.data, eml.len - 1) == 0);
 	}
+	buf_free(&fail);
 	buf_free(&fn);
 	buf_free(&eml);
 	buf_free(&gz);
