@@ -696,6 +696,108 @@ static int open_dns(struct tool *t, char *err, size_t errlen)
 	return 0;
 }
 
+/* Everything after the command line; main() frees what it leaves behind. */
+static int run(struct tool *t, const char *config, const char *const *sets, size_t nsets,
+               const char *day)
+{
+	char err[512];
+	t->cfg = config ? cfg_load(config, err, sizeof(err)) : cfg_new_default();
+	if (!t->cfg) {
+		fprintf(stderr, "alignd-report: %s\n", config ? err : "out of memory");
+		return EX_CONFIG_;
+	}
+	for (size_t i = 0; i < nsets; i++) {
+		char key[128];
+		const char *eq = strchr(sets[i], '=');
+		if (!eq || (size_t)(eq - sets[i]) >= sizeof(key)) {
+			fprintf(stderr, "alignd-report: --set wants KEY=VALUE\n");
+			return EX_USAGE_;
+		}
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - sets[i]), sets[i]);
+		if (cfg_set(t->cfg, key, eq + 1, err, sizeof(err)) < 0) {
+			fprintf(stderr, "alignd-report: %s\n", err);
+			return EX_CONFIG_;
+		}
+	}
+	if (cfg_finalize(t->cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "alignd-report: %s\n", err);
+		return EX_CONFIG_;
+	}
+
+	int64_t begin;
+	if (day) {
+		if (parse_day(day, &begin) < 0) {
+			fprintf(stderr, "alignd-report: --day wants YYYY-MM-DD, not '%s'\n", day);
+			return EX_USAGE_;
+		}
+	} else {
+		begin = ((int64_t)time(NULL) / 86400 - 1) * 86400;   /* yesterday, UTC */
+	}
+	const char *asid = cfg_authserv_id(t->cfg);
+	snprintf(t->receiver, sizeof(t->receiver), "%s", asid);
+	snprintf(t->org, sizeof(t->org), "%s", *t->cfg->report_org_name ? t->cfg->report_org_name : asid);
+	if (*t->cfg->report_email)
+		snprintf(t->email, sizeof(t->email), "%s", t->cfg->report_email);
+	else
+		snprintf(t->email, sizeof(t->email), "dmarc-noreply@%s", asid);
+	t->meta = (struct rpt_meta){
+		.org_name = t->org, .email = t->email, .receiver = t->receiver,
+		.generator = "alignd " ALIGND_VERSION,
+		/* RFC 9990 2.1: whole UTC days, both ends inclusive */
+		.begin = begin, .end = begin + 86399,
+	};
+	if (!t->out_dir) {
+		static char dir[4096];
+		snprintf(dir, sizeof(dir), "%s/out", t->cfg->report_dir);
+		t->out_dir = dir;
+	}
+
+	if (!*t->cfg->history || strcmp(t->cfg->history, "off") == 0) {
+		fprintf(stderr, "alignd-report: history = off: there is nothing to report from\n");
+		return EX_CONFIG_;
+	}
+	struct store *st = NULL;
+	if (store_open(t->cfg->history, &st, err, sizeof(err)) < 0) {
+		fprintf(stderr, "alignd-report: history store: %s\n", err);
+		return EX_UNAVAILABLE_;
+	}
+	struct store_query q = { .since = t->meta.begin, .until = t->meta.end + 1, .domain = t->only_domain };
+	if (store_query(st, &q, on_record, t, err, sizeof(err)) < 0) {
+		fprintf(stderr, "alignd-report: reading the history store: %s\n", err);
+		store_close(&st);
+		return EX_UNAVAILABLE_;
+	}
+	store_close(&st);
+	printf("alignd-report: %s%llu records of %s UTC, %zu policy domains\n",
+	       t->dry_run ? "dry run: " : "", (unsigned long long)t->records, day ? day : "yesterday", t->n);
+
+	int rc = EX_OK_;
+	if (t->n) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || open_dns(t, err, sizeof(err)) < 0) {
+			fprintf(stderr, "alignd-report: DNS: %s\n", err);
+			return EX_UNAVAILABLE_;
+		}
+		/* in name order, so that runs are easy to compare */
+		struct dom **order = calloc(t->n, sizeof(*order));
+		size_t k = 0;
+		for (size_t i = 0; order && i < t->cap; i++)
+			if (t->doms[i].agg)
+				order[k++] = &t->doms[i];
+		qsort(order, k, sizeof(*order), cmp_dom);
+		for (size_t i = 0; i < k; i++)
+			report_domain(t, order[i]);
+		free(order);
+		srv_dns_close(&t->dns);
+		uv_run(&t->loop, UV_RUN_DEFAULT);
+		uv_loop_close(&t->loop);
+		dmarc_psl_close(&t->psl);
+		curl_global_cleanup();
+		if (t->temp_failures)
+			rc = EX_TEMPFAIL_;
+	}
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -736,101 +838,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EX_USAGE_;
 	}
-	char err[512];
-	t.cfg = config ? cfg_load(config, err, sizeof(err)) : cfg_new_default();
-	if (!t.cfg) {
-		fprintf(stderr, "alignd-report: %s\n", config ? err : "out of memory");
-		return EX_CONFIG_;
-	}
-	for (size_t i = 0; i < nsets; i++) {
-		char key[128];
-		const char *eq = strchr(sets[i], '=');
-		if (!eq || (size_t)(eq - sets[i]) >= sizeof(key)) {
-			fprintf(stderr, "alignd-report: --set wants KEY=VALUE\n");
-			return EX_USAGE_;
-		}
-		snprintf(key, sizeof(key), "%.*s", (int)(eq - sets[i]), sets[i]);
-		if (cfg_set(t.cfg, key, eq + 1, err, sizeof(err)) < 0) {
-			fprintf(stderr, "alignd-report: %s\n", err);
-			return EX_CONFIG_;
-		}
-	}
-	if (cfg_finalize(t.cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "alignd-report: %s\n", err);
-		return EX_CONFIG_;
-	}
-
-	int64_t begin;
-	if (day) {
-		if (parse_day(day, &begin) < 0) {
-			fprintf(stderr, "alignd-report: --day wants YYYY-MM-DD, not '%s'\n", day);
-			return EX_USAGE_;
-		}
-	} else {
-		begin = ((int64_t)time(NULL) / 86400 - 1) * 86400;   /* yesterday, UTC */
-	}
-	const char *asid = cfg_authserv_id(t.cfg);
-	snprintf(t.receiver, sizeof(t.receiver), "%s", asid);
-	snprintf(t.org, sizeof(t.org), "%s", *t.cfg->report_org_name ? t.cfg->report_org_name : asid);
-	if (*t.cfg->report_email)
-		snprintf(t.email, sizeof(t.email), "%s", t.cfg->report_email);
-	else
-		snprintf(t.email, sizeof(t.email), "dmarc-noreply@%s", asid);
-	t.meta = (struct rpt_meta){
-		.org_name = t.org, .email = t.email, .receiver = t.receiver,
-		.generator = "alignd " ALIGND_VERSION,
-		/* RFC 9990 2.1: whole UTC days, both ends inclusive */
-		.begin = begin, .end = begin + 86399,
-	};
-	if (!t.out_dir) {
-		static char dir[4096];
-		snprintf(dir, sizeof(dir), "%s/out", t.cfg->report_dir);
-		t.out_dir = dir;
-	}
-
-	if (!*t.cfg->history || strcmp(t.cfg->history, "off") == 0) {
-		fprintf(stderr, "alignd-report: history = off: there is nothing to report from\n");
-		return EX_CONFIG_;
-	}
-	struct store *st = NULL;
-	if (store_open(t.cfg->history, &st, err, sizeof(err)) < 0) {
-		fprintf(stderr, "alignd-report: history store: %s\n", err);
-		return EX_UNAVAILABLE_;
-	}
-	struct store_query q = { .since = t.meta.begin, .until = t.meta.end + 1, .domain = t.only_domain };
-	if (store_query(st, &q, on_record, &t, err, sizeof(err)) < 0) {
-		fprintf(stderr, "alignd-report: reading the history store: %s\n", err);
-		store_close(&st);
-		return EX_UNAVAILABLE_;
-	}
-	store_close(&st);
-	printf("alignd-report: %s%llu records of %s UTC, %zu policy domains\n",
-	       t.dry_run ? "dry run: " : "", (unsigned long long)t.records, day ? day : "yesterday", t.n);
-
-	int rc = EX_OK_;
-	if (t.n) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || open_dns(&t, err, sizeof(err)) < 0) {
-			fprintf(stderr, "alignd-report: DNS: %s\n", err);
-			return EX_UNAVAILABLE_;
-		}
-		/* in name order, so that runs are easy to compare */
-		struct dom **order = calloc(t.n, sizeof(*order));
-		size_t k = 0;
-		for (size_t i = 0; order && i < t.cap; i++)
-			if (t.doms[i].agg)
-				order[k++] = &t.doms[i];
-		qsort(order, k, sizeof(*order), cmp_dom);
-		for (size_t i = 0; i < k; i++)
-			report_domain(&t, order[i]);
-		free(order);
-		srv_dns_close(&t.dns);
-		uv_run(&t.loop, UV_RUN_DEFAULT);
-		uv_loop_close(&t.loop);
-		dmarc_psl_close(&t.psl);
-		curl_global_cleanup();
-		if (t.temp_failures)
-			rc = EX_TEMPFAIL_;
-	}
+	int rc = run(&t, config, sets, nsets, day);
 	for (size_t i = 0; i < t.cap; i++)
 		rpt_agg_free(&t.doms[i].agg);
 	free(t.doms);
