@@ -55,6 +55,11 @@
 #define LIM_DMARC_LOOKUPS         128u                /* DNS lookups in one DMARC evaluation */
 #define LIM_MAIL_COMMENT_DEPTH    32u                 /* nested RFC 5322 comments */
 
+/* ---- MTA clients (clients/) ---- */
+#define LIM_AUTHSERV_ID           256u                /* longest authserv-id compared (RFC 8601 2.2) */
+#define LIM_CLIENT_AR_IDS         32u                 /* distinct authserv-ids the milter tells apart per message */
+#define LIM_CLIENT_MEMORY         (256u * 1024)       /* message bytes the milter holds in memory before spooling */
+
 /* ---- trace and logging ---- */
 #define LIM_TRACE_BYTES           (64u * 1024)        /* explain trace per message */
 #define LIM_LOG_FIELD             256u                /* untrusted text in one log field */
