@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,40 @@ static struct {
 	size_t n_rcpt;
 } opt;
 
+/* Diagnostics for standard error, held back until the status line is out:
+ * pipe(8) reads standard output and error as one text, and takes the
+ * delivery status only from its start. */
+static char diag_text[2048];
+static size_t diag_len;
+
+static void diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void diag(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* untrusted text (the daemon's, the spool's errors): printable only */
+	for (char *p = line; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	int n = snprintf(diag_text + diag_len, sizeof(diag_text) - diag_len,
+	                 "alignd-filter: %s\n", line);
+	if (n > 0)
+		diag_len += (size_t)n < sizeof(diag_text) - diag_len ? (size_t)n
+		                                                     : sizeof(diag_text) - diag_len - 1;
+}
+
+static int diag_flush(int status)
+{
+	fflush(stdout);
+	if (diag_len)
+		fputs(diag_text, stderr);
+	diag_len = 0;
+	return status;
+}
+
 /* pipe(8) turns output starting with an enhanced status code into the
  * delivery status; keep it on one printable line. */
 static int finish(int status, const char *dsn, const char *text)
@@ -51,8 +86,7 @@ static int finish(int status, const char *dsn, const char *text)
 		clean[o++] = ((unsigned char)*p < 0x20 || *p == 0x7f) ? '?' : *p;
 	clean[o] = '\0';
 	printf("%s %s\n", dsn, clean);
-	fflush(stdout);
-	return status;
+	return diag_flush(status);
 }
 
 /* Copies standard input into fd with CRLF line ends (what the daemon and
@@ -220,8 +254,8 @@ static int copy_message(int spool, int out, const struct dreply *r, const char *
 			const char *start = field.len ? field.data : line;
 			size_t slen = field.len ? field.len : (size_t)n;
 			if (ar_value_at(start, slen) > 0) {
-				fprintf(stderr, "alignd-filter: an Authentication-Results field over %u bytes removed\n",
-				        LIM_MAX_HEADER_BLOCK);
+				diag("an Authentication-Results field over %u bytes removed",
+				     LIM_MAX_HEADER_BLOCK);
 				dropping = 1;
 			} else {
 				passing = 1;
@@ -299,9 +333,8 @@ static int reinject(int spool, const struct dreply *r, const char *our_id)
 			return -1;
 	}
 	if (rc < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		fprintf(stderr, "alignd-filter: %s failed (%s %d)\n", opt.sendmail,
-		        WIFEXITED(st) ? "status" : "signal",
-		        WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+		diag("%s failed (%s %d)", opt.sendmail, WIFEXITED(st) ? "status" : "signal",
+		     WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 		return -1;
 	}
 	return 0;
@@ -445,15 +478,15 @@ int main(int argc, char **argv)
 	if (opt.authserv_id &&
 	    dclient_ar_authserv_id(opt.authserv_id, strlen(opt.authserv_id), our_id, sizeof(our_id)) != 1) {
 		close(spool);
-		fprintf(stderr, "alignd-filter: bad value for -a: %s\n", opt.authserv_id);
+		diag("bad value for -a: %s", opt.authserv_id);
 		return finish(EX_TEMPFAIL_, "4.3.5", "bad authserv-id in the filter's configuration");
 	}
 	if (src == -2) {
 		/* larger than the daemon is sent (--max-size): no verdict.
 		 * Postfix's message_size_limit should be below max_size. */
-		fprintf(stderr, "alignd-filter: %s: message larger than %zu bytes: %s without a verdict\n",
-		        opt.queue_id ? opt.queue_id : "-", opt.max_size,
-		        opt.oversize == 0 ? "accepted" : opt.oversize == EX_TEMPFAIL_ ? "deferred" : "rejected");
+		diag("%s: message larger than %zu bytes: %s without a verdict",
+		     opt.queue_id ? opt.queue_id : "-", opt.max_size,
+		     opt.oversize == 0 ? "accepted" : opt.oversize == EX_TEMPFAIL_ ? "deferred" : "rejected");
 		if (opt.oversize == EX_TEMPFAIL_) {
 			close(spool);
 			return finish(EX_TEMPFAIL_, "4.3.4", "message too large for authentication checks");
@@ -465,7 +498,7 @@ int main(int argc, char **argv)
 		r.action = (char *)"accept";
 		int rc = reinject(spool, &r, our_id);
 		close(spool);
-		return rc < 0 ? finish(EX_TEMPFAIL_, "4.3.0", "re-injection failed") : 0;
+		return rc < 0 ? finish(EX_TEMPFAIL_, "4.3.0", "re-injection failed") : diag_flush(0);
 	}
 
 	const char *rcpts[LIM_MAX_REQUEST_FIELDS / 2];
@@ -482,7 +515,7 @@ int main(int argc, char **argv)
 	if (lseek(spool, 0, SEEK_SET) < 0 ||
 	    dclient_connect(&dc, opt.socket, err, sizeof(err)) < 0 ||
 	    dclient_scan_fd(&dc, &env, spool, len, &r, err, sizeof(err)) < 0) {
-		fprintf(stderr, "alignd-filter: daemon unavailable: %s\n", err);
+		diag("daemon unavailable: %s", err);
 		dclient_close(&dc);
 		buf_free(&dc.in);
 		close(spool);
@@ -494,7 +527,7 @@ int main(int argc, char **argv)
 	char x[16], text[512];
 	int status;
 	if (r.code != 200 || !r.action) {
-		fprintf(stderr, "alignd-filter: daemon answered %d %s\n", r.code, r.status ? r.status : "");
+		diag("daemon answered %d %s", r.code, r.status ? r.status : "");
 		status = finish(EX_TEMPFAIL_, "4.7.0", "message authentication failed, try again later");
 	} else if (strcmp(r.action, "reject") == 0) {
 		reply_parts(&r, '5', "5.7.1", "rejected by message authentication policy",
@@ -507,8 +540,7 @@ int main(int argc, char **argv)
 	} else {
 		if (!our_id[0] && r.auth_results &&
 		    dclient_ar_authserv_id(r.auth_results, strlen(r.auth_results), our_id, sizeof(our_id)) < 0)
-			fprintf(stderr, "alignd-filter: no authserv-id in the daemon's results; "
-			        "every incoming one is removed\n");
+			diag("no authserv-id in the daemon's results; every incoming one is removed");
 		if (reinject(spool, &r, our_id) < 0)
 			status = finish(EX_TEMPFAIL_, "4.3.0", "re-injection failed");
 		else
@@ -516,5 +548,5 @@ int main(int argc, char **argv)
 	}
 	dreply_free(&r);
 	close(spool);
-	return status;
+	return diag_flush(status);
 }
