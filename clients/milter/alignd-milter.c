@@ -1,7 +1,8 @@
 /* alignd-milter: a libmilter filter (Postfix smtpd_milters, Sendmail) that
  * asks alignd about each message at end of DATA and acts on the verdict.
  * libmilter runs one thread per MTA connection; each session context owns
- * its envelope, its message copy and its connection to the daemon.
+ * its envelope, its message copy (memory, then an unlinked file in $TMPDIR)
+ * and its connection to the daemon.
  * Security stance: trusts the MTA's envelope, not the message's headers. */
 #include "clients/dclient.h"
 #include "common/limits.h"
@@ -9,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libmilter/mfapi.h>
 #include <netinet/in.h>
@@ -78,7 +80,13 @@ struct sess {
 	char *mail_from;              /* "" for the null sender */
 	char **rcpt;
 	size_t n_rcpt;
-	struct buf msg;               /* header section and body, CRLF */
+	/* the message as the daemon gets it (header section and body, CRLF):
+	 * in memory up to LIM_CLIENT_MEMORY bytes, then all of it in an
+	 * unlinked spool file, so that a transaction holds little memory */
+	struct buf msg;
+	int spool_fd;                 /* -1: all in msg */
+	int spool_failed;             /* a spool write failed: no verdict possible */
+	size_t msg_len;               /* bytes so far, wherever they are */
 	int oversize;
 	/* every incoming A-R field, so that each one claiming our id can be
 	 * removed (RFC 8601 5), however many: one byte each, the class of its
@@ -112,7 +120,12 @@ static void sess_reset_message(struct sess *s)
 	s->rcpt = NULL;
 	s->n_rcpt = 0;
 	buf_free(&s->msg);
-	buf_init(&s->msg, opt.max_size);
+	buf_init(&s->msg, LIM_CLIENT_MEMORY);
+	if (s->spool_fd >= 0)
+		close(s->spool_fd);
+	s->spool_fd = -1;
+	s->spool_failed = 0;
+	s->msg_len = 0;
 	s->oversize = 0;
 	free(s->ar_cls);
 	s->ar_cls = NULL;
@@ -131,7 +144,8 @@ static struct sess *sess_get(SMFICTX *ctx)
 		logmsg(LOG_ERR, "out of memory");
 		return NULL;
 	}
-	buf_init(&s->msg, opt.max_size);
+	buf_init(&s->msg, LIM_CLIENT_MEMORY);
+	s->spool_fd = -1;
 	dclient_init(&s->dc, opt.timeout_ms);
 	if (smfi_setpriv(ctx, s) != MI_SUCCESS) {
 		free(s);
@@ -153,6 +167,67 @@ static char *strip_angles(const char *a)
 		return d;
 	}
 	return xstrdup(a);
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += (size_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* A new unlinked file in $TMPDIR (or /tmp). -1 on failure. */
+static int spool_open(void)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/alignd-milter.XXXXXX", dir && *dir ? dir : "/tmp");
+	int fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0) {
+		logmsg(LOG_ERR, "cannot create a spool file in %s: %s", dir && *dir ? dir : "/tmp",
+		       strerror(errno));
+		return -1;
+	}
+	unlink(path);
+	return fd;
+}
+
+/* Appends message bytes: to memory while they fit in LIM_CLIENT_MEMORY,
+ * else to the spool file (which then takes what memory held). Past
+ * max_size only the count goes on. */
+static void msg_append(struct sess *s, const void *data, size_t len)
+{
+	if (s->oversize || s->spool_failed)
+		return;
+	if (len > opt.max_size - s->msg_len) {
+		s->oversize = 1;
+		buf_free(&s->msg);
+		buf_init(&s->msg, LIM_CLIENT_MEMORY);
+		return;
+	}
+	s->msg_len += len;
+	if (s->spool_fd < 0 && buf_add(&s->msg, data, len) == 0)
+		return;
+	if (s->spool_fd < 0) {
+		s->spool_fd = spool_open();
+		if (s->spool_fd < 0 || write_all(s->spool_fd, s->msg.data, s->msg.len) < 0) {
+			s->spool_failed = 1;
+			return;
+		}
+		buf_free(&s->msg);
+		buf_init(&s->msg, LIM_CLIENT_MEMORY);
+	}
+	if (write_all(s->spool_fd, data, len) < 0) {
+		logmsg(LOG_ERR, "cannot write the spool file: %s", strerror(errno));
+		s->spool_failed = 1;
+	}
 }
 
 /* Appends s with every bare LF turned into CRLF (folded header values). */
@@ -286,14 +361,22 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 		return SMFIS_TEMPFAIL;
 	if (s->oversize)
 		return SMFIS_CONTINUE;
-	buf_adds(&s->msg, name);
-	buf_add(&s->msg, ":", 1);
+	/* one field at a time: the MTA bounds its size */
+	struct buf line;
+	buf_init(&line, 0);
+	buf_adds(&line, name);
+	buf_add(&line, ":", 1);
 	if (!s->leadspc)
-		buf_add(&s->msg, " ", 1);
-	add_crlf(&s->msg, value);
-	buf_add(&s->msg, "\r\n", 2);
-	if (s->msg.failed)
-		s->oversize = 1;
+		buf_add(&line, " ", 1);
+	add_crlf(&line, value);
+	buf_add(&line, "\r\n", 2);
+	if (line.failed) {
+		buf_free(&line);
+		logmsg(LOG_ERR, "out of memory");
+		return SMFIS_TEMPFAIL;
+	}
+	msg_append(s, line.data, line.len);
+	buf_free(&line);
 	return SMFIS_CONTINUE;
 }
 
@@ -302,9 +385,7 @@ static sfsistat on_eoh(SMFICTX *ctx)
 	struct sess *s = sess_get(ctx);
 	if (!s)
 		return SMFIS_TEMPFAIL;
-	buf_add(&s->msg, "\r\n", 2);
-	if (s->msg.failed)
-		s->oversize = 1;
+	msg_append(s, "\r\n", 2);
 	return SMFIS_CONTINUE;
 }
 
@@ -313,8 +394,7 @@ static sfsistat on_body(SMFICTX *ctx, unsigned char *data, size_t len)
 	struct sess *s = sess_get(ctx);
 	if (!s)
 		return SMFIS_TEMPFAIL;
-	if (!s->oversize && buf_add(&s->msg, data, len) < 0)
-		s->oversize = 1;
+	msg_append(s, data, len);
 	return SMFIS_CONTINUE;
 }
 
@@ -338,9 +418,18 @@ static int ask_daemon(struct sess *s, const char *queue_id, struct dreply *r)
 				break;
 			s->dc_scans = 0;
 		}
-		int reused = s->dc_scans > 0;
-		if (dclient_scan(&s->dc, &env, s->msg.data ? s->msg.data : "", s->msg.len,
-		                 r, err, sizeof(err)) == 0) {
+		int reused = s->dc_scans > 0, rc;
+		if (s->spool_fd >= 0) {
+			if (lseek(s->spool_fd, 0, SEEK_SET) < 0) {
+				snprintf(err, sizeof(err), "spool file: %s", strerror(errno));
+				break;
+			}
+			rc = dclient_scan_fd(&s->dc, &env, s->spool_fd, s->msg_len, r, err, sizeof(err));
+		} else {
+			rc = dclient_scan(&s->dc, &env, s->msg.data ? s->msg.data : "", s->msg.len,
+			                  r, err, sizeof(err));
+		}
+		if (rc == 0) {
 			s->dc_scans++;
 			return 0;
 		}
@@ -478,6 +567,12 @@ static sfsistat on_eom(SMFICTX *ctx)
 		                 "Message too large for authentication checks, try again later",
 		                 SMFIS_TEMPFAIL);
 	}
+	if (s->spool_failed) {
+		logmsg(LOG_WARNING, "%s: the message could not be spooled", q);
+		sess_reset_message(s);
+		return set_reply(ctx, NULL, "451", "4.3.0", "Temporary local problem, try again later",
+		                 SMFIS_TEMPFAIL);
+	}
 	struct dreply r;
 	if (ask_daemon(s, qid, &r) < 0) {
 		sess_reset_message(s);
@@ -580,11 +675,12 @@ static void usage(FILE *out)
 	"                           Authentication-Results of the -a id removed, all\n"
 	"                           of them without -a)\n"
 	"  -m, --socket-mode OCTAL  mode of a unix milter socket (e.g. 0666)\n"
+	"  messages over %u KiB are spooled to an unlinked file in $TMPDIR (or /tmp)\n"
 	"  -l, --syslog             log to syslog (mail facility) instead of stderr\n"
 	"  -d, --debug              debug logging\n"
 	"  -h, --help               this text\n",
 	dclient_default_socket(), DEFAULT_TIMEOUT_MS, DEFAULT_QUARANTINE_HEADER,
-	LIM_MAX_MESSAGE_SIZE);
+	LIM_MAX_MESSAGE_SIZE, LIM_CLIENT_MEMORY / 1024);
 }
 
 static int parse_quarantine(const char *v)
