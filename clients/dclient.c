@@ -327,37 +327,121 @@ int dclient_split_smtp(const char *s, char code[4], char xcode[16],
 	return 0;
 }
 
-/* Skips white space and (nested) comments: RFC 5322 CFWS. */
-static const char *skip_cfws(const char *p)
+/* Skips white space, folding and (nested) comments: RFC 5322 3.2.2 CFWS.
+ * -1 when a comment does not end before the value does. */
+static int skip_cfws(const char *v, size_t len, size_t *i)
 {
 	for (;;) {
-		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-			p++;
-		if (*p != '(')
-			return p;
-		int depth = 0;
-		for (; *p; p++) {
-			if (*p == '\\' && p[1])
-				p++;
-			else if (*p == '(')
+		while (*i < len && (v[*i] == ' ' || v[*i] == '\t' || v[*i] == '\r' || v[*i] == '\n'))
+			(*i)++;
+		if (*i >= len || v[*i] != '(')
+			return 0;
+		size_t depth = 0;
+		for (;;) {
+			if (*i >= len)
+				return -1;
+			char ch = v[(*i)++];
+			if (ch == '\\') {
+				if (*i >= len)
+					return -1;
+				(*i)++;           /* quoted-pair: "\)" does not close */
+			} else if (ch == '(') {
 				depth++;
-			else if (*p == ')' && --depth == 0) {
-				p++;
+			} else if (ch == ')' && --depth == 0) {
 				break;
 			}
 		}
 	}
 }
 
-void dclient_ar_authserv_id(const char *value, char *id, size_t idlen)
+/* RFC 2045 5.1 token characters (RFC 8601 2.2: authserv-id = value). */
+static int is_token_char(unsigned char ch)
 {
-	const char *p = skip_cfws(value);
-	size_t o = 0;
-	while (*p && *p != ';' && *p != ' ' && *p != '\t' && *p != '\r' &&
-	       *p != '\n' && *p != '(' && o + 1 < idlen)
-		id[o++] = (char)tolower((unsigned char)*p++);
-	if (idlen)
-		id[o] = '\0';
+	return ch > 0x20 && ch < 0x7f && !strchr("()<>@,;:\\\"/[]?=", ch);
+}
+
+static int read_authserv_id(const char *v, size_t len, char *id, size_t idlen)
+{
+	size_t i = 0, o = 0;
+	if (idlen < 2 || skip_cfws(v, len, &i) < 0 || i >= len)
+		return -1;
+	if (v[i] == '"') {
+		/* RFC 5322 3.2.4 quoted-string: quoted-pairs unescaped, folding
+		 * (CR, LF) invisible; white space or controls left inside make
+		 * it no host name, and so unreadable */
+		for (i++;; i++) {
+			if (i >= len)
+				return -1;
+			unsigned char ch = (unsigned char)v[i];
+			if (ch == '"')
+				break;
+			if (ch == '\r' || ch == '\n')
+				continue;
+			if (ch == '\\') {
+				if (++i >= len)
+					return -1;
+				ch = (unsigned char)v[i];
+			}
+			if (ch == ' ' || ch == '\t') {
+				if (o == 0)
+					continue;     /* leading white space */
+				size_t j = i;   /* trailing white space is allowed */
+				while (j < len && (v[j] == ' ' || v[j] == '\t' || v[j] == '\r' || v[j] == '\n'))
+					j++;
+				if (j < len && v[j] == '"') {
+					i = j - 1;
+					continue;
+				}
+				return -1;
+			}
+			if (ch < 0x20 || ch == 0x7f || o + 1 >= idlen)
+				return -1;
+			id[o++] = (char)tolower(ch);
+		}
+		i++;
+	} else {
+		while (i < len && is_token_char((unsigned char)v[i])) {
+			if (o + 1 >= idlen)
+				return -1;
+			id[o++] = (char)tolower((unsigned char)v[i++]);
+		}
+	}
+	/* a fully-qualified name with its root dot is the same name */
+	while (o > 0 && id[o - 1] == '.')
+		o--;
+	id[o] = '\0';
+	if (o == 0)
+		return -1;
+	if (skip_cfws(v, len, &i) < 0)
+		return -1;
+	if (i >= len)
+		return 1;             /* the id alone (a configured value) */
+	if (isdigit((unsigned char)v[i])) {
+		/* RFC 8601 2.2 authres-version */
+		while (i < len && isdigit((unsigned char)v[i]))
+			i++;
+		if (skip_cfws(v, len, &i) < 0)
+			return -1;
+	}
+	return i < len && v[i] == ';' ? 0 : -1;
+}
+
+int dclient_ar_authserv_id(const char *v, size_t len, char *id, size_t idlen)
+{
+	int rc = read_authserv_id(v, len, id, idlen);
+	if (rc < 0 && idlen)
+		id[0] = '\0';
+	return rc;
+}
+
+int dclient_ar_forged(const char *value, size_t len, const char *our_id)
+{
+	char id[LIM_AUTHSERV_ID];
+	if (!our_id || !our_id[0])
+		return 1;
+	if (dclient_ar_authserv_id(value, len, id, sizeof(id)) != 0)
+		return 1;
+	return strcmp(id, our_id) == 0;
 }
 
 void dclient_close(struct dclient *c)

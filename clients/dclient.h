@@ -64,10 +64,21 @@ int dclient_scan_fd(struct dclient *c, const struct proto_envelope *env,
 int dclient_split_smtp(const char *s, char code[4], char xcode[16],
                        char *text, size_t textlen);
 
-/* The authserv-id at the start of an Authentication-Results value
- * (RFC 8601 2.2: after optional CFWS, up to ';' or white space), copied
- * lower-case into id; "" when there is none. */
-void dclient_ar_authserv_id(const char *value, char *id, size_t idlen);
+/* The authserv-id of an Authentication-Results value (RFC 8601 2.2:
+ * authserv-id = value, a token or a quoted-string, after optional CFWS;
+ * then an optional version and ';'), of len bytes, not NUL-terminated,
+ * untrusted. Copied lower-case, quoted-pairs undone, without trailing
+ * dots, into id (idlen bytes). 0 when the value starts well-formed, 1 when
+ * it holds the id and nothing else (a configured id), -1 with id "" when
+ * no authserv-id can be read (unterminated comment or quote, junk after
+ * the id, white space inside it, longer than idlen - 1). */
+int dclient_ar_authserv_id(const char *value, size_t len, char *id, size_t idlen);
+
+/* 1 when an incoming Authentication-Results value must go before ours is
+ * added (RFC 8601 5): it claims our_id (as dclient_ar_authserv_id()
+ * returns it), or its authserv-id cannot be read (a more lenient reader
+ * might see ours in it), or our_id is unknown ("" or NULL). */
+int dclient_ar_forged(const char *value, size_t len, const char *our_id);
 
 /* Default socket path: $ALIGND_SOCKET or the daemon's default. */
 const char *dclient_default_socket(void);

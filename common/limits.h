@@ -62,6 +62,11 @@
 #define LIM_HISTORY_PURGE_S       300u                /* retention runs this often (and at start) */
 #define LIM_HISTORY_DROP_LOG_S    10u                 /* at most one "queue full" line this often */
 
+/* ---- MTA clients (clients/) ---- */
+#define LIM_AUTHSERV_ID           256u                /* longest authserv-id compared (RFC 8601 2.2) */
+#define LIM_CLIENT_AR_IDS         32u                 /* distinct authserv-ids the milter tells apart per message */
+#define LIM_CLIENT_MEMORY         (256u * 1024)       /* message bytes the milter holds in memory before spooling */
+
 /* ---- trace and logging ---- */
 #define LIM_TRACE_BYTES           (64u * 1024)        /* explain trace per message */
 #define LIM_LOG_FIELD             256u                /* untrusted text in one log field */

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,6 @@
 #define DEFAULT_SENDMAIL "/usr/sbin/sendmail"
 #define DEFAULT_TIMEOUT_MS 60000
 #define DEFAULT_QUARANTINE_HEADER "X-Alignd-Quarantine"
-#define MAX_AUTHSERV_ID 256
 
 static struct {
 	const char *socket, *sendmail, *client_ip, *helo, *sender, *queue_id;
@@ -36,10 +36,45 @@ static struct {
 	const char *quarantine_header;   /* NULL: no marker */
 	int timeout_ms;
 	size_t max_size;
+	int oversize;                    /* over max_size: EX_TEMPFAIL_, EX_UNAVAILABLE_ or 0 (accept) */
 	int have_sender;
 	char **rcpt;
 	size_t n_rcpt;
 } opt;
+
+/* Diagnostics for standard error, held back until the status line is out:
+ * pipe(8) reads standard output and error as one text, and takes the
+ * delivery status only from its start. */
+static char diag_text[2048];
+static size_t diag_len;
+
+static void diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void diag(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* untrusted text (the daemon's, the spool's errors): printable only */
+	for (char *p = line; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	int n = snprintf(diag_text + diag_len, sizeof(diag_text) - diag_len,
+	                 "alignd-filter: %s\n", line);
+	if (n > 0)
+		diag_len += (size_t)n < sizeof(diag_text) - diag_len ? (size_t)n
+		                                                     : sizeof(diag_text) - diag_len - 1;
+}
+
+static int diag_flush(int status)
+{
+	fflush(stdout);
+	if (diag_len)
+		fputs(diag_text, stderr);
+	diag_len = 0;
+	return status;
+}
 
 /* pipe(8) turns output starting with an enhanced status code into the
  * delivery status; keep it on one printable line. */
@@ -51,13 +86,14 @@ static int finish(int status, const char *dsn, const char *text)
 		clean[o++] = ((unsigned char)*p < 0x20 || *p == 0x7f) ? '?' : *p;
 	clean[o] = '\0';
 	printf("%s %s\n", dsn, clean);
-	fflush(stdout);
-	return status;
+	return diag_flush(status);
 }
 
 /* Copies standard input into fd with CRLF line ends (what the daemon and
  * DKIM expect); *len_r gets the spooled size. -1 on a read/write error,
- * -2 when the message exceeds max_size. */
+ * -2 when the message exceeds max_size: then the rest is read too (pipe(8)
+ * must not meet a closed pipe), but spooled only when the message is to
+ * be accepted, whole. */
 static int spool_stdin(int fd, size_t *len_r)
 {
 	FILE *out = fdopen(dup(fd), "w");
@@ -76,6 +112,11 @@ static int spool_stdin(int fd, size_t *len_r)
 		}
 		if (n == 0)
 			break;
+		if (total > opt.max_size) {
+			rc = -2;
+			if (opt.oversize != 0)
+				continue;
+		}
 		for (ssize_t i = 0; i < n; i++) {
 			if (in[i] == '\n' && !prev_cr) {
 				putc('\r', out);
@@ -85,12 +126,10 @@ static int spool_stdin(int fd, size_t *len_r)
 			total++;
 			prev_cr = in[i] == '\r';
 		}
-		if (total > opt.max_size) {
-			rc = -2;
-			break;
-		}
 	}
-	if (fclose(out) != 0 && rc == 0)
+	if (total > opt.max_size)
+		rc = rc == 0 ? -2 : rc;
+	if (fclose(out) != 0)
 		rc = -1;
 	*len_r = total;
 	return rc;
@@ -132,25 +171,26 @@ static int write_header(int fd, const char *name, const char *value)
 	return 0;
 }
 
-/* 1 when the header field (name, colon, value, folded lines) is an
- * Authentication-Results field claiming our authserv-id. */
-static int is_forged_ar(const char *field, size_t len, const char *our_id)
+/* The offset of the value when the header field (name, colon, value,
+ * folded lines) is an Authentication-Results field, else 0. */
+static size_t ar_value_at(const char *field, size_t len)
 {
 	size_t nl = sizeof(AR_NAME) - 1;
-	if (!our_id[0] || len <= nl || strncasecmp(field, AR_NAME, nl) != 0)
+	if (len <= nl || strncasecmp(field, AR_NAME, nl) != 0)
 		return 0;
 	size_t i = nl;
+	/* RFC 5322 4.5.3 obs-optional: white space before the colon */
 	while (i < len && (field[i] == ' ' || field[i] == '\t'))
 		i++;
-	if (i >= len || field[i] != ':')
-		return 0;
-	char *v = strndup(field + i + 1, len - i - 1);
-	if (!v)
-		return 0;
-	char id[MAX_AUTHSERV_ID];
-	dclient_ar_authserv_id(v, id, sizeof(id));
-	free(v);
-	return strcmp(id, our_id) == 0;
+	return i < len && field[i] == ':' ? i + 1 : 0;
+}
+
+/* 1 when the field is an Authentication-Results field to remove before
+ * ours is added (RFC 8601 5; dclient_ar_forged()). */
+static int is_forged_ar(const char *field, size_t len, const char *our_id)
+{
+	size_t v = ar_value_at(field, len);
+	return v > 0 && dclient_ar_forged(field + v, len - v, our_id);
 }
 
 /* Streams the spooled message to sendmail's standard input: our headers
@@ -186,27 +226,45 @@ static int copy_message(int spool, int out, const struct dreply *r, const char *
 	size_t cap = 0;
 	ssize_t n;
 	int rc = 0, in_head = 1;
+	int passing = 0, dropping = 0;   /* the rest of a field too long to examine */
 	while (in_head && (n = getline(&line, &cap, in)) > 0) {
 		int blank = (n == 2 && line[0] == '\r') || (n == 1 && line[0] == '\n');
 		int cont = line[0] == ' ' || line[0] == '\t';
-		if (!cont && field.len > 0) {
-			if (!is_forged_ar(field.data, field.len, our_id) &&
-			    write_lf(out, field.data, field.len) < 0)
-				rc = -1;
-			field.len = 0;
+		if (!cont) {
+			passing = dropping = 0;
+			if (field.len > 0) {
+				if (!is_forged_ar(field.data, field.len, our_id) &&
+				    write_lf(out, field.data, field.len) < 0)
+					rc = -1;
+				field.len = 0;
+			}
 		}
 		if (blank) {
 			in_head = 0;
 			if (write_lf(out, line, (size_t)n) < 0)
 				rc = -1;
-		} else if (field.failed || buf_add(&field, line, (size_t)n) < 0) {
-			/* one absurdly long field: pass it on unexamined */
-			if (field.len && write_lf(out, field.data, field.len) < 0)
-				rc = -1;
-			field.len = 0;
-			field.failed = 0;
+		} else if (dropping) {
+			continue;
+		} else if (passing) {
 			if (write_lf(out, line, (size_t)n) < 0)
 				rc = -1;
+		} else if (buf_add(&field, line, (size_t)n) < 0) {
+			/* one absurdly long field: passed on unexamined, unless it is
+			 * an Authentication-Results field, which might claim our id */
+			const char *start = field.len ? field.data : line;
+			size_t slen = field.len ? field.len : (size_t)n;
+			if (ar_value_at(start, slen) > 0) {
+				diag("an Authentication-Results field over %u bytes removed",
+				     LIM_MAX_HEADER_BLOCK);
+				dropping = 1;
+			} else {
+				passing = 1;
+				if ((field.len && write_lf(out, field.data, field.len) < 0) ||
+				    write_lf(out, line, (size_t)n) < 0)
+					rc = -1;
+			}
+			field.len = 0;
+			field.failed = 0;
 		}
 		if (rc < 0)
 			break;
@@ -275,9 +333,8 @@ static int reinject(int spool, const struct dreply *r, const char *our_id)
 			return -1;
 	}
 	if (rc < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		fprintf(stderr, "alignd-filter: %s failed (%s %d)\n", opt.sendmail,
-		        WIFEXITED(st) ? "status" : "signal",
-		        WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+		diag("%s failed (%s %d)", opt.sendmail, WIFEXITED(st) ? "status" : "signal",
+		     WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 		return -1;
 	}
 	return 0;
@@ -314,6 +371,10 @@ static void usage(FILE *out)
 	"  -H, --quarantine-header NAME  marker header on quarantine (default %s;\n"
 	"                           'none' for no marker)\n"
 	"  -M, --max-size BYTES     largest message sent to the daemon (default %u)\n"
+	"  -O, --oversize MODE      larger messages: tempfail (75, 4.3.4; default),\n"
+	"                           reject (69, 5.3.4) or accept (re-injected without\n"
+	"                           a verdict; incoming Authentication-Results of the\n"
+	"                           -a id removed, all of them without -a)\n"
 	"exit status: 0 re-injected, 69 rejected (Postfix bounces), 75 try later\n",
 	dclient_default_socket(), DEFAULT_TIMEOUT_MS, DEFAULT_SENDMAIL,
 	DEFAULT_QUARANTINE_HEADER, LIM_MAX_MESSAGE_SIZE);
@@ -332,6 +393,7 @@ int main(int argc, char **argv)
 		{ "authserv-id", required_argument, NULL, 'a' },
 		{ "quarantine-header", required_argument, NULL, 'H' },
 		{ "max-size", required_argument, NULL, 'M' },
+		{ "oversize", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'x' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -340,10 +402,11 @@ int main(int argc, char **argv)
 	opt.timeout_ms = DEFAULT_TIMEOUT_MS;
 	opt.quarantine_header = DEFAULT_QUARANTINE_HEADER;
 	opt.max_size = LIM_MAX_MESSAGE_SIZE;
+	opt.oversize = EX_TEMPFAIL_;
 	int c;
 	char *end;
 	unsigned long v;
-	while ((c = getopt_long(argc, argv, "c:h:f:i:s:t:S:a:H:M:", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:h:f:i:s:t:S:a:H:M:O:", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'c': opt.client_ip = optarg[0] ? optarg : NULL; break;
 		case 'h': opt.helo = optarg[0] ? optarg : NULL; break;
@@ -352,6 +415,16 @@ int main(int argc, char **argv)
 		case 's': opt.socket = optarg; break;
 		case 'S': opt.sendmail = optarg; break;
 		case 'a': opt.authserv_id = optarg; break;
+		case 'O':
+			if (strcmp(optarg, "tempfail") == 0)
+				opt.oversize = EX_TEMPFAIL_;
+			else if (strcmp(optarg, "reject") == 0)
+				opt.oversize = EX_UNAVAILABLE_;
+			else if (strcmp(optarg, "accept") == 0)
+				opt.oversize = 0;
+			else
+				goto bad;
+			break;
 		case 'H':
 			if (strcmp(optarg, "none") == 0)
 				opt.quarantine_header = NULL;
@@ -401,17 +474,31 @@ int main(int argc, char **argv)
 
 	struct dreply r;
 	memset(&r, 0, sizeof(r));
-	char our_id[MAX_AUTHSERV_ID] = "";
-	if (opt.authserv_id)
-		dclient_ar_authserv_id(opt.authserv_id, our_id, sizeof(our_id));
+	char our_id[LIM_AUTHSERV_ID] = "";
+	if (opt.authserv_id &&
+	    dclient_ar_authserv_id(opt.authserv_id, strlen(opt.authserv_id), our_id, sizeof(our_id)) != 1) {
+		close(spool);
+		diag("bad value for -a: %s", opt.authserv_id);
+		return finish(EX_TEMPFAIL_, "4.3.5", "bad authserv-id in the filter's configuration");
+	}
 	if (src == -2) {
-		/* larger than the daemon takes: Postfix's message_size_limit should
-		 * be below max_size; pass it on unjudged rather than lose it */
-		fprintf(stderr, "alignd-filter: message larger than %zu bytes; no verdict\n", opt.max_size);
+		/* larger than the daemon is sent (--max-size): no verdict.
+		 * Postfix's message_size_limit should be below max_size. */
+		diag("%s: message larger than %zu bytes: %s without a verdict",
+		     opt.queue_id ? opt.queue_id : "-", opt.max_size,
+		     opt.oversize == 0 ? "accepted" : opt.oversize == EX_TEMPFAIL_ ? "deferred" : "rejected");
+		if (opt.oversize == EX_TEMPFAIL_) {
+			close(spool);
+			return finish(EX_TEMPFAIL_, "4.3.4", "message too large for authentication checks");
+		}
+		if (opt.oversize == EX_UNAVAILABLE_) {
+			close(spool);
+			return finish(EX_UNAVAILABLE_, "5.3.4", "message too large for authentication checks");
+		}
 		r.action = (char *)"accept";
 		int rc = reinject(spool, &r, our_id);
 		close(spool);
-		return rc < 0 ? finish(EX_TEMPFAIL_, "4.3.0", "re-injection failed") : 0;
+		return rc < 0 ? finish(EX_TEMPFAIL_, "4.3.0", "re-injection failed") : diag_flush(0);
 	}
 
 	const char *rcpts[LIM_MAX_REQUEST_FIELDS / 2];
@@ -428,7 +515,7 @@ int main(int argc, char **argv)
 	if (lseek(spool, 0, SEEK_SET) < 0 ||
 	    dclient_connect(&dc, opt.socket, err, sizeof(err)) < 0 ||
 	    dclient_scan_fd(&dc, &env, spool, len, &r, err, sizeof(err)) < 0) {
-		fprintf(stderr, "alignd-filter: daemon unavailable: %s\n", err);
+		diag("daemon unavailable: %s", err);
 		dclient_close(&dc);
 		buf_free(&dc.in);
 		close(spool);
@@ -440,7 +527,7 @@ int main(int argc, char **argv)
 	char x[16], text[512];
 	int status;
 	if (r.code != 200 || !r.action) {
-		fprintf(stderr, "alignd-filter: daemon answered %d %s\n", r.code, r.status ? r.status : "");
+		diag("daemon answered %d %s", r.code, r.status ? r.status : "");
 		status = finish(EX_TEMPFAIL_, "4.7.0", "message authentication failed, try again later");
 	} else if (strcmp(r.action, "reject") == 0) {
 		reply_parts(&r, '5', "5.7.1", "rejected by message authentication policy",
@@ -451,8 +538,9 @@ int main(int argc, char **argv)
 		            x, sizeof(x), text, sizeof(text));
 		status = finish(EX_TEMPFAIL_, x, text);
 	} else {
-		if (!our_id[0] && r.auth_results)
-			dclient_ar_authserv_id(r.auth_results, our_id, sizeof(our_id));
+		if (!our_id[0] && r.auth_results &&
+		    dclient_ar_authserv_id(r.auth_results, strlen(r.auth_results), our_id, sizeof(our_id)) < 0)
+			diag("no authserv-id in the daemon's results; every incoming one is removed");
 		if (reinject(spool, &r, our_id) < 0)
 			status = finish(EX_TEMPFAIL_, "4.3.0", "re-injection failed");
 		else
@@ -460,5 +548,5 @@ int main(int argc, char **argv)
 	}
 	dreply_free(&r);
 	close(spool);
-	return status;
+	return diag_flush(status);
 }

@@ -1,7 +1,8 @@
 /* alignd-milter: a libmilter filter (Postfix smtpd_milters, Sendmail) that
  * asks alignd about each message at end of DATA and acts on the verdict.
  * libmilter runs one thread per MTA connection; each session context owns
- * its envelope, its message copy and its connection to the daemon.
+ * its envelope, its message copy (memory, then an unlinked file in $TMPDIR)
+ * and its connection to the daemon.
  * Security stance: trusts the MTA's envelope, not the message's headers. */
 #include "clients/dclient.h"
 #include "common/limits.h"
@@ -9,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libmilter/mfapi.h>
 #include <netinet/in.h>
@@ -23,12 +25,15 @@
 #include <unistd.h>
 
 #define AR_NAME "Authentication-Results"
-#define MAX_AUTHSERV_ID 256
-#define MAX_TRACKED_AR 64            /* incoming A-R fields we can remove */
+/* classes of incoming A-R fields besides an index into sess.ar_ids */
+#define AR_UNREAD 0xfe               /* no authserv-id can be read */
+#define AR_UNKNOWN 0xff              /* one more distinct id than we tell apart */
+_Static_assert(LIM_CLIENT_AR_IDS < AR_UNREAD, "A-R classes fit in a byte");
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_QUARANTINE_HEADER "X-Alignd-Quarantine"
 
 enum fallback { FB_TEMPFAIL = 0, FB_ACCEPT };
+enum oversize { OV_TEMPFAIL = 0, OV_ACCEPT, OV_REJECT };
 
 static struct {
 	const char *milter_conn;      /* libmilter spec: unix:/path, inet:port@host */
@@ -40,6 +45,7 @@ static struct {
 	int quarantine_header;        /* add a marker header on quarantine */
 	const char *quarantine_header_name;
 	size_t max_size;
+	enum oversize oversize;       /* messages over max_size */
 	long socket_mode;             /* -1: leave as created */
 	int use_syslog;
 	int debug;
@@ -74,10 +80,22 @@ struct sess {
 	char *mail_from;              /* "" for the null sender */
 	char **rcpt;
 	size_t n_rcpt;
-	struct buf msg;               /* header section and body, CRLF */
+	/* the message as the daemon gets it (header section and body, CRLF):
+	 * in memory up to LIM_CLIENT_MEMORY bytes, then all of it in an
+	 * unlinked spool file, so that a transaction holds little memory */
+	struct buf msg;
+	int spool_fd;                 /* -1: all in msg */
+	int spool_failed;             /* a spool write failed: no verdict possible */
+	size_t msg_len;               /* bytes so far, wherever they are */
 	int oversize;
-	unsigned ar_seen;             /* A-R fields so far (chgheader index) */
-	char *ar_ids[MAX_TRACKED_AR]; /* authserv-id of each, by index - 1 */
+	/* every incoming A-R field, so that each one claiming our id can be
+	 * removed (RFC 8601 5), however many: one byte each, the class of its
+	 * authserv-id (an index into ar_ids, AR_UNREAD or AR_UNKNOWN) */
+	unsigned char *ar_cls;
+	size_t ar_seen, ar_cap;       /* A-R fields so far (chgheader index) */
+	int ar_too_many;              /* more than LIM_MAX_HEADERS of them */
+	char ar_ids[LIM_CLIENT_AR_IDS][LIM_AUTHSERV_ID];
+	unsigned n_ar_ids;
 	/* the daemon */
 	struct dclient dc;
 	int dc_scans;                 /* scans answered on this connection */
@@ -102,13 +120,18 @@ static void sess_reset_message(struct sess *s)
 	s->rcpt = NULL;
 	s->n_rcpt = 0;
 	buf_free(&s->msg);
-	buf_init(&s->msg, opt.max_size);
+	buf_init(&s->msg, LIM_CLIENT_MEMORY);
+	if (s->spool_fd >= 0)
+		close(s->spool_fd);
+	s->spool_fd = -1;
+	s->spool_failed = 0;
+	s->msg_len = 0;
 	s->oversize = 0;
-	for (unsigned i = 0; i < s->ar_seen && i < MAX_TRACKED_AR; i++) {
-		free(s->ar_ids[i]);
-		s->ar_ids[i] = NULL;
-	}
-	s->ar_seen = 0;
+	free(s->ar_cls);
+	s->ar_cls = NULL;
+	s->ar_seen = s->ar_cap = 0;
+	s->ar_too_many = 0;
+	s->n_ar_ids = 0;
 }
 
 static struct sess *sess_get(SMFICTX *ctx)
@@ -121,7 +144,8 @@ static struct sess *sess_get(SMFICTX *ctx)
 		logmsg(LOG_ERR, "out of memory");
 		return NULL;
 	}
-	buf_init(&s->msg, opt.max_size);
+	buf_init(&s->msg, LIM_CLIENT_MEMORY);
+	s->spool_fd = -1;
 	dclient_init(&s->dc, opt.timeout_ms);
 	if (smfi_setpriv(ctx, s) != MI_SUCCESS) {
 		free(s);
@@ -143,6 +167,67 @@ static char *strip_angles(const char *a)
 		return d;
 	}
 	return xstrdup(a);
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += (size_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* A new unlinked file in $TMPDIR (or /tmp). -1 on failure. */
+static int spool_open(void)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/alignd-milter.XXXXXX", dir && *dir ? dir : "/tmp");
+	int fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0) {
+		logmsg(LOG_ERR, "cannot create a spool file in %s: %s", dir && *dir ? dir : "/tmp",
+		       strerror(errno));
+		return -1;
+	}
+	unlink(path);
+	return fd;
+}
+
+/* Appends message bytes: to memory while they fit in LIM_CLIENT_MEMORY,
+ * else to the spool file (which then takes what memory held). Past
+ * max_size only the count goes on. */
+static void msg_append(struct sess *s, const void *data, size_t len)
+{
+	if (s->oversize || s->spool_failed)
+		return;
+	if (len > opt.max_size - s->msg_len) {
+		s->oversize = 1;
+		buf_free(&s->msg);
+		buf_init(&s->msg, LIM_CLIENT_MEMORY);
+		return;
+	}
+	s->msg_len += len;
+	if (s->spool_fd < 0 && buf_add(&s->msg, data, len) == 0)
+		return;
+	if (s->spool_fd < 0) {
+		s->spool_fd = spool_open();
+		if (s->spool_fd < 0 || write_all(s->spool_fd, s->msg.data, s->msg.len) < 0) {
+			s->spool_failed = 1;
+			return;
+		}
+		buf_free(&s->msg);
+		buf_init(&s->msg, LIM_CLIENT_MEMORY);
+	}
+	if (write_all(s->spool_fd, data, len) < 0) {
+		logmsg(LOG_ERR, "cannot write the spool file: %s", strerror(errno));
+		s->spool_failed = 1;
+	}
 }
 
 /* Appends s with every bare LF turned into CRLF (folded header values). */
@@ -236,29 +321,62 @@ static sfsistat on_envrcpt(SMFICTX *ctx, char **argv)
 	return SMFIS_CONTINUE;
 }
 
+/* Remembers the class of one more incoming A-R field. -1: out of memory. */
+static int track_ar(struct sess *s, const char *value)
+{
+	if (s->ar_too_many || s->ar_seen >= LIM_MAX_HEADERS) {
+		s->ar_too_many = 1;
+		return 0;
+	}
+	if (s->ar_seen == s->ar_cap) {
+		size_t ncap = s->ar_cap ? s->ar_cap * 2 : 16;
+		unsigned char *n = realloc(s->ar_cls, ncap);
+		if (!n) {
+			logmsg(LOG_ERR, "out of memory");
+			return -1;
+		}
+		s->ar_cls = n;
+		s->ar_cap = ncap;
+	}
+	char id[LIM_AUTHSERV_ID];
+	unsigned char cls = AR_UNREAD;
+	if (dclient_ar_authserv_id(value, strlen(value), id, sizeof(id)) == 0) {
+		unsigned k = 0;
+		while (k < s->n_ar_ids && strcmp(s->ar_ids[k], id) != 0)
+			k++;
+		if (k == s->n_ar_ids && k < LIM_CLIENT_AR_IDS)
+			memcpy(s->ar_ids[s->n_ar_ids++], id, strlen(id) + 1);
+		cls = k < s->n_ar_ids ? (unsigned char)k : AR_UNKNOWN;
+	}
+	s->ar_cls[s->ar_seen++] = cls;
+	return 0;
+}
+
 static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 {
 	struct sess *s = sess_get(ctx);
 	if (!s)
 		return SMFIS_TEMPFAIL;
-	if (strcasecmp(name, AR_NAME) == 0) {
-		if (s->ar_seen < MAX_TRACKED_AR) {
-			char id[MAX_AUTHSERV_ID];
-			dclient_ar_authserv_id(value, id, sizeof(id));
-			s->ar_ids[s->ar_seen] = xstrdup(id);
-		}
-		s->ar_seen++;
-	}
+	if (strcasecmp(name, AR_NAME) == 0 && track_ar(s, value) < 0)
+		return SMFIS_TEMPFAIL;
 	if (s->oversize)
 		return SMFIS_CONTINUE;
-	buf_adds(&s->msg, name);
-	buf_add(&s->msg, ":", 1);
+	/* one field at a time: the MTA bounds its size */
+	struct buf line;
+	buf_init(&line, 0);
+	buf_adds(&line, name);
+	buf_add(&line, ":", 1);
 	if (!s->leadspc)
-		buf_add(&s->msg, " ", 1);
-	add_crlf(&s->msg, value);
-	buf_add(&s->msg, "\r\n", 2);
-	if (s->msg.failed)
-		s->oversize = 1;
+		buf_add(&line, " ", 1);
+	add_crlf(&line, value);
+	buf_add(&line, "\r\n", 2);
+	if (line.failed) {
+		buf_free(&line);
+		logmsg(LOG_ERR, "out of memory");
+		return SMFIS_TEMPFAIL;
+	}
+	msg_append(s, line.data, line.len);
+	buf_free(&line);
 	return SMFIS_CONTINUE;
 }
 
@@ -267,9 +385,7 @@ static sfsistat on_eoh(SMFICTX *ctx)
 	struct sess *s = sess_get(ctx);
 	if (!s)
 		return SMFIS_TEMPFAIL;
-	buf_add(&s->msg, "\r\n", 2);
-	if (s->msg.failed)
-		s->oversize = 1;
+	msg_append(s, "\r\n", 2);
 	return SMFIS_CONTINUE;
 }
 
@@ -278,8 +394,7 @@ static sfsistat on_body(SMFICTX *ctx, unsigned char *data, size_t len)
 	struct sess *s = sess_get(ctx);
 	if (!s)
 		return SMFIS_TEMPFAIL;
-	if (!s->oversize && buf_add(&s->msg, data, len) < 0)
-		s->oversize = 1;
+	msg_append(s, data, len);
 	return SMFIS_CONTINUE;
 }
 
@@ -303,9 +418,18 @@ static int ask_daemon(struct sess *s, const char *queue_id, struct dreply *r)
 				break;
 			s->dc_scans = 0;
 		}
-		int reused = s->dc_scans > 0;
-		if (dclient_scan(&s->dc, &env, s->msg.data ? s->msg.data : "", s->msg.len,
-		                 r, err, sizeof(err)) == 0) {
+		int reused = s->dc_scans > 0, rc;
+		if (s->spool_fd >= 0) {
+			if (lseek(s->spool_fd, 0, SEEK_SET) < 0) {
+				snprintf(err, sizeof(err), "spool file: %s", strerror(errno));
+				break;
+			}
+			rc = dclient_scan_fd(&s->dc, &env, s->spool_fd, s->msg_len, r, err, sizeof(err));
+		} else {
+			rc = dclient_scan(&s->dc, &env, s->msg.data ? s->msg.data : "", s->msg.len,
+			                  r, err, sizeof(err));
+		}
+		if (rc == 0) {
 			s->dc_scans++;
 			return 0;
 		}
@@ -358,24 +482,25 @@ static void add_header(SMFICTX *ctx, struct sess *s, const char *name,
 	free(v);
 }
 
-/* RFC 8601 5: results claiming our authserv-id were not made by us. */
-static void remove_forged_ar(SMFICTX *ctx, struct sess *s, const char *our_id)
+/* RFC 8601 5: results claiming our authserv-id were not made by us. The
+ * same rule as dclient_ar_forged(): fields whose id cannot be read go
+ * too, and all of them when our id is unknown (""). */
+static void remove_forged_ar(SMFICTX *ctx, struct sess *s, const char *q, const char *our_id)
 {
-	if (!our_id[0])
-		return;
-	unsigned n = s->ar_seen < MAX_TRACKED_AR ? s->ar_seen : MAX_TRACKED_AR;
-	if (s->ar_seen > MAX_TRACKED_AR)
-		logmsg(LOG_WARNING, "%u Authentication-Results fields; only the first %u examined",
-		       s->ar_seen, MAX_TRACKED_AR);
+	size_t removed = 0;
 	/* from the last: removing one does not renumber those before it */
-	for (unsigned i = n; i > 0; i--) {
-		if (!s->ar_ids[i - 1] || strcmp(s->ar_ids[i - 1], our_id) != 0)
+	for (size_t i = s->ar_seen; i > 0; i--) {
+		unsigned char cls = s->ar_cls[i - 1];
+		if (our_id[0] && cls < AR_UNREAD && strcmp(s->ar_ids[cls], our_id) != 0)
 			continue;
 		if (smfi_chgheader(ctx, AR_NAME, (int)i, NULL) != MI_SUCCESS)
-			logmsg(LOG_WARNING, "cannot remove Authentication-Results #%u", i);
+			logmsg(LOG_WARNING, "%s: cannot remove Authentication-Results #%zu", q, i);
 		else
-			logmsg(LOG_INFO, "removed an Authentication-Results field claiming %s", our_id);
+			removed++;
 	}
+	if (removed)
+		logmsg(LOG_INFO, "%s: removed %zu Authentication-Results field(s) claiming %s or unreadable",
+		       q, removed, our_id[0] ? our_id : "an unknown id");
 }
 
 static void add_result_headers(SMFICTX *ctx, struct sess *s, const struct dreply *r)
@@ -412,17 +537,41 @@ static sfsistat on_eom(SMFICTX *ctx)
 		return SMFIS_TEMPFAIL;
 	const char *qid = smfi_getsymval(ctx, "i");
 	const char *q = qid ? qid : "-";
-	char our_id[MAX_AUTHSERV_ID] = "";
+	char our_id[LIM_AUTHSERV_ID] = "";
 	if (opt.authserv_id)
 		snprintf(our_id, sizeof(our_id), "%s", opt.authserv_id);
 	sfsistat st;
-	if (s->oversize) {
-		/* larger than the daemon takes: the MTA's own size limit should
-		 * be below this; pass it on unjudged rather than lose it */
-		logmsg(LOG_WARNING, "%s: larger than %zu bytes; passed without a verdict", q, opt.max_size);
-		remove_forged_ar(ctx, s, our_id);
+	if (s->ar_too_many) {
+		/* more results than could be examined: some may claim our id */
+		logmsg(LOG_WARNING, "%s: more than %u Authentication-Results fields; rejected",
+		       q, LIM_MAX_HEADERS);
 		sess_reset_message(s);
-		return SMFIS_ACCEPT;
+		return set_reply(ctx, NULL, "550", "5.7.0", "Too many Authentication-Results fields",
+		                 SMFIS_REJECT);
+	}
+	if (s->oversize) {
+		/* larger than the daemon is sent (--max-size): no verdict. The
+		 * MTA's own size limit should be below this. */
+		enum oversize ov = opt.oversize;
+		logmsg(LOG_WARNING, "%s: larger than %zu bytes: %s without a verdict", q, opt.max_size,
+		       ov == OV_ACCEPT ? "accepted" : ov == OV_REJECT ? "rejected" : "deferred");
+		if (ov == OV_ACCEPT)
+			remove_forged_ar(ctx, s, q, our_id);
+		sess_reset_message(s);
+		if (ov == OV_ACCEPT)
+			return SMFIS_ACCEPT;
+		if (ov == OV_REJECT)
+			return set_reply(ctx, NULL, "552", "5.3.4",
+			                 "Message too large for authentication checks", SMFIS_REJECT);
+		return set_reply(ctx, NULL, "451", "4.3.4",
+		                 "Message too large for authentication checks, try again later",
+		                 SMFIS_TEMPFAIL);
+	}
+	if (s->spool_failed) {
+		logmsg(LOG_WARNING, "%s: the message could not be spooled", q);
+		sess_reset_message(s);
+		return set_reply(ctx, NULL, "451", "4.3.0", "Temporary local problem, try again later",
+		                 SMFIS_TEMPFAIL);
 	}
 	struct dreply r;
 	if (ask_daemon(s, qid, &r) < 0) {
@@ -435,8 +584,9 @@ static sfsistat on_eom(SMFICTX *ctx)
 		sess_reset_message(s);
 		return fallback(ctx);
 	}
-	if (!our_id[0] && r.auth_results)
-		dclient_ar_authserv_id(r.auth_results, our_id, sizeof(our_id));
+	if (!our_id[0] && r.auth_results &&
+	    dclient_ar_authserv_id(r.auth_results, strlen(r.auth_results), our_id, sizeof(our_id)) < 0)
+		logmsg(LOG_WARNING, "%s: no authserv-id in the daemon's results; every incoming one is removed", q);
 	logmsg(LOG_INFO, "%s: from=<%s> ip=%s action=%s score=%.2f%s%s", q,
 	       s->mail_from ? s->mail_from : "", s->client_ip, r.action, r.score,
 	       r.smtp_reply ? " reply=" : "", r.smtp_reply ? r.smtp_reply : "");
@@ -448,7 +598,7 @@ static sfsistat on_eom(SMFICTX *ctx)
 		               "Message authentication failed temporarily, try again later",
 		               SMFIS_TEMPFAIL);
 	} else {
-		remove_forged_ar(ctx, s, our_id);
+		remove_forged_ar(ctx, s, q, our_id);
 		add_result_headers(ctx, s, &r);
 		if (strcmp(r.action, "quarantine") == 0) {
 			const char *why = r.smtp_reply ? r.smtp_reply : "message authentication policy";
@@ -520,12 +670,17 @@ static void usage(FILE *out)
 	"  -Q, --quarantine MODES   on quarantine: header, hold, or header,hold (default)\n"
 	"  -H, --quarantine-header NAME  marker header (default %s)\n"
 	"  -S, --max-size BYTES     largest message sent to the daemon (default %u)\n"
+	"  -O, --oversize MODE      larger messages: tempfail (451 4.3.4, default),\n"
+	"                           reject (552 5.3.4) or accept (no verdict; incoming\n"
+	"                           Authentication-Results of the -a id removed, all\n"
+	"                           of them without -a)\n"
 	"  -m, --socket-mode OCTAL  mode of a unix milter socket (e.g. 0666)\n"
+	"  messages over %u KiB are spooled to an unlinked file in $TMPDIR (or /tmp)\n"
 	"  -l, --syslog             log to syslog (mail facility) instead of stderr\n"
 	"  -d, --debug              debug logging\n"
 	"  -h, --help               this text\n",
 	dclient_default_socket(), DEFAULT_TIMEOUT_MS, DEFAULT_QUARANTINE_HEADER,
-	LIM_MAX_MESSAGE_SIZE);
+	LIM_MAX_MESSAGE_SIZE, LIM_CLIENT_MEMORY / 1024);
 }
 
 static int parse_quarantine(const char *v)
@@ -567,6 +722,7 @@ int main(int argc, char **argv)
 		{ "quarantine", required_argument, NULL, 'Q' },
 		{ "quarantine-header", required_argument, NULL, 'H' },
 		{ "max-size", required_argument, NULL, 'S' },
+		{ "oversize", required_argument, NULL, 'O' },
 		{ "socket-mode", required_argument, NULL, 'm' },
 		{ "syslog", no_argument, NULL, 'l' },
 		{ "debug", no_argument, NULL, 'd' },
@@ -581,7 +737,7 @@ int main(int argc, char **argv)
 	opt.socket_mode = -1;
 	int c;
 	unsigned long v;
-	while ((c = getopt_long(argc, argv, "p:s:t:F:a:Q:H:S:m:ldh", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:t:F:a:Q:H:S:O:m:ldh", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'p': opt.milter_conn = optarg; break;
 		case 's': opt.daemon_socket = optarg; break;
@@ -598,10 +754,19 @@ int main(int argc, char **argv)
 			else
 				goto bad;
 			break;
+		case 'O':
+			if (strcmp(optarg, "tempfail") == 0)
+				opt.oversize = OV_TEMPFAIL;
+			else if (strcmp(optarg, "accept") == 0)
+				opt.oversize = OV_ACCEPT;
+			else if (strcmp(optarg, "reject") == 0)
+				opt.oversize = OV_REJECT;
+			else
+				goto bad;
+			break;
 		case 'a': {
-			static char id[MAX_AUTHSERV_ID];
-			dclient_ar_authserv_id(optarg, id, sizeof(id));
-			if (!id[0])
+			static char id[LIM_AUTHSERV_ID];
+			if (dclient_ar_authserv_id(optarg, strlen(optarg), id, sizeof(id)) != 1)
 				goto bad;
 			opt.authserv_id = id;
 			break;
@@ -662,8 +827,10 @@ int main(int argc, char **argv)
 		logmsg(LOG_ERR, "chmod %s: %s", path, strerror(errno));
 		return 1;
 	}
-	logmsg(LOG_INFO, "listening on %s; daemon %s; fallback %s", opt.milter_conn,
-	       opt.daemon_socket, opt.fallback == FB_ACCEPT ? "accept" : "tempfail");
+	logmsg(LOG_INFO, "listening on %s; daemon %s; fallback %s; over %zu bytes %s",
+	       opt.milter_conn, opt.daemon_socket, opt.fallback == FB_ACCEPT ? "accept" : "tempfail",
+	       opt.max_size, opt.oversize == OV_ACCEPT ? "accept" :
+	       opt.oversize == OV_REJECT ? "reject" : "tempfail");
 	int rc = smfi_main();
 	logmsg(LOG_INFO, "stopped");
 	return rc == MI_SUCCESS ? 0 : 1;

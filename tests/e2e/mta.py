@@ -238,6 +238,7 @@ class Postfix:
         self.milter_args = list(milter_args)
         self.filter_args = list(filter_args)
         self.milter = None
+        self.milter_env = None        # None: this process's environment
         self.milter_rc = None
         self.started = False
         self.mail = os.path.join(self.dir, "mail")
@@ -367,7 +368,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         cmd = [MILTER, "-p", "unix:" + self.milter_sock, "-m", "0666",
                "-s", self.daemon_socket, "-d"] + self.milter_args
         self.milter = subprocess.Popen(cmd, stdout=self.milter_log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
+                                       stdin=subprocess.DEVNULL, env=self.milter_env)
         end = time.monotonic() + 10
         while not os.path.exists(self.milter_sock):
             if self.milter.poll() is not None or time.monotonic() > end:

@@ -51,6 +51,52 @@ def aligned(world_dir, subject="quarterly report"):
     return Scenario("aligned", "192.0.2.25", "mail.example.com", "alice@example.com", msg)
 
 
+# forged results that claim our authserv-id in every way RFC 8601 2.2 and
+# RFC 5322 allow (and one a lenient reader might take for ours); each is
+# marked "forged-N", and all come after 64 honest ones of another host
+FORGED_VARIANTS = [
+    "Authentication-Results: %s; dmarc=pass (forged-1)" % mta.AUTHSERV_ID,
+    'Authentication-Results: "%s"; dmarc=pass (forged-2)' % mta.AUTHSERV_ID,
+    "Authentication-Results: (trust me) %s; dmarc=pass (forged-3)" % mta.AUTHSERV_ID.upper(),
+    'Authentication-Results:\r\n\t(folded)\r\n\t"%s"\r\n\t; dmarc=pass (forged-4)' % mta.AUTHSERV_ID,
+    "Authentication-Results: %s.; dmarc=pass (forged-5)" % mta.AUTHSERV_ID,
+    "Authentication-Results: (x\\) %s; dmarc=pass (forged-6)" % mta.AUTHSERV_ID,
+    'Authentication-Results: "%s\\%s"; dmarc=pass (forged-7)' % (mta.AUTHSERV_ID[:4], mta.AUTHSERV_ID[4:]),
+    "authentication-results: %s 1; dmarc=pass (forged-8)" % mta.AUTHSERV_ID,
+]
+N_HONEST = 66
+
+
+def many_forged(world_dir, subject="many results"):
+    """2b: aligned and signed like 2, with 64 results of another host, then
+    the forged variants, then two more honest ones."""
+    honest = ["Authentication-Results: other.example; spf=pass smtp.mailfrom=example.com"
+              " (kept-%d)" % i for i in range(N_HONEST)]
+    extra = honest[:64] + FORGED_VARIANTS + honest[64:]
+    msg = mta.make_message("Alice <alice@example.com>", INBOX, subject,
+                           body="Figures attached.\r\n", extra_headers=extra)
+    msg = mta.dkim_sign(msg, world_dir, "example.com", "s2048", canon=b"simple")
+    return Scenario("many-forged", "192.0.2.25", "mail.example.com", "alice@example.com", msg)
+
+
+def check_many_forged(case, text):
+    """The delivered message (text) of many_forged(): every forged result
+    gone, every honest one kept, ours once."""
+    case.assertNotIn("forged-", text)
+    for i in range(N_HONEST):
+        case.assertIn("(kept-%d)" % i, text)
+    case.assertEqual(text.count("Authentication-Results: %s;" % mta.AUTHSERV_ID), 1)
+
+
+def oversized(world_dir, size=20000):
+    """An aligned message larger than the clients' --max-size in the tests,
+    carrying a forged result of ours and one of another host."""
+    body = ("x" * 70 + "\r\n") * (size // 72)
+    msg = mta.make_message("Alice <alice@example.com>", INBOX, "oversized", body=body,
+                           extra_headers=[FORGED_AR, OTHER_AR])
+    return Scenario("oversized", "192.0.2.25", "mail.example.com", "alice@example.com", msg)
+
+
 def quarantined():
     """3: example.org (p=quarantine, strict alignment), SPF softfail, no
     DKIM: DMARC fails, the policy says quarantine."""

@@ -121,8 +121,89 @@ class Filter(sc.WorldCase):
         self.assertEqual(p.returncode, 75)
         self.assertIn(b"re-injection failed", p.stdout)
 
+    def test_every_forged_result_removed(self):
+        # RFC 8601 5: however many, quoted, commented, folded, upper-case
+        s = sc.many_forged(self.world.world_dir)
+        p = self.run_filter(s)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        out = self.reinjected().decode()
+        sc.check_many_forged(self, out)
+        self.assertIn("dkim=pass", out.split("\n", 1)[0])
+        # the rest of the header section and the body as received
+        self.assertTrue(out.endswith("Subject: many results\n" + s.msg.decode().replace(
+            "\r\n", "\n").split("Subject: many results\n", 1)[1]))
+
+    def test_long_forged_result_removed(self):
+        # one field longer than the filter examines (a megabyte of comment
+        # before the id): it is dropped, not passed on unexamined
+        s = sc.aligned(self.world.world_dir)
+        comment = "(" + "c" * 1000 + ")\r\n\t"
+        forged = "Authentication-Results: %s%s; dmarc=pass (forged-long)\r\n" % (
+            comment * 1100, mta.AUTHSERV_ID)
+        s.msg = forged.encode() + s.msg
+        p = self.run_filter(s, extra=["-a", mta.AUTHSERV_ID])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        out = self.reinjected()
+        self.assertNotIn(b"forged-long", out)
+        self.assertNotIn(b"cccccccc", out)
+        self.assertIn(sc.OTHER_AR.encode(), out)
+        self.assertIn(b"over 1048576 bytes removed", p.stderr)
+
+    def test_oversized_tempfails_by_default(self):
+        s = sc.oversized(self.world.world_dir)
+        p = self.run_filter(s, extra=["-M", "4096"])
+        self.assertEqual(p.returncode, 75, p.stdout + p.stderr)
+        self.assertRegex(p.stdout.decode(), r"^4\.3\.4 ")
+        self.assertIn(b"QID1: message larger than 4096 bytes: deferred", p.stderr)
+        self.assertFalse(os.path.exists(self.out))
+        p = self.run_filter(s, extra=["-M", "4096", "-O", "reject"])
+        self.assertEqual(p.returncode, 69, p.stdout + p.stderr)
+        self.assertRegex(p.stdout.decode(), r"^5\.3\.4 ")
+        self.assertFalse(os.path.exists(self.out))
+        # accepted unjudged on request: re-injected whole, without our
+        # forged result (all results, with no -a to tell them apart)
+        for extra, kept in (([], b""), (["-a", mta.AUTHSERV_ID], sc.OTHER_AR.encode() + b"\n")):
+            p = self.run_filter(s, extra=["-M", "4096", "-O", "accept"] + extra)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertIn(b"accepted without a verdict", p.stderr)
+            want = s.msg.replace(b"\r\n", b"\n").replace(
+                sc.FORGED_AR.encode() + b"\n", b"").replace(sc.OTHER_AR.encode() + b"\n", kept)
+            self.assertEqual(self.reinjected(), want)
+        # within the limit, a verdict
+        p = self.run_filter(s)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertTrue(self.reinjected().startswith(b"Authentication-Results: mx.test.example;"))
+
+    def test_daemon_stale_or_hung_exits_75(self):
+        s = sc.aligned(self.world.world_dir)
+        # a socket file nobody listens on (a crashed daemon's)
+        import socket as so
+        stale = os.path.join(self.tmp, "stale.sock")
+        st = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+        st.bind(stale)
+        st.close()
+        try:
+            p = self.run_filter(s, socket=stale)
+        finally:
+            os.unlink(stale)
+        self.assertEqual(p.returncode, 75, p.stdout + p.stderr)
+        self.assertRegex(p.stdout.decode(), r"^4\.7\.0 ")
+        self.assertIn(b"cannot connect", p.stderr)
+        # a daemon that takes the connection and never answers
+        import signal
+        self.daemon.signal(signal.SIGSTOP)
+        try:
+            p = self.run_filter(s, extra=["-t", "2000"])
+        finally:
+            self.daemon.signal(signal.SIGCONT)
+        self.assertEqual(p.returncode, 75, p.stdout + p.stderr)
+        self.assertRegex(p.stdout.decode(), r"^4\.7\.0 ")
+        self.assertIn(b"timed out", p.stderr)
+        self.assertFalse(os.path.exists(self.out))
+
     def test_usage_errors(self):
-        for args in ([], ["-f", "a@b"], ["-t", "0", "-f", "a@b", "--", "x@y"]):
+        for args in ([], ["-f", "a@b"], ["-t", "0", "-f", "a@b", "--", "x@y"],
+                     ["-O", "maybe", "-f", "a@b", "--", "x@y"]):
             p = subprocess.run([mta.FILTER] + args, capture_output=True, timeout=10)
             self.assertEqual(p.returncode, 64, args)
 

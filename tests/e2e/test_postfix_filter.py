@@ -15,7 +15,7 @@ class PostfixFilter(sc.WorldCase):
         cls.pf = None
         cls.alt = None
         try:
-            cls.pf = mta.Postfix("filter", cls.daemon.socket, filter_args=["-t", "20000"])
+            cls.pf = mta.Postfix("filter", cls.daemon.socket, filter_args=["-t", "20000", "-M", "16384"])
             cls.alt = mta.AltConfigDir(cls.pf.dir)
             if not cls.alt.usable():
                 raise unittest.SkipTest("%s exists: re-injection through sendmail needs "
@@ -93,6 +93,25 @@ class PostfixFilter(sc.WorldCase):
         self.assertEqual(len([x for x in self.pf.mailbox("inbox")
                               if x["Subject"] == "quarterly report"]), 1)
 
+    def test_2b_every_forged_result_removed(self):
+        r = self.send(sc.many_forged(self.world.world_dir))
+        m = self.find("inbox", "many results")
+        self.assertIsNotNone(m, self.explain(r))
+        sc.check_many_forged(self, m.as_string())
+        self.assertIn("dkim=pass", sc.our_ar(m)[0])
+
+    def test_2c_oversized_stays_queued(self):
+        # over -M: deferred (4.3.4) by default, never delivered unjudged
+        r = self.send(sc.oversized(self.world.world_dir, size=40000))
+        qid = self.queue_id(r)
+        self.assertTrue(self.pf.wait_log("%s: to=<%s>, relay=alignd" % (qid, sc.INBOX)),
+                        self.explain(r))
+        line = [l for l in self.pf.log().splitlines() if qid in l and "relay=alignd" in l][0]
+        self.assertIn("status=deferred", line)
+        self.assertIn("dsn=4.3.4", line)
+        self.assertIn(qid, [q["queue_id"] for q in self.pf.queue()])
+        self.assertIsNone(self.find("inbox", "oversized", timeout=0.5))
+
     def test_3_quarantine_marked(self):
         r = self.send(sc.quarantined())
         m = self.find("inbox", "newsletter")
@@ -121,6 +140,8 @@ class PostfixFilter(sc.WorldCase):
                             self.explain(r))
             line = [l for l in self.pf.log().splitlines() if qid in l and "relay=alignd" in l][0]
             self.assertIn("status=deferred", line)
+            # the filter's status line comes before its diagnostics
+            self.assertIn("dsn=4.7.0", line)
             self.assertIn("unavailable", line)
             self.assertIn(qid, [q["queue_id"] for q in self.pf.queue()])
         finally:

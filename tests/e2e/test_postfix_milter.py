@@ -1,5 +1,7 @@
 """End to end: a real Postfix consults alignd through alignd-milter at
 SMTP time (smtpd_milters); swaks is the sending client."""
+import os
+import signal
 import smtplib
 import sys
 import threading
@@ -18,7 +20,7 @@ class PostfixMilter(sc.WorldCase):
             # deliver quarantined mail with its marker (no hold) so the test
             # can read it; the default is header,hold
             cls.pf = mta.Postfix("milter", cls.daemon.socket,
-                                 milter_args=["-Q", "header", "-t", "20000"])
+                                 milter_args=cls.BASE_MILTER_ARGS)
             cls.pf.start()
         except BaseException:
             if getattr(cls, "pf", None):
@@ -37,6 +39,19 @@ class PostfixMilter(sc.WorldCase):
         # a clean exit on SIGTERM (under ASan: no leak, no error at exit)
         if cls.pf.milter_rc != 0:
             raise AssertionError("alignd-milter exited with %s:\n%s" % (cls.pf.milter_rc, log[-4000:]))
+
+    BASE_MILTER_ARGS = ["-Q", "header", "-t", "20000"]
+
+    def restart_milter(self, extra):
+        """The milter again with more options; Postfix connects to it
+        anew for each SMTP session. Its exit must have been clean."""
+        self.pf.stop_milter()
+        self.assertEqual(self.pf.milter_rc, 0, self.pf.milter_text()[-3000:])
+        # a socket file left behind would pass for the new one's
+        if os.path.exists(self.pf.milter_sock):
+            os.unlink(self.pf.milter_sock)
+        self.pf.milter_args = self.BASE_MILTER_ARGS + list(extra)
+        self.pf.start_milter()
 
     def send(self, s):
         return self.pf.send(s.mail_from, sc.INBOX, s.msg, client_ip=s.client_ip, helo=s.helo)
@@ -123,6 +138,131 @@ class PostfixMilter(sc.WorldCase):
         self.assertEqual(len(sc.our_ar(m)), 1)
         self.assertEqual(len([x for x in self.pf.mailbox("inbox")
                               if x["Subject"] == "while you were out"]), 1)
+
+    def test_2b_every_forged_result_removed(self):
+        # RFC 8601 5: the 65th and later, quoted, commented, folded,
+        # upper-case, with a root dot or a version, or unreadable
+        s = sc.many_forged(self.world.world_dir)
+        r = self.send(s)
+        self.assertTrue((r.final_reply() or "").startswith("250"), self.explain(r))
+        m = self.delivered("many results")
+        self.assertIsNotNone(m, self.explain(r))
+        sc.check_many_forged(self, m.as_string())
+        self.assertIn("dkim=pass", sc.our_ar(m)[0])
+        self.assertIn("removed %d Authentication-Results" % len(sc.FORGED_VARIANTS),
+                      self.pf.milter_text())
+
+    def test_7_oversized_tempfails_by_default(self):
+        self.restart_milter(["-S", "4096"])
+        try:
+            r = self.send(sc.oversized(self.world.world_dir))
+            self.assertRegex(r.final_reply() or "", r"^451 4\.3\.4 ", self.explain(r))
+            self.assertIn("larger than 4096 bytes: deferred", self.pf.milter_text())
+            self.restart_milter(["-S", "4096", "-O", "reject"])
+            r = self.send(sc.oversized(self.world.world_dir))
+            self.assertRegex(r.final_reply() or "", r"^552 5\.3\.4 ", self.explain(r))
+            self.assertIsNone(self.delivered("oversized", timeout=0.5))
+            # accepted unjudged on request: no result of ours, and the
+            # forged one is gone (all of them, with no -a to tell them apart)
+            self.restart_milter(["-S", "4096", "-O", "accept", "-a", mta.AUTHSERV_ID])
+            r = self.send(sc.oversized(self.world.world_dir))
+            self.assertTrue((r.final_reply() or "").startswith("250"), self.explain(r))
+            m = self.delivered("oversized")
+            self.assertIsNotNone(m, self.explain(r))
+            self.assertEqual(sc.ar_headers(m), [sc.OTHER_AR.split(": ", 1)[1]])
+            self.assertIn("accepted without a verdict", self.pf.milter_text())
+            self.restart_milter(["-S", "4096", "-O", "accept"])
+            s = sc.oversized(self.world.world_dir)
+            s.msg = s.msg.replace(b"Subject: oversized", b"Subject: oversized 2")
+            r = self.send(s)
+            self.assertTrue((r.final_reply() or "").startswith("250"), self.explain(r))
+            m = self.delivered("oversized 2")
+            self.assertIsNotNone(m, self.explain(r))
+            self.assertEqual(sc.ar_headers(m), [])
+        finally:
+            self.restart_milter([])
+        # under the limit, the same message gets a verdict
+        s = sc.oversized(self.world.world_dir)
+        s.msg = s.msg.replace(b"Subject: oversized", b"Subject: oversized 3")
+        r = self.send(s)
+        self.assertTrue((r.final_reply() or "").startswith("250"), self.explain(r))
+        m = self.delivered("oversized 3")
+        self.assertIsNotNone(m, self.explain(r))
+        self.assertEqual(len(sc.our_ar(m)), 1)
+
+    def test_8_daemon_unreachable_or_hung_tempfails(self):
+        s = sc.restart_message()
+        s.msg = s.msg.replace(b"Subject: while you were out", b"Subject: unreachable")
+        # no such socket, and a socket nobody listens on (a crashed daemon's)
+        stale = os.path.join(self.pf.dir, "stale.sock")
+        import socket as so
+        st = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+        st.bind(stale)
+        st.close()
+        try:
+            for sock in (os.path.join(self.pf.dir, "none.sock"), stale):
+                self.restart_milter(["-s", sock])
+                before = len(self.pf.milter_text())
+                r = self.send(s)
+                self.assertRegex(r.final_reply() or "", r"^451 4\.7\.0 ", self.explain(r))
+                self.assertIn("daemon unavailable: cannot connect",
+                              self.pf.milter_text()[before:])
+            # a daemon that takes the connection and never answers
+            self.restart_milter(["-t", "2000"])
+            self.daemon.signal(signal.SIGSTOP)
+            try:
+                r = self.send(s)
+            finally:
+                self.daemon.signal(signal.SIGCONT)
+            self.assertRegex(r.final_reply() or "", r"^451 4\.7\.0 ", self.explain(r))
+            self.assertIn("timed out", self.pf.milter_text())
+        finally:
+            self.restart_milter([])
+        self.assertIsNone(self.delivered("unreachable", timeout=0.5))
+
+    def test_9_large_message_spooled_in_little_memory(self):
+        # a multi-megabyte message (below Postfix's default 10 MB limit):
+        # the milter keeps LIM_CLIENT_MEMORY of it in memory and the rest in
+        # an unlinked file, so its peak RSS grows by far less than the size
+        size = 6 << 20
+        spool = os.path.join(self.pf.dir, "spool")
+        os.makedirs(spool)
+        env = dict(os.environ, TMPDIR=spool)
+        if "ASAN_OPTIONS" in env:
+            # freed chunks stay resident in ASan's quarantine: keep it small,
+            # so that the figure is the milter's memory and not the tool's
+            env["ASAN_OPTIONS"] += ":quarantine_size_mb=1"
+        self.pf.milter_env = env
+        try:
+            self.restart_milter([])
+            body = ("x" * 76 + "\r\n") * (size // 78)
+            msg = mta.make_message("Alice <alice@example.com>", sc.INBOX, "large one", body=body)
+            msg = mta.dkim_sign(msg, self.world.world_dir, "example.com", "s2048",
+                                canon=b"simple")
+            before = self.milter_hwm_kb()
+            r = self.pf.send("alice@example.com", sc.INBOX, msg, client_ip="192.0.2.25",
+                             helo="mail.example.com")
+            grown = self.milter_hwm_kb() - before
+        finally:
+            self.pf.milter_env = None
+            self.restart_milter([])
+        self.assertTrue((r.final_reply() or "").startswith("250"), self.explain(r))
+        m = self.delivered("large one")
+        self.assertIsNotNone(m, self.explain(r))
+        # simple/simple DKIM passes: the daemon saw every byte as sent
+        self.assertIn("dkim=pass", sc.our_ar(m)[0])
+        self.assertEqual(m.get_payload().replace("\r\n", "\n"), body.replace("\r\n", "\n"))
+        sys.stdout.write("\nmilter peak RSS grew by %d KB for a %d KB message\n"
+                         % (grown, len(msg) >> 10))
+        self.assertLess(grown * 1024, size // 2, "peak RSS grew by %d KB" % grown)
+        self.assertEqual(os.listdir(spool), [])
+
+    def milter_hwm_kb(self):
+        with open("/proc/%d/status" % self.pf.milter.pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmHWM")
 
     def test_6_several_messages_per_session_and_concurrent_sessions(self):
         good = sc.aligned(self.world.world_dir, subject="batch good")

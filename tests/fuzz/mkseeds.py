@@ -165,4 +165,14 @@ put("scan", scan("v=spf1 include:loop.example exists:%{l}.%{o} ptr:%{d} -all exp
                  b"From: a@fuzz.example\r\nFrom: b@example.org\r\n\r\n", 0x8002))
 put("scan", scan(S, D, K, "", "football.example.com",
                  b"From: a@football.example.com, b@sub.example.org\r\n\r\n", 0x8009))
+# ---- authserv-id of incoming Authentication-Results (clients/dclient.c) ----
+# value bytes, then the selector byte and the id buffer size (u16, from the end)
+for v in [b" mx.test.example; dmarc=pass", b'"mx.test.example"; dmarc=pass',
+          b" (comment) MX.test.example.; x=y", b'\r\n\t"mx.te\\st.example"\r\n\t; dmarc=pass',
+          b" mx.test.example 1; none", b" (a\\) mx.test.example; dmarc=pass", b" (unterminated",
+          b' "open', b"mx.test.example", b"", b" other.example; spf=pass smtp.mailfrom=x.example",
+          b' mx.test.example"x"; y', b" ((((((deep)))))) a.b; c=d", b'" spaced " ; x']:
+    for sel in (0, 0x0f):
+        for size in (256, 8):
+            put("authserv", v + bytes([sel, size & 0xff, size >> 8]))
 print("seeds written under", os.path.join(HERE, "corpus"))
