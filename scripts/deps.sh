@@ -8,11 +8,12 @@ BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build
   libuv1-dev libunbound-dev libopendkim-dev libmsgpack-dev libspf2-dev
   libpsl-dev publicsuffix libidn2-dev libmilter-dev libssl-dev libjansson-dev
   libxml2-dev zlib1g-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev
-  dns-root-data"
+  dns-root-data libsystemd-dev scdoc"
 TEST_PKGS="$BUILD_PKGS python3 python3-yaml python3-dkim python3-dnspython
   python3-msgpack python3-authres python3-nacl python3-cryptography openssl
   netcat-openbsd nsd ldnsutils libxml2-utils postgresql sqlite3
-  postfix swaks libnss-wrapper valgrind clang libclang-rt-14-dev"
+  postfix swaks libnss-wrapper valgrind clang libclang-rt-14-dev
+  debhelper dpkg-dev lintian"
 
 case "${1:-build}" in
   build) want=$BUILD_PKGS ;;

@@ -22,8 +22,22 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #define ALIGND_VERSION "0.1.0"
+
+/* Service-manager readiness protocol (sd_notify(3)): a no-op when
+ * NOTIFY_SOCKET is unset or alignd was built without libsystemd. */
+static void notify(const char *state)
+{
+#ifdef HAVE_LIBSYSTEMD
+	(void)sd_notify(0, state);
+#else
+	(void)state;
+#endif
+}
 
 struct overrides {                /* --set and flags, re-applied on SIGHUP */
 	char **kv;
@@ -309,6 +323,7 @@ static void begin_shutdown(struct srv *s, const char *why)
 	if (s->stopping)
 		return;
 	s->stopping = 1;
+	notify("STOPPING=1");
 	log_msg(LOG_LVL_INFO, "%s: no new connections; finishing %llu scans (at most %llums)",
 	        why, (unsigned long long)s->stats.scans_in_flight,
 	        (unsigned long long)s->cfg->shutdown_timeout);
@@ -329,9 +344,11 @@ static void on_signal(uv_signal_t *h, int signum)
 	if (signum == SIGHUP) {
 		char err[512];
 		const char *path = s->cfg->path;
+		notify("RELOADING=1");
 		struct srv_config *n = load_config(path, err, sizeof(err));
 		if (!n) {
 			log_msg(LOG_LVL_ERR, "reload failed, keeping the running configuration: %s", err);
+			notify("READY=1");
 			return;
 		}
 		/* what is bound at start-up stays as it is until a restart */
@@ -354,6 +371,7 @@ static void on_signal(uv_signal_t *h, int signum)
 		n->socket = strdup(s->cfg->socket);
 		if (!n->socket) {
 			cfg_unref(&n);
+			notify("READY=1");
 			return;
 		}
 		n->workers = s->cfg->workers;
@@ -361,6 +379,7 @@ static void on_signal(uv_signal_t *h, int signum)
 		cfg_unref(&s->cfg);
 		s->cfg = n;
 		s->stats.reloads++;
+		notify("READY=1");
 		log_msg(LOG_LVL_INFO, "configuration reloaded from %s", s->cfg->path ? s->cfg->path : "built-in defaults");
 		return;
 	}
@@ -509,6 +528,7 @@ int main(int argc, char **argv)
 	log_msg(LOG_LVL_INFO, "alignd %s listening on %s (%u workers, config: %s)",
 	        ALIGND_VERSION, cfg->socket, s->workers,
 	        config_path ? config_path : "built-in defaults");
+	notify("READY=1");
 
 	uv_run(s->loop, UV_RUN_DEFAULT);
 
