@@ -119,10 +119,14 @@ void dispatch_close(struct srv *s)
 	if (!e)
 		return;
 	s->eng = NULL;
+	/* Every scan has ended, but an abandoned check may still have its
+	 * last deferred step queued (it only frees itself): run those now
+	 * rather than leave them to an idle handle that is closing. */
+	while (e->defer_head)
+		on_defer_idle(&e->defer_idle);
 	srv_dns_close(&e->dns);
 	dkv_lib_free(&e->dkv);
 	dmarc_psl_close(&e->psl);
-	/* nothing can be queued any more: every scan has ended */
 	uv_close((uv_handle_t *)&e->defer_idle, on_idle_closed);
 }
 
