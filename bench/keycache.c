@@ -52,7 +52,7 @@ static EVP_PKEY *decode_key(const char *txt)
 	size_t n = strcspn(p, ";");
 	unsigned char der[4096];
 	size_t dl;
-	if (arc_b64_decode(p, n, der, sizeof der, &dl) < 0)
+	if (dkc_b64_decode(p, n, der, sizeof der, &dl) < 0)
 		return NULL;
 	const unsigned char *q = der;
 	return d2i_PUBKEY(NULL, &q, (long)dl);
@@ -144,13 +144,13 @@ static enum vres verify_sig(const struct msg *m, const struct msg_field *sigf)
 	unsigned char bh[32], want[64];
 	size_t wl;
 	uint64_t canon_len;
-	if (arc_body_hash(m->body, m->body_len, brel, limit, bh, &canon_len) < 0 ||
-	    arc_b64_decode(tg.bh.v, tg.bh.len, want, sizeof want, &wl) < 0 ||
+	if (dkc_body_hash(m->body, m->body_len, brel, limit, bh, &canon_len) < 0 ||
+	    dkc_b64_decode(tg.bh.v, tg.bh.len, want, sizeof want, &wl) < 0 ||
 	    wl != 32 || memcmp(bh, want, 32) != 0)
 		goto out;
 	/* header hash: h= names, each taking the lowest unused instance from
 	 * the bottom (RFC 6376 5.4.2), then the signature without b= */
-	struct arc_hash *h = arc_hash_new();
+	struct dkc_hash *h = dkc_hash_new();
 	if (!h)
 		goto out;
 	unsigned char used[512] = { 0 };
@@ -170,19 +170,19 @@ static enum vres verify_sig(const struct msg *m, const struct msg_field *sigf)
 			if (f->name_len == (size_t)(z - a) && strncasecmp(f->name, a, f->name_len) == 0) {
 				if (k < sizeof used)
 					used[k] = 1;
-				arc_canon_header(h, f, hrel, 0);
+				dkc_header(h, f, hrel, 0);
 				break;
 			}
 		}
 		p = colon ? colon + 1 : end;
 	}
-	arc_canon_header(h, sigf, hrel, 1);
+	dkc_header(h, sigf, hrel, 1);
 	unsigned char dg[32];
-	arc_hash_final(h, dg);
-	arc_hash_free(&h);
+	dkc_hash_final(h, dg);
+	dkc_hash_free(&h);
 	unsigned char sig[1024];
 	size_t sl;
-	if (arc_b64_decode(tg.b.v, tg.b.len, sig, sizeof sig, &sl) < 0)
+	if (dkc_b64_decode(tg.b.v, tg.b.len, sig, sizeof sig, &sl) < 0)
 		goto out;
 	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new(pk, NULL);
 	if (pc && EVP_PKEY_verify_init(pc) == 1 &&

@@ -46,6 +46,13 @@
 #define LIM_DKIM_MAX_SIGNATURES   8u                  /* dkim_max_signatures */
 #define LIM_DKIM_MIN_RSA_BITS     1024u               /* RFC 8301 3.2 */
 #define LIM_DKIM_CLOCK_DRIFT      300u                /* dkim_clock_drift: seconds a t= may lie in the future */
+#define LIM_DKIM_BODY_HASHES      16u                 /* distinct (c=, l=) body hashes per message (DKIM + ARC) */
+#define LIM_DKIM_KEY_DER          4096u               /* decoded p= bytes we accept (an 8192-bit RSA key is ~1 KB) */
+#define LIM_DKIM_SIG_BYTES        1024u               /* decoded b= bytes (8192-bit RSA) */
+#define LIM_DKIM_MAX_RSA_BITS     8192u               /* bigger keys cost too much to verify */
+#define LIM_DKIM_H_NAMES          256u                /* names in one h= */
+#define LIM_DKIM_KEY_CACHE        4096u               /* decoded keys kept (dkim_key_cache) */
+#define LIM_DKIM_KEY_CACHE_TTL    3600u               /* longest a decoded key is kept, seconds */
 
 /* ---- DMARC (checks/dmarc) ---- */
 #define LIM_DMARC_TREE_WALK       8u                  /* RFC 9989 tree walk: at most 8 queries */

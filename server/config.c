@@ -62,6 +62,8 @@ static const struct key keys[] = {
 	{ "spf_engine",          K_STR,  O(spf_engine), "native", "native libspf2", 0, 0 },
 	{ "spf_helo",            K_BOOL, O(spf_helo), "yes", NULL, 0, 0 },
 	{ "dkim_max_signatures", K_UINT, O(dkim_max_signatures), "8", NULL, 1, 64 },
+	{ "dkim_engine",         K_STR,  O(dkim_engine), "native", "native libopendkim", 0, 0 },
+	{ "dkim_key_cache",      K_UINT, O(dkim_key_cache), "4096", NULL, 1, 1000000 },
 	{ "dmarc_mode",          K_STR,  O(dmarc_mode), "rfc9989", "rfc9989 rfc7489", 0, 0 },
 	{ "dmarc_temperror",     K_STR,  O(dmarc_temperror), "tempfail", "tempfail accept", 0, 0 },
 	{ "policy_mode",         K_STR,  O(policy_mode), "rfc9989", "strict rfc9989 quarantine-only", 0, 0 },

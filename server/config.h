@@ -62,6 +62,8 @@ struct srv_config {
 	char *spf_engine;             /* native | libspf2 */
 	int spf_helo;
 	uint64_t dkim_max_signatures;
+	char *dkim_engine;            /* native | libopendkim */
+	uint64_t dkim_key_cache;      /* decoded keys kept by the native engine */
 	char *dmarc_mode;             /* rfc9989 | rfc7489 */
 	char *dmarc_temperror;        /* tempfail | accept */
 	char *policy_mode;            /* strict | rfc9989 | quarantine-only */

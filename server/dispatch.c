@@ -83,7 +83,12 @@ int dispatch_init(struct srv *s, char *err, size_t errlen)
 	}
 	e->dq = srv_dns_dnsq(e->dns);
 
-	struct dkv_opts ko = { .max_signatures = (unsigned)c->dkim_max_signatures };
+	struct dkv_opts ko = {
+		.max_signatures = (unsigned)c->dkim_max_signatures,
+		.engine = strcmp(c->dkim_engine, "libopendkim") == 0 ? DKV_ENGINE_LIBOPENDKIM
+		                                                      : DKV_ENGINE_NATIVE,
+		.key_cache = (size_t)c->dkim_key_cache,
+	};
 	e->dkv = dkv_lib_new(&ko, e2, sizeof(e2));
 	if (!e->dkv) {
 		snprintf(err, errlen, "DKIM: %s", e2);

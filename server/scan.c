@@ -493,7 +493,7 @@ static void crypto_work(uv_work_t *w)
 	if (sc->has_dkim)
 		j->rc = dkv_verify(sc->eng->dkv, sc->msg, sc->msg_len, sc->keys, &j->res, &j->trace);
 	if (sc->arc_needs_crypto) {
-		struct arc_opts ao = { 0 };
+		struct arc_opts ao = { .key_cache = dkv_lib_key_cache(sc->eng->dkv) };
 		j->arc_rc = arc_verify(&ao, sc->msg, sc->msg_len, sc->keys, &j->arc, &j->trace);
 	}
 	/* OpenSSL keeps per-thread state (the error queue) that libuv's pool

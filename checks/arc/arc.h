@@ -58,8 +58,11 @@ size_t arc_list(const struct msg *m, struct arc_ref *refs, size_t max,
 
 /* ---- worker thread: verify ---- */
 
+struct dkk_cache;
+
 struct arc_opts {
 	unsigned min_rsa_bits;      /* 0: LIM_DKIM_MIN_RSA_BITS (RFC 8301 3.2) */
+	struct dkk_cache *key_cache; /* DKIM's decoded keys (dkv_lib_key_cache); NULL: none */
 	uint64_t fixed_time;        /* 0: the real clock; else "now" for x= (tests) */
 };
 

@@ -7,6 +7,7 @@
 
 #include "checks/arc/arc.h"
 #include "checks/msg.h"
+#include "checks/dkim/dkc.h"
 
 enum arc_kind { ARC_K_AAR = 0, ARC_K_AMS, ARC_K_AS };
 
@@ -52,28 +53,7 @@ enum arc_kind arc_field_kind(const struct msg_field *f, int *is_arc_r);
 unsigned arc_aar_instance(const char *v, size_t len, char *buf, size_t cap,
                           const char **rest_r, size_t *rest_len_r);
 
-/* ---- canonicalisation and hashing (RFC 6376 3.4, 3.7) ---- */
-
-struct arc_hash;          /* an incremental SHA-256 */
-struct arc_hash *arc_hash_new(void);
-void arc_hash_free(struct arc_hash **h);
-int arc_hash_update(struct arc_hash *h, const void *p, size_t n);
-int arc_hash_final(struct arc_hash *h, unsigned char out[32]);
-
-/* Feeds one header field to h: relaxed (RFC 6376 3.4.2) or simple
- * (3.4.1). With strip_b the value of its b= tag is left out (3.7: the
- * signature field itself) and no CRLF ends it. 0 or -ENOMEM. */
-int arc_canon_header(struct arc_hash *h, const struct msg_field *f,
-                     int relaxed, int strip_b);
-/* The body hash of body[0..len): relaxed (3.4.4) or simple (3.4.3)
- * canonical body, at most limit bytes of it when limit >= 0 (l=).
- * *canon_len_r gets the full canonical length. 0 or -ENOMEM. */
-int arc_body_hash(const char *body, size_t len, int relaxed, int64_t limit,
-                  unsigned char out[32], uint64_t *canon_len_r);
-
-/* Strict base64 (RFC 4648) with FWS allowed anywhere; -1 on bad input or
- * when it does not fit in cap. */
-int arc_b64_decode(const char *s, size_t len, unsigned char *out, size_t cap,
-                   size_t *out_len_r);
+/* Canonicalisation, hashing and base64 are DKIM's (checks/dkim/dkc.h):
+ * RFC 8617 4.1.2 and 4.1.3 use RFC 6376's algorithms. */
 
 #endif

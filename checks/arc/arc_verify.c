@@ -4,6 +4,7 @@
  * ARC-Authentication-Results. Owns its decoded keys for one call only. */
 #include "checks/arc/arc_int.h"
 #include "checks/dkim/dkv_int.h"
+#include "checks/dkim/dkk.h"
 #include "common/text.h"
 #include "common/trace.h"
 
@@ -20,7 +21,6 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
-#define ARC_MAX_KEY_DER   4096u   /* a p= longer than this is not a key we use */
 #define ARC_MAX_SIG_BYTES 1024u   /* 8192-bit RSA */
 #define ARC_MAX_RSA_BITS  8192u   /* bigger keys cost too much to verify */
 #define ARC_MAX_H_NAMES   256u    /* names in an AMS h= */
@@ -28,7 +28,7 @@
 
 struct keyent {
 	char qname[DKV_NAME_MAX];
-	EVP_PKEY *pk;
+	struct dkk_key *key;          /* a reference, dropped at the end */
 	enum dkv_keytype type;
 	unsigned bits;
 	enum auth_res res;            /* AUTH_PASS: usable */
@@ -43,6 +43,7 @@ struct bhent {
 
 struct vstate {
 	const struct dkv_keyset *ks;
+	struct dkk_cache *cache;      /* may be NULL: keys decoded per call */
 	const struct msg *m;
 	unsigned min_bits;
 	uint64_t now;
@@ -70,54 +71,7 @@ static int val_is(const struct arc_val *v, const char *lit)
 	return v->v != NULL && text_ieq(v->v, v->len, lit);
 }
 
-/* ---- keys ---- */
-
-struct keytags {
-	struct arc_val v, h, k, p, s;
-	int dup;
-};
-
-static int key_tag(void *arg, const char *tag, size_t tlen, const char *val,
-                   size_t vlen)
-{
-	struct keytags *kt = arg;
-	struct arc_val *slot = NULL;
-	if (tlen == 1) {
-		switch (tag[0]) {
-		case 'v': slot = &kt->v; break;
-		case 'h': slot = &kt->h; break;
-		case 'k': slot = &kt->k; break;
-		case 'p': slot = &kt->p; break;
-		case 's': slot = &kt->s; break;
-		default: break;
-		}
-	}
-	if (slot == NULL)
-		return 0;
-	if (slot->v != NULL)
-		kt->dup = 1;
-	slot->v = val;
-	slot->len = vlen;
-	return 0;
-}
-
-/* Does a colon-separated list (FWS around items) hold one of a or b? */
-static int list_has(const struct arc_val *l, const char *a, const char *b)
-{
-	size_t off = 0;
-	while (off <= l->len) {
-		size_t end = off;
-		while (end < l->len && l->v[end] != ':')
-			end++;
-		const char *it = l->v + off;
-		size_t il = end - off;
-		text_trim(&it, &il);
-		if (text_ieq(it, il, a) || (b && text_ieq(it, il, b)))
-			return 1;
-		off = end + 1;
-	}
-	return 0;
-}
+/* ---- keys: parsed and decoded by checks/dkim/dkk, cached with DKIM's ---- */
 
 static void key_why(struct keyent *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -156,91 +110,26 @@ static void load_key(struct vstate *vs, struct keyent *e)
 		         e->qname, dnsq_status_name(key->status));
 		return;
 	}
-	struct keytags kt;
-	memset(&kt, 0, sizeof kt);
-	if (dkv_taglist(key->txt, strlen(key->txt), key_tag, &kt) != 0 || kt.dup) {
-		key_why(e, "key record at %s is malformed",
-		         e->qname);
-		return;
-	}
-	if (kt.v.v && !text_ieq(kt.v.v, kt.v.len, "DKIM1")) {
-		key_why(e, "key record at %s: v= is not "
-		         "DKIM1", e->qname);
-		return;
-	}
-	if (kt.h.v && !list_has(&kt.h, "sha256", NULL)) {
-		key_why(e, "key record at %s: h= excludes "
-		         "sha256", e->qname);
-		return;
-	}
-	if (kt.s.v && !list_has(&kt.s, "*", "email")) {
-		key_why(e, "key record at %s is not for "
-		         "email (s=)", e->qname);
-		return;
-	}
-	if (kt.k.v == NULL || text_ieq(kt.k.v, kt.k.len, "rsa"))
-		e->type = DKV_KEY_RSA;   /* RFC 6376 3.6.1: k= defaults to rsa */
-	else if (text_ieq(kt.k.v, kt.k.len, "ed25519"))
-		e->type = DKV_KEY_ED25519;
-	else {
-		key_why(e, "key record at %s: unknown "
-		         "key type", e->qname);
-		return;
-	}
-	if (kt.p.v == NULL) {
-		key_why(e, "key record at %s has no p=",
-		         e->qname);
-		return;
-	}
-	unsigned char *der = malloc(ARC_MAX_KEY_DER);
-	size_t dlen = 0;
-	if (der == NULL) {
+	e->key = dkk_cache_get(vs->cache, e->qname, key->txt, key->ttl);
+	if (e->key == NULL) {
 		vs->nomem = 1;
 		e->res = AUTH_TEMPERROR;
 		key_why(e, "out of memory");
 		return;
 	}
-	if (arc_b64_decode(kt.p.v, kt.p.len, der, ARC_MAX_KEY_DER, &dlen) != 0) {
-		key_why(e, "key record at %s: p= is not "
-		         "base64 or too long", e->qname);
-		free(der);
-		return;
+	const struct dkk_key *k = e->key;
+	e->type = k->type;
+	/* every ARC signature is sha256 (RFC 8617 4.1.2, 4.1.3) */
+	if (k->err == DKK_E_SYNTAX || k->err == DKK_E_VERSION)
+		key_why(e, "key record at %s: %s", e->qname, dkk_err_name(k->err));
+	else if (!k->h_sha256)
+		key_why(e, "key record at %s: h= excludes sha256", e->qname);
+	else if (k->err != DKK_OK)
+		key_why(e, "key record at %s: %s", e->qname, dkk_err_name(k->err));
+	else {
+		e->bits = k->bits;
+		e->res = AUTH_PASS;
 	}
-	if (dlen == 0) {
-		key_why(e, "key at %s is revoked (empty "
-		         "p=)", e->qname);
-		free(der);
-		return;
-	}
-	if (e->type == DKV_KEY_ED25519) {
-		/* RFC 8463 4.2: p= is the bare 32-byte public key */
-		if (dlen == 32)
-			e->pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL,
-			                                    der, dlen);
-		if (e->pk != NULL)
-			e->bits = 256;
-	} else {
-		const unsigned char *p = der;
-		e->pk = d2i_PUBKEY(NULL, &p, (long)dlen);
-		if (e->pk == NULL) {
-			/* some publish a bare PKCS#1 RSAPublicKey */
-			p = der;
-			e->pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, (long)dlen);
-		}
-		if (e->pk != NULL && EVP_PKEY_get_base_id(e->pk) != EVP_PKEY_RSA) {
-			EVP_PKEY_free(e->pk);
-			e->pk = NULL;
-		}
-		if (e->pk != NULL)
-			e->bits = (unsigned)EVP_PKEY_get_bits(e->pk);
-	}
-	free(der);
-	if (e->pk == NULL) {
-		key_why(e, "key at %s does not decode",
-		         e->qname);
-		return;
-	}
-	e->res = AUTH_PASS;
 }
 
 static struct keyent *get_key(struct vstate *vs, const char *qname)
@@ -267,12 +156,12 @@ static int verify_digest(const struct keyent *e, const unsigned char dg[32],
 		EVP_MD_CTX *md = EVP_MD_CTX_new();
 		if (md == NULL)
 			return -1;
-		if (EVP_DigestVerifyInit(md, NULL, NULL, NULL, e->pk) == 1)
+		if (EVP_DigestVerifyInit(md, NULL, NULL, NULL, e->key->pkey) == 1)
 			ok = EVP_DigestVerify(md, sig, siglen, dg, 32) == 1;
 		EVP_MD_CTX_free(md);
 		return ok;
 	}
-	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new(e->pk, NULL);
+	EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new(e->key->pkey, NULL);
 	if (pc == NULL)
 		return -1;
 	if (EVP_PKEY_verify_init(pc) == 1 &&
@@ -329,7 +218,7 @@ static struct keyent *common_checks(struct vstate *vs, const struct arc_tags *tg
 		        what);
 		return NULL;
 	}
-	if (arc_b64_decode(tg->b.v, tg->b.len, sig, ARC_MAX_SIG_BYTES, siglen) != 0 ||
+	if (dkc_b64_decode(tg->b.v, tg->b.len, sig, ARC_MAX_SIG_BYTES, siglen) != 0 ||
 	    *siglen == 0) {
 		set_sig(o, AUTH_PERMERROR, "%s: b= is not base64 or too long", what);
 		return NULL;
@@ -399,7 +288,7 @@ static int body_hash(struct vstate *vs, int relaxed, int64_t limit,
 			return 0;
 		}
 	uint64_t clen;
-	int r = arc_body_hash(vs->m->body, vs->m->body_len, relaxed, limit, out,
+	int r = dkc_body_hash(vs->m->body, vs->m->body_len, relaxed, limit, out,
 	                      &clen);
 	if (r != 0)
 		return r;
@@ -470,7 +359,7 @@ static void verify_ams(struct vstate *vs, const struct msg_field *f,
 	/* the body */
 	unsigned char want_bh[64], got_bh[32];
 	size_t bhlen = 0;
-	if (arc_b64_decode(tg.bh.v, tg.bh.len, want_bh, sizeof want_bh, &bhlen) != 0) {
+	if (dkc_b64_decode(tg.bh.v, tg.bh.len, want_bh, sizeof want_bh, &bhlen) != 0) {
 		set_sig(o, AUTH_PERMERROR, "%s: bh= is not base64", what);
 		goto out;
 	}
@@ -512,7 +401,7 @@ static void verify_ams(struct vstate *vs, const struct msg_field *f,
 		nlens[nn++] = nl;
 		off = end + 1;
 	}
-	struct arc_hash *h = arc_hash_new();
+	struct dkc_hash *h = dkc_hash_new();
 	if (h == NULL) {
 		vs->nomem = 1;
 		set_sig(o, AUTH_TEMPERROR, "%s: out of memory", what);
@@ -531,17 +420,17 @@ static void verify_ams(struct vstate *vs, const struct msg_field *f,
 			    strncasecmp(hf->name, names[j], nlens[j]) != 0)
 				continue;
 			if (used-- == 0) {
-				r = arc_canon_header(h, hf, hrel, 0);
+				r = dkc_header(h, hf, hrel, 0);
 				break;
 			}
 		}
 	}
 	if (r == 0)
-		r = arc_canon_header(h, f, hrel, 1);
+		r = dkc_header(h, f, hrel, 1);
 	unsigned char dg[32];
 	if (r == 0)
-		r = arc_hash_final(h, dg);
-	arc_hash_free(&h);
+		r = dkc_hash_final(h, dg);
+	dkc_hash_free(&h);
 	if (r != 0) {
 		vs->nomem = 1;
 		set_sig(o, AUTH_TEMPERROR, "%s: out of memory", what);
@@ -578,7 +467,7 @@ static void verify_as(struct vstate *vs, const struct arc_chain *c,
 		        "(RFC 8617 4.1.3)", what);
 		goto out;
 	}
-	struct arc_hash *h = arc_hash_new();
+	struct dkc_hash *h = dkc_hash_new();
 	if (h == NULL) {
 		vs->nomem = 1;
 		set_sig(o, AUTH_TEMPERROR, "%s: out of memory", what);
@@ -586,16 +475,16 @@ static void verify_as(struct vstate *vs, const struct arc_chain *c,
 	}
 	int r = 0;
 	for (unsigned k = 1; k <= i && r == 0; k++) {
-		r = arc_canon_header(h, c->slot[k].aar, 1, 0);
+		r = dkc_header(h, c->slot[k].aar, 1, 0);
 		if (r == 0)
-			r = arc_canon_header(h, c->slot[k].ams, 1, 0);
+			r = dkc_header(h, c->slot[k].ams, 1, 0);
 		if (r == 0)
-			r = arc_canon_header(h, c->slot[k].as, 1, k == i);
+			r = dkc_header(h, c->slot[k].as, 1, k == i);
 	}
 	unsigned char dg[32];
 	if (r == 0)
-		r = arc_hash_final(h, dg);
-	arc_hash_free(&h);
+		r = dkc_hash_final(h, dg);
+	dkc_hash_free(&h);
 	if (r != 0) {
 		vs->nomem = 1;
 		set_sig(o, AUTH_TEMPERROR, "%s: out of memory", what);
@@ -833,6 +722,7 @@ int arc_verify(const struct arc_opts *o, const char *msg, size_t len,
 		goto done;
 	}
 	vs->ks = ks;
+	vs->cache = o ? o->key_cache : NULL;
 	vs->m = &m;
 	vs->min_bits = o && o->min_rsa_bits ? o->min_rsa_bits : LIM_DKIM_MIN_RSA_BITS;
 	vs->now = o && o->fixed_time ? o->fixed_time : (uint64_t)time(NULL);
@@ -885,7 +775,7 @@ int arc_verify(const struct arc_opts *o, const char *msg, size_t len,
 done:
 	if (vs != NULL)
 		for (size_t k = 0; k < vs->nkeys; k++)
-			EVP_PKEY_free(vs->keys[k].pk);
+			dkk_unref(&vs->keys[k].key);
 	free(vs);
 	free(c);
 	msg_free(&m);

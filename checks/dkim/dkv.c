@@ -1,8 +1,11 @@
-/* Worker-thread side of DKIM: one shared DKIM_LIB, and dkv_verify(), which
- * feeds a whole message to libopendkim, answers its key lookups from the
- * key set (never DNS) and turns each signature into an RFC 8601 result.
- * Owns the DKIM_LIB; each verification owns its DKIM handle. */
+/* Worker-thread side of DKIM: the shared library handle, and dkv_verify(),
+ * which hands a message to the chosen engine. This file also holds the
+ * libopendkim engine: it feeds a whole message to libopendkim, answers its
+ * key lookups from the key set (never DNS) and turns each signature into an
+ * RFC 8601 result. Owns the DKIM_LIB; each verification owns its DKIM
+ * handle. The native engine is in dkv_native.c. */
 #include "checks/dkim/dkv.h"
+#include "checks/dkim/dkk.h"
 #include "checks/msg.h"
 #include "common/buf.h"
 #include "checks/dkim/dkv_int.h"
@@ -21,15 +24,6 @@
 #include <time.h>
 
 #include <opendkim/dkim.h>
-
-struct dkv_lib {
-	DKIM_LIB *dl;
-	unsigned max_sigs;
-	unsigned min_bits;
-	unsigned drift;
-	uint64_t fixed_time;
-	int ed25519;
-};
 
 struct vctx {
 	const struct dkv_lib *l;
@@ -156,6 +150,17 @@ struct dkv_lib *dkv_lib_new(const struct dkv_opts *o, char *err, size_t errlen)
 	l->min_bits = o->min_rsa_bits ? o->min_rsa_bits : LIM_DKIM_MIN_RSA_BITS;
 	l->drift = o->clock_drift ? o->clock_drift : LIM_DKIM_CLOCK_DRIFT;
 	l->fixed_time = o->fixed_time;
+	l->engine = o->engine;
+	if (l->engine == DKV_ENGINE_NATIVE) {
+		l->keys = dkk_cache_new(o->key_cache);
+		if (l->keys == NULL) {
+			snprintf(err, errlen, "out of memory");
+			free(l);
+			return NULL;
+		}
+		l->ed25519 = 1;
+		return l;
+	}
 	l->dl = dkim_init(NULL, NULL);
 	if (l->dl == NULL) {
 		snprintf(err, errlen, "dkim_init failed");
@@ -198,7 +203,9 @@ void dkv_lib_free(struct dkv_lib **lp)
 	struct dkv_lib *l = *lp;
 	if (l == NULL)
 		return;
-	dkim_close(l->dl);
+	if (l->dl != NULL)
+		dkim_close(l->dl);
+	dkk_cache_free(&l->keys);
 	free(l);
 	*lp = NULL;
 }
@@ -211,6 +218,31 @@ int dkv_lib_has_ed25519(const struct dkv_lib *l)
 unsigned dkv_lib_max_signatures(const struct dkv_lib *l)
 {
 	return l->max_sigs;
+}
+
+enum dkv_engine dkv_lib_engine(const struct dkv_lib *l)
+{
+	return l->engine;
+}
+
+const char *dkv_engine_name(enum dkv_engine e)
+{
+	return e == DKV_ENGINE_LIBOPENDKIM ? "libopendkim" : "native";
+}
+
+struct dkk_cache *dkv_lib_key_cache(struct dkv_lib *l)
+{
+	return l->keys;
+}
+
+void dkv_lib_key_stats(const struct dkv_lib *l, uint64_t *hits,
+                       uint64_t *misses, size_t *entries)
+{
+	struct dkk_stats st;
+	dkk_cache_stats(l->keys, &st);
+	*hits = st.hits;
+	*misses = st.misses;
+	*entries = st.entries;
 }
 
 /* ---- judging one signature ---- */
@@ -241,23 +273,28 @@ static int num_tag(const char *v, uint64_t *out)
 }
 
 /* h= is a colon-separated list of header names, FWS allowed around them */
-static int lists_from(const char *h)
+int dkv_lists_from(const char *h, size_t hlen)
 {
 	if (h == NULL)
 		return 0;
-	const char *p = h;
-	while (*p) {
-		const char *e = strchr(p, ':');
-		size_t len = e ? (size_t)(e - p) : strlen(p);
-		const char *nm = p;
+	size_t off = 0;
+	while (off <= hlen) {
+		size_t end = off;
+		while (end < hlen && h[end] != ':')
+			end++;
+		const char *nm = h + off;
+		size_t len = end - off;
 		text_trim(&nm, &len);
 		if (text_ieq(nm, len, "from"))
 			return 1;
-		if (e == NULL)
-			break;
-		p = e + 1;
+		off = end + 1;
 	}
 	return 0;
+}
+
+static int lists_from(const char *h)
+{
+	return h ? dkv_lists_from(h, strlen(h)) : 0;
 }
 
 struct ktag { char *out; size_t cap; };
@@ -301,10 +338,7 @@ static int is_key_error(int e)
 	return 0;
 }
 
-static void set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)
+void dkv_set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -390,46 +424,46 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 
 	/* 1. The signature itself must be well formed (RFC 6376 6.1.1). */
 	if (tagval(sig, false, "h") != NULL && !o->from_signed) {
-		set_res(o, AUTH_PERMERROR, "h= does not include From (RFC 6376 5.4)");
+		dkv_set_res(o, AUTH_PERMERROR, "h= does not include From (RFC 6376 5.4)");
 		return;
 	}
 	if (err != DKIM_SIGERROR_OK && err != DKIM_SIGERROR_BADSIG &&
 	    !is_key_error(err) && err != DKIM_SIGERROR_EXPIRED &&
 	    err != DKIM_SIGERROR_FUTURE) {
-		set_res(o, AUTH_PERMERROR, "bad signature: %s",
+		dkv_set_res(o, AUTH_PERMERROR, "bad signature: %s",
 		        dkim_sig_geterrorstr(err) ? dkim_sig_geterrorstr(err) : "unknown error");
 		return;
 	}
 	if (tn < 0 || xn < 0 || ln < 0) {
-		set_res(o, AUTH_PERMERROR, "bad signature: malformed t=, x= or l=");
+		dkv_set_res(o, AUTH_PERMERROR, "bad signature: malformed t=, x= or l=");
 		return;
 	}
 	if (!o->from_signed) {
-		set_res(o, AUTH_PERMERROR, "h= does not include From (RFC 6376 5.4)");
+		dkv_set_res(o, AUTH_PERMERROR, "h= does not include From (RFC 6376 5.4)");
 		return;
 	}
 	/* RFC 6376 3.5 x=: an expired signature is ignored (PERMFAIL) */
 	if ((o->has_x && o->x < now) || err == DKIM_SIGERROR_EXPIRED) {
-		set_res(o, AUTH_PERMERROR, "signature expired (x=%llu)",
+		dkv_set_res(o, AUTH_PERMERROR, "signature expired (x=%llu)",
 		        (unsigned long long)o->x);
 		return;
 	}
 	if (o->has_x && o->has_t && o->x < o->t) {
-		set_res(o, AUTH_PERMERROR, "x= earlier than t= (RFC 6376 3.5)");
+		dkv_set_res(o, AUTH_PERMERROR, "x= earlier than t= (RFC 6376 3.5)");
 		return;
 	}
 	/* RFC 6376 3.5 t=: verifiers may ignore signatures from the future;
 	 * a little clock drift is tolerated */
 	if ((o->has_t && o->t > now && o->t - now > l->drift) ||
 	    err == DKIM_SIGERROR_FUTURE) {
-		set_res(o, AUTH_PERMERROR, "signature timestamp in the future (t=%llu)",
+		dkv_set_res(o, AUTH_PERMERROR, "signature timestamp in the future (t=%llu)",
 		        (unsigned long long)o->t);
 		return;
 	}
 
 	/* 2. The key lookup (RFC 6376 6.1.2). */
 	if (key == NULL) {
-		set_res(o, AUTH_TEMPERROR, "key record %s was not looked up",
+		dkv_set_res(o, AUTH_TEMPERROR, "key record %s was not looked up",
 		        qname[0] ? qname : "(unnamed)");
 		return;
 	}
@@ -438,25 +472,25 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 		break;
 	case DNSQ_NXDOMAIN:
 	case DNSQ_NODATA:
-		set_res(o, AUTH_PERMERROR, "no key record at %s (%s, RFC 6376 6.1.2)",
+		dkv_set_res(o, AUTH_PERMERROR, "no key record at %s (%s, RFC 6376 6.1.2)",
 		        qname, dnsq_status_name(key->status));
 		return;
 	case DNSQ_BOGUS:
-		set_res(o, AUTH_TEMPERROR, "key record at %s failed DNSSEC validation",
+		dkv_set_res(o, AUTH_TEMPERROR, "key record at %s failed DNSSEC validation",
 		        qname);
 		return;
 	case DNSQ_TEMPFAIL:
 	case DNSQ_TIMEOUT:
-		set_res(o, AUTH_TEMPERROR, "key lookup for %s: %s",
+		dkv_set_res(o, AUTH_TEMPERROR, "key lookup for %s: %s",
 		        qname, dnsq_status_name(key->status));
 		return;
 	}
 	if (too_long) {
-		set_res(o, AUTH_PERMERROR, "key record at %s is too long", qname);
+		dkv_set_res(o, AUTH_PERMERROR, "key record at %s is too long", qname);
 		return;
 	}
 	if (err == DKIM_SIGERROR_KEYREVOKED) {
-		set_res(o, AUTH_PERMERROR, "key revoked (empty p=, RFC 6376 3.6.1)");
+		dkv_set_res(o, AUTH_PERMERROR, "key revoked (empty p=, RFC 6376 3.6.1)");
 		return;
 	}
 	/* RFC 6376 6.1.2 step 8: the key type (k=, default rsa) must suit
@@ -467,7 +501,7 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 	int want_rsa = alg == DKIM_SIGN_RSASHA1 || alg == DKIM_SIGN_RSASHA256;
 	if ((want_ed && strcmp(kk, "ed25519") != 0) ||
 	    (want_rsa && strcmp(kk, "rsa") != 0)) {
-		set_res(o, AUTH_PERMERROR, "key type k=%s does not suit a=%s "
+		dkv_set_res(o, AUTH_PERMERROR, "key type k=%s does not suit a=%s "
 		        "(RFC 6376 6.1.2)", kk, o->a);
 		return;
 	}
@@ -477,21 +511,21 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 	 * 2.7.1 policy: "some aspect of the signature ... was not acceptable"). */
 	if (alg == DKIM_SIGN_RSASHA1) {
 		if (o->key_bits != 0 && o->key_bits < l->min_bits)
-			set_res(o, AUTH_POLICY, "rsa-sha1 is not accepted (RFC 8301 3.1); "
+			dkv_set_res(o, AUTH_POLICY, "rsa-sha1 is not accepted (RFC 8301 3.1); "
 			        "RSA key of %u bits is under %u (3.2)", o->key_bits,
 			        l->min_bits);
 		else
-			set_res(o, AUTH_POLICY, "rsa-sha1 is not accepted (RFC 8301 3.1)");
+			dkv_set_res(o, AUTH_POLICY, "rsa-sha1 is not accepted (RFC 8301 3.1)");
 		return;
 	}
 	if (err == DKIM_SIGERROR_KEYTOOSMALL ||
 	    (o->key_type == DKV_KEY_RSA && o->key_bits != 0 && o->key_bits < l->min_bits)) {
-		set_res(o, AUTH_POLICY, "RSA key of %u bits is under %u (RFC 8301 3.2)",
+		dkv_set_res(o, AUTH_POLICY, "RSA key of %u bits is under %u (RFC 8301 3.2)",
 		        o->key_bits, l->min_bits);
 		return;
 	}
 	if (is_key_error(err)) {
-		set_res(o, AUTH_PERMERROR, "unusable key: %s",
+		dkv_set_res(o, AUTH_PERMERROR, "unusable key: %s",
 		        dkim_sig_geterrorstr(err) ? dkim_sig_geterrorstr(err) : "unknown error");
 		return;
 	}
@@ -499,7 +533,7 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 	/* 4. The crypto. PASSED alone is not enough: libopendkim sets it
 	 * when the header signature verifies even if the body hash differs. */
 	if ((flags & DKIM_SIGFLAG_PROCESSED) == 0) {
-		set_res(o, AUTH_TEMPERROR, "signature not processed");
+		dkv_set_res(o, AUTH_TEMPERROR, "signature not processed");
 		return;
 	}
 	if (DKIM_SIG_CHECK(sig)) {
@@ -513,18 +547,18 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 			         "; l=%llu leaves %llu body bytes unsigned",
 			         (unsigned long long)o->l,
 			         (unsigned long long)o->unsigned_len);
-		set_res(o, AUTH_PASS, "%s", extra);
+		dkv_set_res(o, AUTH_PASS, "%s", extra);
 		return;
 	}
 	if (bh == DKIM_SIGBH_MISMATCH) {
-		set_res(o, AUTH_FAIL, "body hash mismatch%s",
+		dkv_set_res(o, AUTH_FAIL, "body hash mismatch%s",
 		        (flags & DKIM_SIGFLAG_PASSED) ? " (header signature verified)" : "");
 		return;
 	}
-	set_res(o, AUTH_FAIL, "signature did not verify");
+	dkv_set_res(o, AUTH_FAIL, "signature did not verify");
 }
 
-static int rank(enum auth_res r)
+int dkv_rank(enum auth_res r)
 {
 	switch (r) {
 	case AUTH_PASS:      return 7;
@@ -539,7 +573,7 @@ static int rank(enum auth_res r)
 	return 0;
 }
 
-static void trace_sig(struct trace *t, size_t idx, const struct dkv_sig *o)
+void dkv_trace_sig(struct trace *t, size_t idx, const struct dkv_sig *o)
 {
 	if (t == NULL || !t->enabled)
 		return;
@@ -562,8 +596,8 @@ static void trace_sig(struct trace *t, size_t idx, const struct dkv_sig *o)
 
 /* Every signature of m gets res r (the message cannot be handed to
  * libopendkim); d=, s=, a= come from dkv_list. */
-static int refuse_all(struct dkv_lib *l, const struct msg *m, struct dkv_result *res,
-                      struct trace *t, const char *why)
+int dkv_refuse_all(struct dkv_lib *l, const struct msg *m, struct dkv_result *res,
+                   struct trace *t, const char *why)
 {
 	size_t max = l->max_sigs;
 	struct dkv_sigref *refs = calloc(max ? max : 1, sizeof(*refs));
@@ -585,8 +619,8 @@ static int refuse_all(struct dkv_lib *l, const struct msg *m, struct dkv_result 
 		memcpy(o->s, refs[i].s, sizeof(o->s));
 		memcpy(o->a, refs[i].a, sizeof(o->a));
 		o->bh_ok = o->sig_ok = -1;
-		set_res(o, AUTH_PERMERROR, "%s", why);
-		trace_sig(t, i, o);
+		dkv_set_res(o, AUTH_PERMERROR, "%s", why);
+		dkv_trace_sig(t, i, o);
 	}
 	res->n = n;
 	res->not_evaluated = total > n ? total - n : 0;
@@ -595,9 +629,22 @@ static int refuse_all(struct dkv_lib *l, const struct msg *m, struct dkv_result 
 	return 0;
 }
 
+static int ode_verify(struct dkv_lib *l, const char *msg, size_t len,
+                      const struct dkv_keyset *ks, struct dkv_result *res,
+                      struct trace *t);
+
 int dkv_verify(struct dkv_lib *l, const char *msg, size_t len,
                const struct dkv_keyset *ks, struct dkv_result *res,
                struct trace *t)
+{
+	if (l->engine == DKV_ENGINE_NATIVE)
+		return dkv_native_verify(l, msg, len, ks, res, t);
+	return ode_verify(l, msg, len, ks, res, t);
+}
+
+static int ode_verify(struct dkv_lib *l, const char *msg, size_t len,
+                      const struct dkv_keyset *ks, struct dkv_result *res,
+                      struct trace *t)
 {
 	uint64_t t0 = trace_now_us();
 	memset(res, 0, sizeof *res);
@@ -627,7 +674,7 @@ int dkv_verify(struct dkv_lib *l, const char *msg, size_t len,
 	}
 	if (memchr(msg, '\0', m.header_len) != NULL) {
 		/* RFC 5322 forbids NUL; libopendkim reads past such a field */
-		int rc0 = refuse_all(l, &m, res, t, "NUL byte in the header section");
+		int rc0 = dkv_refuse_all(l, &m, res, t, "NUL byte in the header section");
 		msg_free(&m);
 		res->elapsed_us = trace_now_us() - t0;
 		return rc0;
@@ -713,9 +760,9 @@ int dkv_verify(struct dkv_lib *l, const char *msg, size_t len,
 	for (size_t k = 0; k < n; k++) {
 		judge(&c, dk, sigs[k], &res->sigs[k], now);
 		res->n++;
-		if (rank(res->sigs[k].res) > rank(res->best))
+		if (dkv_rank(res->sigs[k].res) > dkv_rank(res->best))
 			res->best = res->sigs[k].res;
-		trace_sig(t, k, &res->sigs[k]);
+		dkv_trace_sig(t, k, &res->sigs[k]);
 	}
 	if (res->not_evaluated && t)
 		trace_add(t, "dkim", "%zu more signature(s) not evaluated (max %u)",

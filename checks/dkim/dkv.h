@@ -15,10 +15,18 @@
 
 struct msg;
 struct trace;
+struct dkk_cache;
 
 /* ---- the shared library handle (any thread once made) ---- */
 
+/* Who verifies: our own verifier (canonicalisation in one pass, keys
+ * decoded once and cached), or libopendkim, kept as an option and as the
+ * oracle the native engine is tested against. */
+enum dkv_engine { DKV_ENGINE_NATIVE = 0, DKV_ENGINE_LIBOPENDKIM };
+
 struct dkv_opts {
+	enum dkv_engine engine;
+	size_t key_cache;         /* decoded keys kept (native); 0: LIM_DKIM_KEY_CACHE */
 	unsigned max_signatures;  /* signatures evaluated per message; 0: LIM_DKIM_MAX_SIGNATURES */
 	unsigned min_rsa_bits;    /* smaller RSA keys give AUTH_POLICY; 0: LIM_DKIM_MIN_RSA_BITS */
 	unsigned clock_drift;     /* seconds a t= may lie in the future; 0: LIM_DKIM_CLOCK_DRIFT */
@@ -35,6 +43,14 @@ void dkv_lib_free(struct dkv_lib **l);
  * built against OpenSSL >= 1.1.1), else 0. */
 int dkv_lib_has_ed25519(const struct dkv_lib *l);
 unsigned dkv_lib_max_signatures(const struct dkv_lib *l);
+enum dkv_engine dkv_lib_engine(const struct dkv_lib *l);
+const char *dkv_engine_name(enum dkv_engine e);
+/* The native engine's decoded-key cache (ARC shares it); NULL for
+ * libopendkim. */
+struct dkk_cache *dkv_lib_key_cache(struct dkv_lib *l);
+/* The native engine's key cache, for STATS; zeros for libopendkim. */
+void dkv_lib_key_stats(const struct dkv_lib *l, uint64_t *hits,
+                       uint64_t *misses, size_t *entries);
 
 /* ---- loop thread: which keys does the message need? ---- */
 

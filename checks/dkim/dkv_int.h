@@ -3,14 +3,33 @@
 #define ALIGND_DKV_INT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "checks/auth.h"
 #include "checks/dnsq.h"
+#include "checks/dkim/dkv.h"
+
+struct dkim_lib;     /* libopendkim's DKIM_LIB */
+struct dkk_cache;
+struct msg;
+
+struct dkv_lib {
+	enum dkv_engine engine;
+	struct dkim_lib *dl;      /* libopendkim: the engine, or the oracle */
+	struct dkk_cache *keys;   /* decoded keys (native engine) */
+	unsigned max_sigs;
+	unsigned min_bits;
+	unsigned drift;
+	uint64_t fixed_time;
+	int ed25519;
+};
 
 struct dkv_key {
 	char *qname;              /* lower case, no final dot */
 	enum dnsq_status status;
 	enum dnsq_sec sec;
 	char *txt;                /* the TXT text when status == DNSQ_OK, else NULL */
+	uint32_t ttl;             /* of the answer; 0 unknown */
 };
 
 struct dkv_keyset {
@@ -26,6 +45,20 @@ void dkv_lower(char *s);
 /* A d= or s= value usable in a key query name (letters, digits, '-', '_',
  * non-empty labels of at most 63 bytes): 1 or 0. Shared with ARC. */
 int dkv_usable_name(const char *s, size_t len);
+/* shared by both engines (dkv.c) */
+int dkv_rank(enum auth_res r);
+void dkv_set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void dkv_trace_sig(struct trace *t, size_t idx, const struct dkv_sig *o);
+int dkv_refuse_all(struct dkv_lib *l, const struct msg *m,
+                   struct dkv_result *res, struct trace *t, const char *why);
+/* h= lists From (FWS around names allowed) */
+int dkv_lists_from(const char *h, size_t len);
+/* the native engine (dkv_native.c) */
+int dkv_native_verify(struct dkv_lib *l, const char *msg, size_t len,
+                      const struct dkv_keyset *ks, struct dkv_result *res,
+                      struct trace *t);
+
 const struct dkv_key *dkv_keyset_find(const struct dkv_keyset *ks,
                                       const char *qname);
 

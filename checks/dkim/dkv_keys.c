@@ -233,6 +233,7 @@ int dkv_keyset_put_text(struct dkv_keyset *ks, const char *qname,
 	}
 	k->qname = name;
 	k->txt = copy;
+	k->ttl = 0;
 	k->status = st;
 	/* RFC 6376 6.1.2 and DESIGN.md: bogus data is never used */
 	k->sec = st == DNSQ_BOGUS ? DNSQ_SEC_BOGUS : sec;
@@ -286,5 +287,10 @@ int dkv_keyset_put(struct dkv_keyset *ks, const char *qname,
 	else
 		r = dkv_keyset_put_text(ks, qname, DNSQ_OK, a->sec, buf);
 	free(buf);
+	if (r == 0) {
+		struct dkv_key *k = (struct dkv_key *)dkv_keyset_find(ks, qname);
+		if (k != NULL)
+			k->ttl = a->ttl;
+	}
 	return r;
 }

@@ -15,15 +15,15 @@ static int checks, bad;
 
 static void sha(const char *s, size_t len, unsigned char out[32])
 {
-	struct arc_hash *h = arc_hash_new();
+	struct dkc_hash *h = dkc_hash_new();
 	CHECK(h != NULL);
-	CHECK(arc_hash_update(h, s, len) == 0);
-	CHECK(arc_hash_final(h, out) == 0);
-	arc_hash_free(&h);
+	CHECK(dkc_hash_update(h, s, len) == 0);
+	CHECK(dkc_hash_final(h, out) == 0);
+	dkc_hash_free(&h);
 }
 
 /* body canonicalisation: the canonical text we expect, hashed, against
- * arc_body_hash of the raw body */
+ * dkc_body_hash of the raw body */
 static const struct {
 	const char *raw;
 	int relaxed;
@@ -52,7 +52,7 @@ static void test_bodies(void)
 		unsigned char want[32], got[32];
 		uint64_t clen = 0;
 		sha(bodies[k].canon, strlen(bodies[k].canon), want);
-		CHECK(arc_body_hash(bodies[k].raw, strlen(bodies[k].raw),
+		CHECK(dkc_body_hash(bodies[k].raw, strlen(bodies[k].raw),
 		                    bodies[k].relaxed, bodies[k].limit, got, &clen) == 0);
 		if (memcmp(want, got, 32) != 0) {
 			bad++;
@@ -91,11 +91,11 @@ static void test_headers(void)
 			continue;
 		unsigned char want[32], got[32];
 		sha(headers[k].canon, strlen(headers[k].canon), want);
-		struct arc_hash *h = arc_hash_new();
-		CHECK(arc_canon_header(h, &m.fields[0], headers[k].relaxed,
+		struct dkc_hash *h = dkc_hash_new();
+		CHECK(dkc_header(h, &m.fields[0], headers[k].relaxed,
 		                       headers[k].strip_b) == 0);
-		CHECK(arc_hash_final(h, got) == 0);
-		arc_hash_free(&h);
+		CHECK(dkc_hash_final(h, got) == 0);
+		dkc_hash_free(&h);
 		checks++;
 		if (memcmp(want, got, 32) != 0) {
 			bad++;
@@ -109,15 +109,15 @@ static void test_b64(void)
 {
 	unsigned char out[16];
 	size_t n = 0;
-	CHECK(arc_b64_decode("aGVs bG8=", 9, out, sizeof out, &n) == 0 && n == 5 &&
+	CHECK(dkc_b64_decode("aGVs bG8=", 9, out, sizeof out, &n) == 0 && n == 5 &&
 	      memcmp(out, "hello", 5) == 0);
-	CHECK(arc_b64_decode("aGVsbA==", 8, out, sizeof out, &n) == 0 && n == 4);
-	CHECK(arc_b64_decode("aGVsbA=", 7, out, sizeof out, &n) != 0);   /* short */
-	CHECK(arc_b64_decode("aGV=sbA=", 8, out, sizeof out, &n) != 0);  /* data after = */
-	CHECK(arc_b64_decode("aGVs*A==", 8, out, sizeof out, &n) != 0);
-	CHECK(arc_b64_decode("aGVsbB==", 8, out, sizeof out, &n) != 0);  /* stray bits */
-	CHECK(arc_b64_decode("aGVsbG8gd29ybGQgYWdhaW4=", 24, out, 4, &n) != 0);
-	CHECK(arc_b64_decode("", 0, out, sizeof out, &n) == 0 && n == 0);
+	CHECK(dkc_b64_decode("aGVsbA==", 8, out, sizeof out, &n) == 0 && n == 4);
+	CHECK(dkc_b64_decode("aGVsbA=", 7, out, sizeof out, &n) != 0);   /* short */
+	CHECK(dkc_b64_decode("aGV=sbA=", 8, out, sizeof out, &n) != 0);  /* data after = */
+	CHECK(dkc_b64_decode("aGVs*A==", 8, out, sizeof out, &n) != 0);
+	CHECK(dkc_b64_decode("aGVsbB==", 8, out, sizeof out, &n) != 0);  /* stray bits */
+	CHECK(dkc_b64_decode("aGVsbG8gd29ybGQgYWdhaW4=", 24, out, 4, &n) != 0);
+	CHECK(dkc_b64_decode("", 0, out, sizeof out, &n) == 0 && n == 0);
 }
 
 /* Structure alone (no key is ever needed): fields are abbreviated, the

@@ -35,7 +35,8 @@ int main(int argc, char **argv)
 		printf("FAIL: no benchmark data in %s\n", argv[1]);
 		return 1;
 	}
-	struct dkv_opts o = { .fixed_time = strtoull(argv[2], NULL, 10) };
+	struct dkv_opts o = { .fixed_time = strtoull(argv[2], NULL, 10),
+	                      .engine = dkvt_engine() };
 	struct dkv_lib *lib = dkv_lib_new(&o, err, sizeof err);
 	struct dkv_result r;
 	if (lib == NULL || dkv_verify(lib, msg, len, ks, &r, NULL) != 0 ||

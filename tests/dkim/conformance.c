@@ -276,7 +276,8 @@ int main(int argc, char **argv)
 	}
 	closedir(d);
 	char err[256];
-	struct dkv_lib *lib = dkv_lib_new(NULL, err, sizeof err);
+	struct dkv_opts lo = { .engine = dkvt_engine() };
+	struct dkv_lib *lib = dkv_lib_new(&lo, err, sizeof err);
 	if (lib == NULL) {
 		printf("FAIL dkv_lib_new: %s\n", err);
 		return 1;

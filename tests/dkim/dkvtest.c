@@ -196,3 +196,10 @@ int dkvt_load_zonefile(struct dkv_keyset *ks, const char *path)
 	free(data);
 	return added;
 }
+
+enum dkv_engine dkvt_engine(void)
+{
+	const char *e = getenv("ALIGND_DKIM_ENGINE");
+	return e && strcmp(e, "libopendkim") == 0 ? DKV_ENGINE_LIBOPENDKIM
+	                                           : DKV_ENGINE_NATIVE;
+}

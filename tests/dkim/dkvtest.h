@@ -9,6 +9,10 @@
 
 #include "checks/dkim/dkv.h"
 
+/* The engine under test: ALIGND_DKIM_ENGINE=libopendkim in the
+ * environment, else the native one (meson runs the tests with both). */
+enum dkv_engine dkvt_engine(void);
+
 /* malloc'd, NUL-terminated; NULL on error */
 char *dkvt_read_file(const char *path, size_t *len_r);
 /* Adds every line of a key table file to ks; returns records added or -1. */

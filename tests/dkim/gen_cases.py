@@ -3,10 +3,11 @@
 signer) and fresh keys, writes them with their key table and expectations,
 then runs the verifier test program on them.
 
-usage: gen_cases.py --out DIR --runner PROGRAM [--runner PROGRAM2 ...]
+usage: gen_cases.py --out DIR [--runner PROGRAM ...] [--oracle PROGRAM]
 Writes DIR/keys.txt (one "<name> <TXT>" line per key record, same format as
 the Mail::DKIM corpus), DIR/cases.tsv (file, signature number or *, then
-name=value expectations) and DIR/*.eml, then runs each PROGRAM DIR NOW.
+name=value expectations) and DIR/*.eml, then runs each PROGRAM DIR NOW, and an --oracle PROGRAM (tests/dkim/oracle.c)
+as PROGRAM --now NOW --keys DIR/keys.txt --dir DIR --ext .eml.
 """
 import argparse
 import base64
@@ -97,7 +98,8 @@ def canon_body_len(msg, canon=b'relaxed/simple'):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--out', required=True)
-    ap.add_argument('--runner', required=True, action='append')
+    ap.add_argument('--runner', action='append', default=[])
+    ap.add_argument('--oracle', action='append', default=[])
     args = ap.parse_args()
     out = args.out
     os.makedirs(out, exist_ok=True)
@@ -269,6 +271,13 @@ def main():
     rc = 0
     for runner in args.runner:
         rc |= subprocess.run([runner, out, str(now)]).returncode
+    for oracle in args.oracle:
+        rc |= subprocess.run([oracle, '--now', str(now), '--keys',
+                              os.path.join(out, 'keys.txt'), '--dir', out,
+                              '--ext', '.eml']).returncode
+    if not args.runner and not args.oracle:
+        print('gen_cases.py: nothing to run')
+        return 2
     return rc
 
 

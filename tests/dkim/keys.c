@@ -93,7 +93,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(path, sizeof path, "%s/rfc8463/keys.txt", argv[1]);
-	struct dkv_lib *lib = dkv_lib_new(NULL, err, sizeof err);
+	struct dkv_opts lo = { .engine = dkvt_engine() };
+	struct dkv_lib *lib = dkv_lib_new(&lo, err, sizeof err);
 	CHECK(lib != NULL);
 	CHECK(dkv_lib_has_ed25519(lib) == 1);
 	CHECK(dkv_lib_max_signatures(lib) == LIM_DKIM_MAX_SIGNATURES);
@@ -209,7 +210,7 @@ int main(int argc, char **argv)
 
 	/* a max of 1 signature: the second is counted, not evaluated */
 	{
-		struct dkv_opts o = { .max_signatures = 1 };
+		struct dkv_opts o = { .max_signatures = 1, .engine = dkvt_engine() };
 		struct dkv_lib *one = dkv_lib_new(&o, err, sizeof err);
 		struct memdns *md = memdns_new();
 		load_keys(md, path, 0);

@@ -124,7 +124,7 @@ int main(int argc, char **argv)
 		printf("FAIL cannot load %s\n", path);
 		return 1;
 	}
-	struct dkv_opts o = { .fixed_time = now };
+	struct dkv_opts o = { .fixed_time = now, .engine = dkvt_engine() };
 	char err[256];
 	struct dkv_lib *lib = dkv_lib_new(&o, err, sizeof err);
 	if (lib == NULL) {

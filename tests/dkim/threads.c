@@ -93,7 +93,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	char path[4096], err[256];
-	struct dkv_opts o = { 0 };
+	struct dkv_opts o = { .engine = dkvt_engine() };
 	ks = dkv_keyset_new();
 	if (argc > 2) {
 		/* messages signed by gen_cases.py for the clock it gives */
