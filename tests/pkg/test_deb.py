@@ -168,6 +168,28 @@ def check_control(deb, root):
     print('ok control: conffiles, maintainer scripts')
 
 
+def check_build_depends(deb):
+    """debian/control and scripts/deps.sh must name the same build
+    dependencies, so that a library added to one is added to the other.
+    build-essential brings the compiler; the data packages the daemon reads
+    at run time belong in Depends."""
+    text = open(os.path.join(SRC, 'scripts/deps.sh')).read()
+    build_pkgs = set(re.search(r'BUILD_PKGS="([^"]*)"', text).group(1).split())
+    control = open(os.path.join(SRC, 'debian/control')).read()
+    m = re.search(r'^Build-Depends:(.*(?:\n .*)*)', control, re.M)
+    bdeps = depends_names(m.group(1).replace('\n', ' ')) - {'debhelper-compat'}
+    runtime = {'dns-root-data', 'publicsuffix'}
+    essential = {'gcc', 'libc6-dev'}
+    for p in sorted(build_pkgs - essential - runtime - bdeps):
+        fail(f'scripts/deps.sh builds with {p}, debian/control Build-Depends lacks it')
+    for p in sorted(bdeps - build_pkgs):
+        fail(f'debian/control Build-Depends has {p}, scripts/deps.sh build lacks it')
+    depends = depends_names(control_field(deb, 'Depends'))
+    for p in sorted(runtime - depends):
+        fail(f'the daemon reads {p} at run time, Depends lacks it')
+    print(f'ok Build-Depends: the {len(bdeps)} packages of scripts/deps.sh build')
+
+
 def check_files(root):
     before = failed
     files = set()
@@ -341,7 +363,30 @@ def real_install(deb, tmp):
                 fail(f'{link} -> {os.readlink(link)}')
         if pkg_status() != 'installed':
             fail(f'dpkg status after -i: {pkg_status()}')
+        try:
+            pf = grp.getgrnam('postfix')
+        except KeyError:
+            pf = None
+        if pf and os.path.isdir('/var/spool/postfix'):
+            st = os.stat('/var/spool/postfix/alignd')
+            if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (pw.pw_uid, pf.gr_gid, 0o750):
+                fail(f'/var/spool/postfix/alignd: {st.st_uid}:{st.st_gid} '
+                     f'{oct(stat.S_IMODE(st.st_mode))}')
         print(f'ok dpkg -i: user {USER} ({pw.pw_uid}), /var/lib/alignd 0750, units enabled')
+
+        # An upgrade (here: the same version again) keeps an edited
+        # conffile and the user, and postinst copes with both existing.
+        conf = '/etc/alignd/alignd.conf'
+        with open(conf, 'a') as f:
+            f.write('authserv_id = deb-test.example\n')
+        r = dpkg('-i', deb)
+        if r.returncode != 0:
+            fail(f'dpkg -i again: {r.stdout}{r.stderr}')
+        if 'authserv_id = deb-test.example\n' not in open(conf).read():
+            fail('the edited conffile was replaced on upgrade')
+        if pwd.getpwnam(USER).pw_uid != pw.pw_uid:
+            fail('the user changed on upgrade')
+        print('ok dpkg -i again: the edited conffile and the user are kept')
 
         # The installed daemon as the package's user, on a private socket,
         # with the history store in the packaged state directory (so its
@@ -353,7 +398,7 @@ def real_install(deb, tmp):
         proc = subprocess.Popen(
             ['setpriv', f'--reuid={pw.pw_uid}', f'--regid={pw.pw_gid}', '--clear-groups',
              '--', '/usr/sbin/alignd', '-c', '/etc/alignd/alignd.conf', '--socket', sock,
-             '--set', 'workers=1', '--set', 'authserv_id=deb-test.example'],
+             '--set', 'workers=1'],
             stdout=log, stderr=subprocess.STDOUT)
         if not wait_socket(sock, proc):
             fail(f'the installed daemon did not listen: {open(log.name).read()}')
@@ -375,6 +420,16 @@ def real_install(deb, tmp):
         if not os.path.exists(hist) or os.stat(hist).st_uid != pw.pw_uid:
             fail(f'{hist} was not written by {USER}: {open(log.name).read()}')
 
+        # remove keeps the configuration, the user and the state; purge
+        # takes them all
+        r = dpkg('--remove', 'alignd')
+        if r.returncode != 0:
+            fail(f'dpkg --remove: {r.stdout}{r.stderr}')
+        kept = [p for p in (conf, hist) if not os.path.exists(p)]
+        if os.path.exists('/usr/sbin/alignd') or kept or pkg_status() != 'config-files':
+            fail(f'after dpkg --remove: status {pkg_status()}, missing {kept}')
+        else:
+            print('ok dpkg --remove: programs gone, configuration and state kept')
         r = dpkg('--purge', 'alignd')
         if r.returncode != 0:
             fail(f'dpkg --purge: {r.stdout}{r.stderr}')
@@ -382,7 +437,7 @@ def real_install(deb, tmp):
         for db in (pwd.getpwnam, grp.getgrnam):
             try:
                 db(USER)
-                left.append(f'{db.__name__[3:-3]} {USER}')
+                left.append(f'{"user" if db is pwd.getpwnam else "group"} {USER}')
             except KeyError:
                 pass
         if pkg_status() != 'not-installed':
@@ -443,6 +498,7 @@ def main():
         root = os.path.join(tmp, 'root')
         subprocess.run(['dpkg-deb', '-x', deb, root], check=True)
         check_files(root)
+        check_build_depends(deb)
         check_control(deb, root)
         check_config(root)
         sandbox_install(deb, tmp)
