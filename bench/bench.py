@@ -43,7 +43,7 @@ class Bench:
         self.alignd = os.path.join(self.build, "server", "alignd")
         self.loadgen = os.path.join(self.build, "bench", "loadgen")
         self.micro = os.path.join(self.build, "bench", "micro")
-        self.keycache = os.path.join(self.build, "bench", "keycache")
+        self.engines = os.path.join(self.build, "bench", "engines")
         self.data = os.path.join(self.build, "bench-data")
         self.run_dir = tempfile.mkdtemp(prefix="alignd-bench-")
         self.res = {"quick": a.quick, "runs": {}}
@@ -346,8 +346,8 @@ class Bench:
                                 "2" if self.a.quick else "5"],
                                stdout=subprocess.PIPE, text=True, timeout=300)
             out += [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
-            # the prototype with decoded keys kept per selector, same run
-            r = subprocess.run([self.keycache, typ, self.keys_tsv, str(t),
+            # both DKIM engines, same corpus, same run
+            r = subprocess.run([self.engines, typ, self.keys_tsv, str(t),
                                 "2" if self.a.quick else "5"],
                                stdout=subprocess.PIPE, text=True, timeout=300)
             out += [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]

@@ -120,7 +120,7 @@ static void load_key(struct vstate *vs, struct keyent *e)
 	const struct dkk_key *k = e->key;
 	e->type = k->type;
 	/* every ARC signature is sha256 (RFC 8617 4.1.2, 4.1.3) */
-	if (k->err == DKK_E_SYNTAX || k->err == DKK_E_VERSION)
+	if (k->err == DKK_E_SYNTAX || k->err == DKK_E_DUP || k->err == DKK_E_VERSION)
 		key_why(e, "key record at %s: %s", e->qname, dkk_err_name(k->err));
 	else if (!k->h_sha256)
 		key_why(e, "key record at %s: h= excludes sha256", e->qname);

@@ -23,6 +23,7 @@ const char *dkk_err_name(enum dkk_err e)
 	switch (e) {
 	case DKK_OK:             return "ok";
 	case DKK_E_SYNTAX:       return "malformed key record";
+	case DKK_E_DUP:          return "a tag twice in the key record (RFC 6376 3.2)";
 	case DKK_E_VERSION:      return "key record v= is not DKIM1";
 	case DKK_E_HASH_UNKNOWN: return "key record h= names no known hash";
 	case DKK_E_SERVICE:      return "key is not for email (s=)";
@@ -51,6 +52,8 @@ static int key_tag(void *arg, const char *tag, size_t tlen, const char *val,
 {
 	struct ktags *kt = arg;
 	struct kval *slot = NULL;
+	if (!dkv_tag_name_ok(tag, tlen))
+		return -1;
 	if (tlen == 1) {
 		switch (tag[0]) {
 		case 'v': slot = &kt->v; break;
@@ -148,8 +151,13 @@ static void parse_into(struct dkk_key *k, const char *txt)
 	k->type = DKV_KEY_RSA;
 	k->h_sha256 = k->h_sha1 = 1;
 	size_t len = strlen(txt);
-	if (len == 0 || dkv_taglist(txt, len, key_tag, &kt) != 0 || kt.dup) {
+	if (len == 0 || !dkv_text_ok(txt, len) ||
+	    dkv_taglist(txt, len, key_tag, &kt) != 0) {
 		k->err = DKK_E_SYNTAX;
+		return;
+	}
+	if (kt.dup) {
+		k->err = DKK_E_DUP;
 		return;
 	}
 	if (kt.k.v != NULL) {

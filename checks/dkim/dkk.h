@@ -16,7 +16,8 @@
  * order libopendkim reports it in, so that both engines judge alike). */
 enum dkk_err {
 	DKK_OK = 0,
-	DKK_E_SYNTAX,        /* not a tag-list, a tag twice, or empty */
+	DKK_E_SYNTAX,        /* not a tag-list, or empty */
+	DKK_E_DUP,           /* a tag twice (RFC 6376 3.2; libopendkim takes one) */
 	DKK_E_VERSION,       /* v= present and not DKIM1 */
 	DKK_E_HASH_UNKNOWN,  /* h= names no hash we know */
 	DKK_E_SERVICE,       /* s= names neither email nor * */

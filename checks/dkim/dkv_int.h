@@ -45,6 +45,14 @@ void dkv_lower(char *s);
 /* A d= or s= value usable in a key query name (letters, digits, '-', '_',
  * non-empty labels of at most 63 bytes): 1 or 0. Shared with ARC. */
 int dkv_usable_name(const char *s, size_t len);
+/* What libopendkim's tag-list parser takes, so that both engines refuse
+ * the same lists: a tag name starts with a letter or digit and has no
+ * whitespace in it (RFC 6376 3.2 wants ALPHA *ALNUMPUNC; a looser unknown
+ * name is ignored either way), and the text is ASCII, printable or
+ * whitespace. 1 or 0. */
+int dkv_tag_name_ok(const char *t, size_t n);
+int dkv_text_ok(const char *s, size_t n);
+
 /* shared by both engines (dkv.c) */
 int dkv_rank(enum auth_res r);
 void dkv_set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)

@@ -47,6 +47,26 @@ int dkv_taglist(const char *s, size_t len,
 	return 0;
 }
 
+int dkv_tag_name_ok(const char *t, size_t n)
+{
+	if (n == 0 || !isalnum((unsigned char)t[0]))
+		return 0;
+	for (size_t k = 1; k < n; k++)
+		if (isspace((unsigned char)t[k]))
+			return 0;
+	return 1;
+}
+
+int dkv_text_ok(const char *s, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		unsigned char c = (unsigned char)s[k];
+		if (c >= 0x80 || (c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
 /* A DNS name we are willing to build a query from: letters, digits, '-',
  * '_' and dots, no empty label, labels of at most 63 bytes. */
 int dkv_usable_name(const char *s, size_t len)

@@ -35,7 +35,8 @@ struct nsig {
 	const struct msg_field *f;
 	char *buf;                        /* the unfolded value, owned */
 	struct tv v, a, b, bh, c, d, h, i, l, q, s, t, x;
-	int bad_list;                     /* not a tag-list, or a tag twice */
+	int bad_list;                     /* not a tag-list */
+	int dup_tag;                      /* a tag twice */
 	const char *syntax;               /* why it cannot be used, or NULL */
 	enum alg alg;
 	int hrel, brel;
@@ -86,6 +87,19 @@ static int sig_tag(void *arg, const char *tag, size_t tlen, const char *val,
 {
 	struct nsig *n = arg;
 	struct tv *slot = NULL;
+	if (!dkv_tag_name_ok(tag, tlen)) {
+		n->bad_list = 1;
+		return -1;
+	}
+	/* whitespace inside a value is not part of it (RFC 6376 3.2 allows
+	 * FWS in b=, bh=, h= ...; libopendkim drops it everywhere): squeezed
+	 * out in place, inside the value's own span */
+	char *w = (char *)val;
+	size_t wl = 0;
+	for (size_t k = 0; k < vlen; k++)
+		if (val[k] != ' ' && val[k] != '\t' && val[k] != '\r' && val[k] != '\n')
+			w[wl++] = val[k];
+	vlen = wl;
 	if (tlen == 1) {
 		switch (tag[0]) {
 		case 'v': slot = &n->v; break;
@@ -108,7 +122,7 @@ static int sig_tag(void *arg, const char *tag, size_t tlen, const char *val,
 	if (slot == NULL)
 		return 0;          /* RFC 6376 3.2: unknown tags are ignored */
 	if (slot->v != NULL)
-		n->bad_list = 1;   /* 3.2: a tag twice makes the list invalid */
+		n->dup_tag = 1;    /* 3.2: a tag twice makes the list invalid */
 	slot->v = val;
 	slot->len = vlen;
 	return 0;
@@ -177,10 +191,16 @@ static void parse_sig(struct nsig *n, const struct msg_field *f)
 		return;
 	}
 	size_t vl = msg_unfold(f->value, f->value_len, n->buf, f->value_len + 1);
-	if (vl == (size_t)-1 || dkv_taglist(n->buf, vl, sig_tag, n) != 0)
+	if (vl == (size_t)-1 || !dkv_text_ok(n->buf, vl) ||
+	    dkv_taglist(n->buf, vl, sig_tag, n) != 0)
 		n->bad_list = 1;
 	if (n->bad_list) {
 		n->syntax = "malformed tag-list (RFC 6376 3.2)";
+		return;
+	}
+	if (n->dup_tag) {
+		/* libopendkim takes one of the two and goes on */
+		n->syntax = "a tag twice in the tag-list (RFC 6376 3.2)";
 		return;
 	}
 	if (n->d.v == NULL || n->d.len == 0) {
@@ -268,8 +288,18 @@ static void parse_sig(struct nsig *n, const struct msg_field *f)
 	 * (libopendkim decodes what it can and fails the check); only one
 	 * longer than any key we accept is refused outright */
 	if (dkc_b64_decode(n->b.v, n->b.len, n->sig, sizeof n->sig, &n->siglen) != 0) {
-		if (n->b.len > 4 * (sizeof n->sig / 3) + 64)
+		/* what libopendkim cannot decode at all (it skips what is not
+		 * base64 and stops at '='): one character left over */
+		size_t chars = 0;
+		for (size_t k = 0; k < n->b.len && n->b.v[k] != '='; k++) {
+			char c = n->b.v[k];
+			chars += (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			         (c >= '0' && c <= '9') || c == '+' || c == '/';
+		}
+		if (n->b.len > 4 * (sizeof n->sig / 3) + 256)
 			n->syntax = "b= is too long";
+		else if (chars % 4 == 1)
+			n->syntax = "b= is corrupt (RFC 6376 3.5)";
 		else
 			n->b_corrupt = 1;
 	}
@@ -479,7 +509,7 @@ static void judge(struct dkv_lib *l, const struct msg *m, const struct dkv_keyse
 	 * (libopendkim's order), so it hides what comes after it */
 	int hash_ok = n->alg == ALG_RSA_SHA1 ? key->h_sha1 : key->h_sha256;
 	const char *kerr = NULL;
-	if (key->err == DKK_E_SYNTAX || key->err == DKK_E_VERSION ||
+	if (key->err == DKK_E_SYNTAX || key->err == DKK_E_DUP || key->err == DKK_E_VERSION ||
 	    key->err == DKK_E_HASH_UNKNOWN)
 		kerr = dkk_err_name(key->err);
 	else if (!hash_ok)

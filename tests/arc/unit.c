@@ -44,6 +44,12 @@ static const struct {
 	{ "lone\rcr\r\n", 0, -1, "lone\rcr\r\n" },
 	{ "abcdef\r\n", 0, 3, "abc" },                /* l=3 */
 	{ "abcdef\r\n", 1, 0, "" },
+	{ "a \r\n\r\n\tb  c\r\r\n", 1, -1, "a\r\n\r\n b c\r\r\n" },   /* CR before CRLF is content */
+	{ "a\r", 0, -1, "a\r\r\n" },                /* a CR at the very end */
+	{ "a \r\n", 1, -1, "a\r\n" },
+	{ "a b\r\nc  d\n\n", 1, -1, "a b\r\nc d\r\n" },
+	{ "  \r\n\r\n", 1, -1, "" },                 /* only blank lines */
+	{ "  \r\n\r\nx", 0, -1, "  \r\n\r\nx\r\n" },
 };
 
 static void test_bodies(void)
@@ -61,6 +67,29 @@ static void test_bodies(void)
 		checks++;
 		if (bodies[k].limit < 0)
 			CHECK(clen == strlen(bodies[k].canon));
+		/* the streaming form, fed in every chunk size up to the length:
+		 * the same digest (a CR, a WSP run or a blank line may end one
+		 * chunk and be decided by the next) */
+		size_t len = strlen(bodies[k].raw);
+		for (size_t chunk = 1; chunk <= len; chunk++) {
+			struct dkc_body *b = dkc_body_new();
+			int idx = b ? dkc_body_want(b, bodies[k].relaxed, bodies[k].limit) : -1;
+			CHECK(idx >= 0);
+			if (idx < 0) {
+				dkc_body_free(&b);
+				continue;
+			}
+			for (size_t off = 0; off < len; off += chunk)
+				CHECK(dkc_body_feed(b, bodies[k].raw + off,
+				                    len - off < chunk ? len - off : chunk) == 0);
+			CHECK(dkc_body_end(b) == 0);
+			checks++;
+			if (memcmp(dkc_body_digest(b, idx), want, 32) != 0) {
+				bad++;
+				printf("FAIL body case %zu in chunks of %zu\n", k, chunk);
+			}
+			dkc_body_free(&b);
+		}
 	}
 }
 

@@ -70,6 +70,32 @@ for m in MSGS:
     put("msg", m)
     put("dkim_list", m)
 
+# ---- the two DKIM engines: key record, NUL, message, chunk-size byte ----
+KEYS = {}
+for rel in (("dkim", "mail-dkim", "FAKE_DNS.dat"), ("dkim", "rfc8463", "keys.txt")):
+    t = read(*rel) or b""
+    for line in t.splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and not line.startswith(b"#"):
+            KEYS[parts[0].lower().rstrip(b".")] = parts[1].strip()
+for line in (read("dkim", "authentication_milter", "zonefile") or b"").splitlines():
+    if b"._domainkey." in line and b"TXT" in line:
+        name = line.split()[0].lower().rstrip(b".")
+        KEYS[name] = b"".join(re.findall(rb'"([^"]*)"', line))
+for k, m in enumerate(MSGS):
+    sig = re.search(rb"(?ims)^DKIM-Signature:(.*?)(?=^\S)", m)
+    if not sig:
+        continue
+    v = re.sub(rb"\s+", b"", sig.group(1))
+    d = re.search(rb"(?:^|;)d=([^;]*)", v)
+    sel = re.search(rb"(?:^|;)s=([^;]*)", v)
+    if not d or not sel:
+        continue
+    txt = KEYS.get(sel.group(1).lower() + b"._domainkey." + d.group(1).lower())
+    if txt is None or txt in (b"NXDOMAIN",) or txt.startswith(b"~~"):
+        continue
+    put("dkim_engines", txt + b"\x00" + m + bytes([k % 67]))
+
 # ---- DMARC records ----
 DMARC = [
     "v=DMARC1; p=reject", "v=DMARC1; p=none; rua=mailto:r@example.com",
