@@ -151,15 +151,9 @@ static void parse_into(struct dkk_key *k, const char *txt)
 	k->type = DKV_KEY_RSA;
 	k->h_sha256 = k->h_sha1 = 1;
 	size_t len = strlen(txt);
-	if (len == 0 || !dkv_text_ok(txt, len) ||
-	    dkv_taglist(txt, len, key_tag, &kt) != 0) {
-		k->err = DKK_E_SYNTAX;
-		return;
-	}
-	if (kt.dup) {
-		k->err = DKK_E_DUP;
-		return;
-	}
+	/* the tags are read even from a record that turns out malformed: its
+	 * k= still decides "key type does not suit a=" (both engines) */
+	int list_bad = len == 0 || dkv_taglist(txt, len, key_tag, &kt) != 0;
 	if (kt.k.v != NULL) {
 		if (text_ieq(kt.k.v, kt.k.len, "rsa"))
 			k->type = DKV_KEY_RSA;
@@ -168,6 +162,10 @@ static void parse_into(struct dkk_key *k, const char *txt)
 		else
 			k->type = DKV_KEY_UNKNOWN;
 	}
+	if (list_bad || !dkv_text_ok(txt, len)) {
+		k->err = DKK_E_SYNTAX;
+		return;
+	}
 	if (kt.t.v != NULL) {
 		k->testing = list_has(&kt.t, "y");
 		k->strict = list_has(&kt.t, "s");
@@ -175,6 +173,10 @@ static void parse_into(struct dkk_key *k, const char *txt)
 	if (kt.h.v != NULL) {
 		k->h_sha256 = list_has(&kt.h, "sha256");
 		k->h_sha1 = list_has(&kt.h, "sha1");
+	}
+	if (kt.dup) {
+		k->err = DKK_E_DUP;
+		return;
 	}
 	/* the order libopendkim checks in: version, hashes, service, type,
 	 * then the key itself */

@@ -24,8 +24,9 @@
  * reads both a SubjectPublicKeyInfo and a bare RSAPublicKey in p= (RFC 6376
  * 3.6.1 names the latter, libopendkim reads only the former) and accepts
  * key records over libopendkim's 1 KB buffer (8192-bit keys), and it
- * refuses a tag-list with a tag twice (RFC 6376 3.2: "the entire tag-list
- * is invalid"), which libopendkim reads keeping one of them; no message
+ * refuses a tag-list with a tag twice or a syntax error (RFC 6376 3.2: "the
+ * entire tag-list is invalid"), which libopendkim reads keeping one of the
+ * two, or up to the error; no message
  * in these sets has any of these (the fuzz target skips them). */
 static const struct intended {
 	const char *file;
