@@ -300,8 +300,15 @@ static void parse_sig(struct nsig *n, const struct msg_field *f)
 			n->syntax = "b= is too long";
 		else if (chars % 4 == 1)
 			n->syntax = "b= is corrupt (RFC 6376 3.5)";
+		else if (n->alg == ALG_ED25519_SHA256 &&
+		         chars / 4 * 3 + (chars % 4 == 2 ? 1 : chars % 4 == 3 ? 2 : 0) != 64)
+			n->syntax = "b= is not an Ed25519 signature (RFC 8463 3)";
 		else
 			n->b_corrupt = 1;
+	} else if (n->alg == ALG_ED25519_SHA256 && n->siglen != 64) {
+		/* RFC 8032 5.1.6: an Ed25519 signature is 64 octets; anything
+		 * else is not one (libopendkim: "signature data corrupt") */
+		n->syntax = "b= is not an Ed25519 signature (RFC 8463 3)";
 	}
 }
 
