@@ -241,7 +241,9 @@ struct canon {
 };
 
 struct dkc_body {
-	struct sink sinks[LIM_DKIM_BODY_HASHES];
+	/* allocated as asked for: most messages need one or two, and each
+	 * carries a gather buffer (a message must not pay for sixteen) */
+	struct sink *sinks[LIM_DKIM_BODY_HASHES];
 	int n;
 	int started, ended, bad;
 	struct canon c[2];      /* [0] simple, [1] relaxed */
@@ -262,8 +264,10 @@ void dkc_body_free(struct dkc_body **bp)
 	struct dkc_body *b = *bp;
 	if (b == NULL)
 		return;
-	for (int i = 0; i < b->n; i++)
-		EVP_MD_CTX_free(b->sinks[i].h.md);
+	for (int i = 0; i < b->n; i++) {
+		EVP_MD_CTX_free(b->sinks[i]->h.md);
+		free(b->sinks[i]);
+	}
 	free(b);
 	*bp = NULL;
 }
@@ -274,15 +278,20 @@ int dkc_body_want(struct dkc_body *b, int relaxed, int64_t limit)
 	if (limit < 0)
 		limit = -1;
 	for (int i = 0; i < b->n; i++)
-		if (b->sinks[i].relaxed == relaxed && b->sinks[i].limit == limit)
+		if (b->sinks[i]->relaxed == relaxed && b->sinks[i]->limit == limit)
 			return i;
 	if (b->started || b->n == (int)LIM_DKIM_BODY_HASHES)
 		return -1;
-	struct sink *s = &b->sinks[b->n];
+	struct sink *s = malloc(sizeof *s);
+	if (s == NULL)
+		return -1;
 	s->relaxed = relaxed;
 	s->limit = limit;
-	if (hash_init(&s->h) != 0)
+	if (hash_init(&s->h) != 0) {
+		free(s);
 		return -1;
+	}
+	b->sinks[b->n] = s;
 	b->c[relaxed].on = 1;
 	return b->n++;
 }
@@ -299,7 +308,7 @@ static void out(struct dkc_body *b, struct canon *c, const char *p, size_t n)
 {
 	c->len += n;
 	for (int i = 0; i < b->n; i++) {
-		struct sink *s = &b->sinks[i];
+		struct sink *s = b->sinks[i];
 		if (s->relaxed != c->relaxed)
 			continue;
 		size_t take = n;
@@ -465,7 +474,7 @@ int dkc_body_end(struct dkc_body *b)
 			literal(b, c, "\r\n", 2);
 	}
 	for (int i = 0; i < b->n; i++)
-		if (dkc_hash_final(&b->sinks[i].h, b->sinks[i].digest) != 0)
+		if (dkc_hash_final(&b->sinks[i]->h, b->sinks[i]->digest) != 0)
 			b->bad = 1;
 	return b->bad ? -ENOMEM : 0;
 }
@@ -474,7 +483,7 @@ const unsigned char *dkc_body_digest(const struct dkc_body *b, int idx)
 {
 	if (idx < 0 || idx >= b->n || !b->ended)
 		return NULL;
-	return b->sinks[idx].digest;
+	return b->sinks[idx]->digest;
 }
 
 uint64_t dkc_body_canon_len(const struct dkc_body *b, int relaxed)
