@@ -303,8 +303,25 @@ static void parse_sig(struct nsig *n, const struct msg_field *f)
 		else if (n->alg == ALG_ED25519_SHA256 &&
 		         chars / 4 * 3 + (chars % 4 == 2 ? 1 : chars % 4 == 3 ? 2 : 0) != 64)
 			n->syntax = "b= is not an Ed25519 signature (RFC 8463 3)";
-		else
-			n->b_corrupt = 1;
+		else {
+			/* decoded the way libopendkim does (skipping what is not
+			 * base64, up to the first '='), so both engines verify
+			 * the same bytes */
+			char *clean = malloc(n->b.len + 4);
+			size_t cl = 0;
+			for (size_t k = 0; clean && k < n->b.len && n->b.v[k] != '='; k++) {
+				char c = n->b.v[k];
+				if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+				    (c >= '0' && c <= '9') || c == '+' || c == '/')
+					clean[cl++] = c;
+			}
+			while (clean && cl % 4 != 0)
+				clean[cl++] = '=';
+			if (clean == NULL ||
+			    dkc_b64_decode(clean, cl, n->sig, sizeof n->sig, &n->siglen) != 0)
+				n->b_corrupt = 1;
+			free(clean);
+		}
 	} else if (n->alg == ALG_ED25519_SHA256 && n->siglen != 64) {
 		/* RFC 8032 5.1.6: an Ed25519 signature is 64 octets; anything
 		 * else is not one (libopendkim: "signature data corrupt") */
