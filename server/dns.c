@@ -367,6 +367,7 @@ static void deliver(struct srv_dns *d, struct dns_q *q)
 	a.qtype = q->type;
 	a.sec = DNSQ_SEC_INSECURE;
 	a.elapsed_us = (uv_hrtime() - q->start_ns) / 1000;
+	histo_observe(&d->st.lookup_duration, a.elapsed_us);
 	if (q->memo) {
 		const struct memo *m = q->memo;
 		uint64_t now = uv_now(d->loop);

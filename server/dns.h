@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "checks/dnsq.h"
+#include "server/histo.h"
 
 struct dns_opts {
 	/* DS/DNSKEY trust anchor file (ub_ctx_add_ta_file). NULL means the
@@ -47,6 +48,7 @@ struct srv_dns_stats {
 	uint64_t cache_hits;   /* answers with from_cache == 1 (approximate) */
 	uint64_t stale;        /* answers flagged stale (serve-stale) */
 	uint64_t memo_hits;    /* answered from the answer memo, without libunbound */
+	struct histo lookup_duration;   /* lookup() to callback, every answer */
 };
 
 /* Answers (struct dnsq_answer) carry status, DNSSEC state, TTL, elapsed

@@ -375,3 +375,15 @@ size_t history_stats(struct srv *s, const char **names, uint64_t *values, size_t
 	}
 	return k;
 }
+
+int history_counts(struct srv *s, struct history_counts *c)
+{
+	struct history *h = s->hist;
+	if (!h)
+		return -1;
+	pthread_mutex_lock(&h->mu);
+	*c = (struct history_counts){ h->n + h->in_hand, h->written, h->dropped, h->errors,
+	                              h->purged, (uint64_t)h->open };
+	pthread_mutex_unlock(&h->mu);
+	return 0;
+}

@@ -31,5 +31,10 @@ void history_add(struct srv *s, const struct srv_config *cfg, const struct proto
 void history_stop(struct srv *s);
 /* STATS lines; returns how many were written (at most max). */
 size_t history_stats(struct srv *s, const char **names, uint64_t *values, size_t max);
+/* The same counters for /metrics; 0, or -1 when there is no writer. */
+struct history_counts {
+	uint64_t queued, written, dropped, errors, purged, open;
+};
+int history_counts(struct srv *s, struct history_counts *c);
 
 #endif

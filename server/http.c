@@ -7,8 +7,10 @@
  * unless http_allow_remote says otherwise. */
 #include "server/http.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/scan.h"
 #include "server/srv.h"
+#include "server/stats.h"
 #include "common/buf.h"
 #include "common/limits.h"
 #include "protocol/reply.h"
@@ -374,7 +376,8 @@ static int set_once(char **dst, char *v)
 }
 
 /* Parses the head (request line, fields, blank line: head[0..len)) into
- * req. 0, or an HTTP status with *why set. */
+ * req. 0, or an HTTP status with *why set. *ping: 1 for GET /ping, 2 for
+ * GET /metrics (no body, no scan). */
 static int parse_head(struct hconn *c, char *head, size_t len, struct proto_request *req,
                       int *ping, const char **why)
 {
@@ -434,6 +437,9 @@ static int parse_head(struct hconn *c, char *head, size_t len, struct proto_requ
 			size_t tl = strcspn(target, "?");
 			if (strcmp(method, "GET") == 0 && tl == 5 && strncmp(target, "/ping", 5) == 0) {
 				*ping = 1;
+			} else if (strcmp(method, "GET") == 0 && tl == 8 &&
+			           strncmp(target, "/metrics", 8) == 0) {
+				*ping = 2;      /* Prometheus scrape (docs/CONFIG.md "Metrics") */
 			} else if (strcmp(method, "POST") != 0 && strcmp(method, "PROCESS") != 0 &&
 			           strcmp(method, "CHECK") != 0 && strcmp(method, "SYMBOLS") != 0) {
 				*why = "method not allowed";
@@ -581,6 +587,30 @@ static void pause_reading(struct hconn *c)
 	}
 }
 
+static void serve_metrics(struct hconn *c)
+{
+	struct metrics_snapshot m;
+	stats_snapshot(c->hs->srv, &m);
+	struct buf body, out;
+	buf_init(&body, 0);
+	metrics_write(&m, &body);
+	buf_init(&out, 0);
+	buf_printf(&out, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	           "Connection: %s\r\n\r\n", METRICS_CONTENT_TYPE, body.len,
+	           c->keep_alive ? "keep-alive" : "close");
+	if (body.len)
+		buf_add(&out, body.data, body.len);
+	int failed = body.failed;
+	buf_free(&body);
+	if (failed) {
+		buf_free(&out);
+		hc_error(c, 500, "out of memory");
+		return;
+	}
+	pause_reading(c);
+	hc_send(c, &out, 0);
+}
+
 static void start_request(struct hconn *c, size_t hl)
 {
 	struct srv *s = c->hs->srv;
@@ -595,7 +625,7 @@ static void start_request(struct hconn *c, size_t hl)
 		hc_error(c, status, why);
 		return;
 	}
-	if (ping) {
+	if (ping == 1) {
 		proto_request_clear(&req);
 		struct buf out;
 		buf_init(&out, 0);
@@ -603,6 +633,11 @@ static void start_request(struct hconn *c, size_t hl)
 		           "Connection: %s\r\n\r\npong\n", c->keep_alive ? "keep-alive" : "close");
 		pause_reading(c);
 		hc_send(c, &out, 0);
+		return;
+	}
+	if (ping == 2) {
+		proto_request_clear(&req);
+		serve_metrics(c);
 		return;
 	}
 	c->body_left = req.content_length;

@@ -1,7 +1,8 @@
 /* The rspamd-compatible HTTP endpoint (config key http_listen): Exim's
  * `spamd_address = ... variant=rspamd`, rspamc and other rspamd clients
  * POST a message to /checkv2 (or /check, /symbols) with the envelope in
- * request headers. Loop thread. Owns its listener and its connections. */
+ * request headers; GET /ping, and GET /metrics for Prometheus
+ * (server/metrics.h). Loop thread. Owns its listener and its connections. */
 #ifndef ALIGND_HTTP_H
 #define ALIGND_HTTP_H
 

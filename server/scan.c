@@ -319,6 +319,7 @@ static void scan_report(struct scan *sc)
 	case VERDICT_REJECT:     s->stats.action_reject++; break;
 	case VERDICT_TEMPFAIL:   s->stats.action_tempfail++; break;
 	}
+	stats_count_scan(s, in.spf, in.spf_helo, in.dkim, in.dmarc, trace_now_us() - sc->t0_us);
 	log_msg(LOG_LVL_INFO, "scan qid=%s ip=%s helo=%s mfrom=%s %s size=%zu action=%s score=%.2f ms=%llu%s",
 	        log_clean(sc->req.queue_id), log_clean(sc->req.client_ip),
 	        log_clean(sc->req.helo), log_clean(domain_of(sc->req.mail_from)),

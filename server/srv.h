@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "server/config.h"
+#include "server/metrics.h"
 
 struct conn;
 struct engines;
@@ -35,6 +36,7 @@ struct srv_stats {
 	uint64_t override_mailing_list;
 	uint64_t override_local_policy;
 	uint64_t override_sampled_out;
+	struct metrics_outcomes out;   /* results by kind, for /metrics */
 };
 
 struct srv {

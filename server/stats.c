@@ -2,12 +2,23 @@
  * and the check engines'. Loop thread. */
 #include "server/stats.h"
 #include "server/dispatch.h"
+#include "server/dns.h"
 #include "server/history.h"
 #include "server/srv.h"
+#include "server/metrics.h"
+#include "checks/dkim/dkv.h"
+#include "checks/dmarc/dmarc.h"
+#include "checks/spf/spf.h"
 #include "protocol/reply.h"
 
 #include <stddef.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#ifndef ALIGND_VERSION
+#define ALIGND_VERSION "unknown"
+#endif
 
 #define MAX_STATS 96
 
@@ -61,4 +72,90 @@ void stats_count_override(struct srv *s, const char *reason)
 		st->override_local_policy++;
 	else if (strcmp(reason, "sampled_out") == 0)
 		st->override_sampled_out++;
+}
+
+static size_t dkim_alg_index(const char *a)
+{
+	if (strcasecmp(a, "rsa-sha256") == 0)
+		return 0;
+	if (strcasecmp(a, "rsa-sha1") == 0)
+		return 1;
+	if (strcasecmp(a, "ed25519-sha256") == 0)   /* RFC 8463 */
+		return 2;
+	return 3;
+}
+
+void stats_count_scan(struct srv *s, const struct spf_result *spf,
+                      const struct spf_result *helo, const struct dkv_result *dkim,
+                      const struct dmarc_result *dmarc, uint64_t elapsed_us)
+{
+	struct metrics_outcomes *o = &s->stats.out;
+	if (spf && (unsigned)spf->result < METRICS_AUTH_RESULTS)
+		o->spf_mailfrom[spf->result]++;
+	if (helo && (unsigned)helo->result < METRICS_AUTH_RESULTS)
+		o->spf_helo[helo->result]++;
+	for (size_t i = 0; dkim && i < dkim->n; i++)
+		if ((unsigned)dkim->sigs[i].res < METRICS_AUTH_RESULTS)
+			o->dkim[dkim_alg_index(dkim->sigs[i].a)][dkim->sigs[i].res]++;
+	if (dmarc && (unsigned)dmarc->res < METRICS_DMARC_RESULTS &&
+	    (unsigned)dmarc->disp < METRICS_DMARC_DISPS)
+		o->dmarc[dmarc->res][dmarc->disp]++;
+	histo_observe(&o->scan_duration, elapsed_us);
+}
+
+void stats_snapshot(struct srv *s, struct metrics_snapshot *m)
+{
+	const struct srv_stats *st = &s->stats;
+	memset(m, 0, sizeof(*m));
+	m->version = ALIGND_VERSION;
+	m->uptime_s = (uv_now(s->loop) - s->started_ms) / 1000;
+	time_t now = time(NULL);
+	m->start_time_s = (uint64_t)now > m->uptime_s ? (uint64_t)now - m->uptime_s : 0;
+	m->workers = s->workers;
+	m->conns_open = s->n_conns;
+	m->conns_total = st->connections_total;
+	m->conns_rejected = st->connections_rejected;
+	m->requests = st->requests_total;
+	m->errors_4xx = st->errors_4xx;
+	m->errors_5xx = st->errors_5xx;
+	m->timeouts = st->timeouts;
+	m->bytes_in = st->bytes_in;
+	m->reloads = st->reloads;
+	m->scans_started = st->scans_total;
+	m->scans_in_flight = st->scans_in_flight;
+	m->scans_abandoned = st->scans_abandoned;
+	m->actions[0] = st->action_accept;
+	m->actions[1] = st->action_quarantine;
+	m->actions[2] = st->action_reject;
+	m->actions[3] = st->action_tempfail;
+	m->overrides[0] = st->override_forwarded;
+	m->overrides[1] = st->override_trusted_forwarder;
+	m->overrides[2] = st->override_mailing_list;
+	m->overrides[3] = st->override_local_policy;
+	m->overrides[4] = st->override_sampled_out;
+	m->out = st->out;
+	struct engines *e = s->eng;
+	if (e && e->dns) {
+		m->have_dns = 1;
+		srv_dns_stats(e->dns, &m->dns);
+	}
+	if (e) {
+		m->dkim_jobs = e->dkim_jobs;
+		if (e->dkv) {
+			size_t entries;
+			dkv_lib_key_stats(e->dkv, &m->dkim_key_hits, &m->dkim_key_misses, &entries);
+			m->dkim_key_entries = entries;
+			m->have_dkim_keys = 1;
+		}
+	}
+	struct history_counts hc;
+	if (history_counts(s, &hc) == 0) {
+		m->have_history = 1;
+		m->hist_queued = hc.queued;
+		m->hist_written = hc.written;
+		m->hist_dropped = hc.dropped;
+		m->hist_errors = hc.errors;
+		m->hist_purged = hc.purged;
+		m->hist_open = hc.open;
+	}
 }
