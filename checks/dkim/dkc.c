@@ -513,7 +513,7 @@ int dkc_body_hash(const char *body, size_t len, int relaxed, int64_t limit,
 
 /* ---- base64 ---- */
 
-static int b64v(unsigned char c)
+int dkc_b64_value(unsigned char c)
 {
 	if (c >= 'A' && c <= 'Z') return c - 'A';
 	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
@@ -538,7 +538,7 @@ int dkc_b64_decode(const char *s, size_t len, unsigned char *dst, size_t cap,
 			chars++;
 			continue;
 		}
-		int v = b64v(c);
+		int v = dkc_b64_value(c);
 		if (v < 0 || pad > 0)
 			return -1;    /* a character after padding, or not base64 */
 		chars++;

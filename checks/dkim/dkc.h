@@ -67,5 +67,7 @@ int dkc_body_hash(const char *body, size_t len, int relaxed, int64_t limit,
  * bh=, 3.6.1 p=); -1 on bad input or when it does not fit in cap. */
 int dkc_b64_decode(const char *s, size_t len, unsigned char *out, size_t cap,
                    size_t *out_len_r);
+/* The value of one base64 alphabet character, or -1. */
+int dkc_b64_value(unsigned char c);
 
 #endif

@@ -347,6 +347,48 @@ void dkv_set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)
 	o->res = r;
 }
 
+int dkv_judge_lookup(struct dkv_sig *o, const struct dkv_key *kr,
+                     const char *qname)
+{
+	if (kr == NULL) {
+		dkv_set_res(o, AUTH_TEMPERROR, "key record %s was not looked up",
+		            qname[0] ? qname : "(unnamed)");
+		return 0;
+	}
+	switch (kr->status) {
+	case DNSQ_OK:
+		return 1;
+	case DNSQ_NXDOMAIN:
+	case DNSQ_NODATA:
+		dkv_set_res(o, AUTH_PERMERROR, "no key record at %s (%s, RFC 6376 6.1.2)",
+		            qname, dnsq_status_name(kr->status));
+		return 0;
+	case DNSQ_BOGUS:
+		dkv_set_res(o, AUTH_TEMPERROR, "key record at %s failed DNSSEC validation",
+		            qname);
+		return 0;
+	case DNSQ_TEMPFAIL:
+	case DNSQ_TIMEOUT:
+		dkv_set_res(o, AUTH_TEMPERROR, "key lookup for %s: %s",
+		            qname, dnsq_status_name(kr->status));
+		return 0;
+	}
+	return 0;
+}
+
+void dkv_set_pass(struct dkv_sig *o)
+{
+	char extra[DKV_REASON_MAX];
+	int n = snprintf(extra, sizeof extra, "signature verified");
+	if (o->key_testing && n > 0 && (size_t)n < sizeof extra)
+		n += snprintf(extra + n, sizeof extra - (size_t)n, "; testing key (t=y)");
+	if (o->has_l && n > 0 && (size_t)n < sizeof extra)
+		snprintf(extra + n, sizeof extra - (size_t)n,
+		         "; l=%llu leaves %llu body bytes unsigned",
+		         (unsigned long long)o->l, (unsigned long long)o->unsigned_len);
+	dkv_set_res(o, AUTH_PASS, "%s", extra);
+}
+
 static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
                   struct dkv_sig *o, uint64_t now)
 {
@@ -462,29 +504,8 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 	}
 
 	/* 2. The key lookup (RFC 6376 6.1.2). */
-	if (key == NULL) {
-		dkv_set_res(o, AUTH_TEMPERROR, "key record %s was not looked up",
-		        qname[0] ? qname : "(unnamed)");
+	if (!dkv_judge_lookup(o, key, qname))
 		return;
-	}
-	switch (key->status) {
-	case DNSQ_OK:
-		break;
-	case DNSQ_NXDOMAIN:
-	case DNSQ_NODATA:
-		dkv_set_res(o, AUTH_PERMERROR, "no key record at %s (%s, RFC 6376 6.1.2)",
-		        qname, dnsq_status_name(key->status));
-		return;
-	case DNSQ_BOGUS:
-		dkv_set_res(o, AUTH_TEMPERROR, "key record at %s failed DNSSEC validation",
-		        qname);
-		return;
-	case DNSQ_TEMPFAIL:
-	case DNSQ_TIMEOUT:
-		dkv_set_res(o, AUTH_TEMPERROR, "key lookup for %s: %s",
-		        qname, dnsq_status_name(key->status));
-		return;
-	}
 	if (too_long) {
 		dkv_set_res(o, AUTH_PERMERROR, "key record at %s is too long", qname);
 		return;
@@ -537,17 +558,7 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 		return;
 	}
 	if (DKIM_SIG_CHECK(sig)) {
-		char extra[DKV_REASON_MAX];
-		int n = snprintf(extra, sizeof extra, "signature verified");
-		if (o->key_testing && n > 0 && (size_t)n < sizeof extra)
-			n += snprintf(extra + n, sizeof extra - (size_t)n,
-			              "; testing key (t=y)");
-		if (o->has_l && n > 0 && (size_t)n < sizeof extra)
-			snprintf(extra + n, sizeof extra - (size_t)n,
-			         "; l=%llu leaves %llu body bytes unsigned",
-			         (unsigned long long)o->l,
-			         (unsigned long long)o->unsigned_len);
-		dkv_set_res(o, AUTH_PASS, "%s", extra);
+		dkv_set_pass(o);
 		return;
 	}
 	if (bh == DKIM_SIGBH_MISMATCH) {

@@ -57,6 +57,13 @@ int dkv_text_ok(const char *s, size_t n);
 int dkv_rank(enum auth_res r);
 void dkv_set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+struct dkv_key;
+/* RFC 6376 6.1.2: 1 when the key lookup for qname gave a record; else 0
+ * with o's result and reason set (not looked up, none, bogus, failed). */
+int dkv_judge_lookup(struct dkv_sig *o, const struct dkv_key *kr,
+                     const char *qname);
+/* o passes: "signature verified", with t=y and l= noted */
+void dkv_set_pass(struct dkv_sig *o);
 void dkv_trace_sig(struct trace *t, size_t idx, const struct dkv_sig *o);
 int dkv_refuse_all(struct dkv_lib *l, const struct msg *m,
                    struct dkv_result *res, struct trace *t, const char *why);

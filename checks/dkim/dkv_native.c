@@ -291,11 +291,8 @@ static void parse_sig(struct nsig *n, const struct msg_field *f)
 		/* what libopendkim cannot decode at all (it skips what is not
 		 * base64 and stops at '='): one character left over */
 		size_t chars = 0;
-		for (size_t k = 0; k < n->b.len && n->b.v[k] != '='; k++) {
-			char c = n->b.v[k];
-			chars += (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			         (c >= '0' && c <= '9') || c == '+' || c == '/';
-		}
+		for (size_t k = 0; k < n->b.len && n->b.v[k] != '='; k++)
+			chars += dkc_b64_value((unsigned char)n->b.v[k]) >= 0;
 		if (n->b.len > 4 * (sizeof n->sig / 3) + 256)
 			n->syntax = "b= is too long";
 		else if (chars % 4 == 1)
@@ -309,12 +306,9 @@ static void parse_sig(struct nsig *n, const struct msg_field *f)
 			 * the same bytes */
 			char *clean = malloc(n->b.len + 4);
 			size_t cl = 0;
-			for (size_t k = 0; clean && k < n->b.len && n->b.v[k] != '='; k++) {
-				char c = n->b.v[k];
-				if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-				    (c >= '0' && c <= '9') || c == '+' || c == '/')
-					clean[cl++] = c;
-			}
+			for (size_t k = 0; clean && k < n->b.len && n->b.v[k] != '='; k++)
+				if (dkc_b64_value((unsigned char)n->b.v[k]) >= 0)
+					clean[cl++] = n->b.v[k];
 			while (clean && cl % 4 != 0)
 				clean[cl++] = '=';
 			if (clean == NULL ||
@@ -500,29 +494,8 @@ static void judge(struct dkv_lib *l, const struct msg *m, const struct dkv_keyse
 	}
 
 	/* 2. The key lookup (RFC 6376 6.1.2). */
-	if (kr == NULL) {
-		dkv_set_res(o, AUTH_TEMPERROR, "key record %s was not looked up",
-		            qname[0] ? qname : "(unnamed)");
+	if (!dkv_judge_lookup(o, kr, qname))
 		return;
-	}
-	switch (kr->status) {
-	case DNSQ_OK:
-		break;
-	case DNSQ_NXDOMAIN:
-	case DNSQ_NODATA:
-		dkv_set_res(o, AUTH_PERMERROR, "no key record at %s (%s, RFC 6376 6.1.2)",
-		            qname, dnsq_status_name(kr->status));
-		return;
-	case DNSQ_BOGUS:
-		dkv_set_res(o, AUTH_TEMPERROR, "key record at %s failed DNSSEC validation",
-		            qname);
-		return;
-	case DNSQ_TEMPFAIL:
-	case DNSQ_TIMEOUT:
-		dkv_set_res(o, AUTH_TEMPERROR, "key lookup for %s: %s",
-		            qname, dnsq_status_name(kr->status));
-		return;
-	}
 	struct dkk_key *key = dkk_cache_get(l->keys, qname, kr->txt, kr->ttl);
 	if (key == NULL) {
 		dkv_set_res(o, AUTH_TEMPERROR, "out of memory");
@@ -629,15 +602,7 @@ static void judge(struct dkv_lib *l, const struct msg *m, const struct dkv_keyse
 		dkv_set_res(o, AUTH_FAIL, "body hash mismatch (header signature verified)");
 		goto out;
 	}
-	char extra[DKV_REASON_MAX];
-	int k = snprintf(extra, sizeof extra, "signature verified");
-	if (o->key_testing && k > 0 && (size_t)k < sizeof extra)
-		k += snprintf(extra + k, sizeof extra - (size_t)k, "; testing key (t=y)");
-	if (o->has_l && k > 0 && (size_t)k < sizeof extra)
-		snprintf(extra + k, sizeof extra - (size_t)k,
-		         "; l=%llu leaves %llu body bytes unsigned",
-		         (unsigned long long)o->l, (unsigned long long)o->unsigned_len);
-	dkv_set_res(o, AUTH_PASS, "%s", extra);
+	dkv_set_pass(o);
 out:
 	dkk_unref(&key);
 }
