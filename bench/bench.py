@@ -112,6 +112,13 @@ class Bench:
                "--authserv-id", "mx.bench.example"]
         if workers:
             cmd += ["--workers", str(workers)]
+        if not any(e.startswith("history=") for e in extra):
+            # the default history store, but the bench's own, fresh each start
+            hist = os.path.join(self.run_dir, "history.sqlite")
+            for f in (hist, hist + "-wal", hist + "-shm"):
+                if os.path.exists(f):
+                    os.unlink(f)
+            cmd += ["--set", "history=sqlite:" + hist]
         for e in extra:
             cmd += ["--set", e]
 

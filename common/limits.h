@@ -67,6 +67,7 @@
 #define LIM_HISTORY_BATCH         512u                /* records per transaction */
 #define LIM_HISTORY_RETRY_MS      1000u               /* wait after a failed batch or open */
 #define LIM_HISTORY_PURGE_S       300u                /* retention runs this often (and at start) */
+#define LIM_HISTORY_PURGE_ROWS    20000u              /* rows one retention step deletes; the next step follows the next batch */
 #define LIM_HISTORY_DROP_LOG_S    10u                 /* at most one "queue full" line this often */
 
 /* ---- MTA clients (clients/) ---- */

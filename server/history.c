@@ -102,15 +102,18 @@ static void free_batch(struct store_record **b, size_t n)
 	}
 }
 
-static void purge(struct history *h, struct store *st)
+/* One bounded retention step; 1 when more is to delete. */
+static int purge(struct history *h, struct store *st)
 {
 	char err[512];
 	uint64_t n = 0;
+	int more = 0;
 	int64_t before = h->retention_days
 	               ? (int64_t)time(NULL) - (int64_t)h->retention_days * 86400 : 0;
-	if (store_purge(st, before, h->max_size, &n, err, sizeof(err)) < 0) {
+	if (store_purge(st, before, h->max_size, LIM_HISTORY_PURGE_ROWS, &n, &more,
+	                err, sizeof(err)) < 0) {
 		log_msg(LOG_LVL_WARN, "history: retention: %s", err);
-		return;
+		return 0;
 	}
 	if (n) {
 		log_msg(LOG_LVL_INFO, "history: retention removed %llu records", (unsigned long long)n);
@@ -118,6 +121,7 @@ static void purge(struct history *h, struct store *st)
 		h->purged += n;
 		pthread_mutex_unlock(&h->mu);
 	}
+	return more;
 }
 
 static void *writer(void *arg)
@@ -145,9 +149,11 @@ static void *writer(void *arg)
 				}
 			}
 		}
-		if (st && time(NULL) >= next_purge) {
-			purge(h, st);
-			next_purge = time(NULL) + LIM_HISTORY_PURGE_S;
+		if (st && time(NULL) >= next_purge && !h->stop) {
+			/* a store far over its limits is cut down a step at a time,
+			 * between batches, so neither writing nor a shutdown waits
+			 * for the whole of it */
+			next_purge = purge(h, st) ? 0 : time(NULL) + LIM_HISTORY_PURGE_S;
 		}
 		pthread_mutex_lock(&h->mu);
 		if (!st && !h->stop) {

@@ -87,21 +87,29 @@ int64_t store_size(struct store *st, char *err, size_t errlen)
 	return st->ops->size(st, err, errlen);
 }
 
-int store_purge(struct store *st, int64_t before, uint64_t max_bytes, uint64_t *deleted_r,
-                char *err, size_t errlen)
+int store_purge(struct store *st, int64_t before, uint64_t max_bytes, uint64_t budget,
+                uint64_t *deleted_r, int *more_r, char *err, size_t errlen)
 {
 	uint64_t total = 0, n = 0;
 	*deleted_r = 0;
+	*more_r = 0;
+	if (budget == 0)
+		budget = 1;
 	if (before > 0) {
-		if (st->ops->delete_rows(st, before, 0, &n, err, errlen) < 0)
+		if (st->ops->delete_rows(st, before, budget, &n, err, errlen) < 0)
 			return -1;
 		total += n;
+		if (n == budget) {
+			*deleted_r = total;
+			*more_r = 1;
+			return 0;
+		}
 	}
 	if (max_bytes > 0) {
 		/* a few rounds: each estimates the bytes per row from what is there
 		 * and deletes the oldest rows beyond what fits, aiming at 90 % of the
 		 * cap so the cap is not crossed again at the next batch */
-		for (int round = 0; round < 4; round++) {
+		for (int round = 0; round < 4 && total < budget; round++) {
 			int64_t size = st->ops->size(st, err, errlen);
 			int64_t rows = st->ops->count(st, err, errlen);
 			if (size < 0 || rows < 0)
@@ -111,11 +119,17 @@ int store_purge(struct store *st, int64_t before, uint64_t max_bytes, uint64_t *
 			double per_row = (double)size / (double)rows;
 			uint64_t keep = (uint64_t)((double)max_bytes * 0.9 / per_row);
 			uint64_t drop = (uint64_t)rows > keep ? (uint64_t)rows - keep : 1;
+			if (drop > budget - total) {
+				drop = budget - total;
+				*more_r = 1;
+			}
 			if (st->ops->delete_rows(st, 0, drop, &n, err, errlen) < 0)
 				return -1;
 			total += n;
-			if (n == 0)
+			if (n == 0) {
+				*more_r = 0;
 				break;
+			}
 		}
 	}
 	*deleted_r = total;

@@ -92,9 +92,13 @@ int64_t store_count(struct store *st, char *err, size_t errlen);
 int64_t store_size(struct store *st, char *err, size_t errlen);
 
 /* Retention: deletes records older than `before` (0: none), then the
- * oldest ones until the store holds at most max_bytes (0: no cap).
- * *deleted_r gets how many went. 0 or -1. */
-int store_purge(struct store *st, int64_t before, uint64_t max_bytes, uint64_t *deleted_r,
-                char *err, size_t errlen);
+ * oldest ones until the store holds at most max_bytes (0: no cap), but
+ * never more than `budget` rows in one call, so a caller that must stay
+ * responsive (the daemon's writer at shutdown) is not held by a store
+ * that has grown far beyond its limits. *deleted_r gets how many went;
+ * *more_r is set when the budget ran out before the limits were met
+ * (call again). 0 or -1. */
+int store_purge(struct store *st, int64_t before, uint64_t max_bytes, uint64_t budget,
+                uint64_t *deleted_r, int *more_r, char *err, size_t errlen);
 
 #endif

@@ -13,7 +13,8 @@ struct store_ops {
 	             char *err, size_t errlen);
 	int64_t (*count)(struct store *st, char *err, size_t errlen);
 	int64_t (*size)(struct store *st, char *err, size_t errlen);
-	/* deletes rows with time < before, or (before 0) the n oldest */
+	/* deletes at most n rows (n > 0): with time < before, or (before 0)
+	 * the oldest */
 	int (*delete_rows)(struct store *st, int64_t before, uint64_t n, uint64_t *deleted_r,
 	                   char *err, size_t errlen);
 	void (*close)(struct store *st);

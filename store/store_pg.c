@@ -236,13 +236,16 @@ static int pg_delete(struct store *st, int64_t before, uint64_t n, uint64_t *del
 	*deleted_r = 0;
 	if (ensure(s, err, errlen) < 0)
 		return -1;
-	char v[32];
-	snprintf(v, sizeof(v), "%lld", before > 0 ? (long long)before : (long long)n);
-	const char *vals[1] = { v };
-	const char *sql = before > 0 ? "DELETE FROM history WHERE time < $1"
-	                : "DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id"
-	                  " LIMIT $1::bigint)";
-	PGresult *r = PQexecParams(s->c, sql, 1, NULL, vals, NULL, NULL, 0);
+	char v[2][32];
+	snprintf(v[0], sizeof(v[0]), "%lld", (long long)before);
+	snprintf(v[1], sizeof(v[1]), "%llu", (unsigned long long)n);
+	const char *vals[2] = { v[0], v[1] };
+	const char *sql = before > 0
+	                ? "DELETE FROM history WHERE id IN (SELECT id FROM history"
+	                  " WHERE time < $1::bigint LIMIT $2::bigint)"
+	                : "DELETE FROM history WHERE id IN (SELECT id FROM history"
+	                  " WHERE $1::bigint = 0 ORDER BY id LIMIT $2::bigint)";
+	PGresult *r = PQexecParams(s->c, sql, 2, NULL, vals, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		PQclear(r);
 		return pg_fail(s->c, "delete", err, errlen);

@@ -200,13 +200,15 @@ static int sq_delete(struct store *st, int64_t before, uint64_t n, uint64_t *del
                      char *err, size_t errlen)
 {
 	struct store_sqlite *s = (struct store_sqlite *)st;
-	const char *sql = before > 0 ? "DELETE FROM history WHERE time < ?1"
-	                : "DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?1)";
+	const char *sql = before > 0
+	                ? "DELETE FROM history WHERE id IN (SELECT id FROM history WHERE time < ?1 LIMIT ?2)"
+	                : "DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?2)";
 	sqlite3_stmt *stmt;
 	*deleted_r = 0;
 	if (sqlite3_prepare_v2(s->db, sql, -1, &stmt, NULL) != SQLITE_OK)
 		return fail(s->db, "delete", err, errlen);
-	sqlite3_bind_int64(stmt, 1, before > 0 ? before : (int64_t)n);
+	sqlite3_bind_int64(stmt, 1, before);
+	sqlite3_bind_int64(stmt, 2, n > INT64_MAX ? INT64_MAX : (int64_t)n);
 	int rc = sqlite3_step(stmt);
 	sqlite3_finalize(stmt);
 	if (rc != SQLITE_DONE)

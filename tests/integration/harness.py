@@ -8,6 +8,7 @@ ALIGND_WRAPPER, when set, is a command line put in front of the daemon's
 and shutdown waits are then longer. See tests/soak/README.md.
 """
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -24,6 +25,15 @@ WRAPPER = shlex.split(os.environ.get("ALIGND_WRAPPER", ""))
 WAIT_FACTOR = 10 if WRAPPER else 1
 
 
+def private_history(directory, config_text="", args=()):
+    """The history store is on by default, at the system's path; a test
+    daemon keeps its own in its directory unless the test chose one."""
+    if re.search(r"^\s*history\s*=", config_text or "", re.M) or \
+            any(str(a).startswith("history=") for a in args):
+        return []
+    return ["--set", "history=sqlite:" + os.path.join(directory, "history.sqlite")]
+
+
 class Daemon:
     """One alignd process on a private socket in a private directory."""
 
@@ -33,6 +43,7 @@ class Daemon:
         self.log_path = os.path.join(self.dir, "alignd.log")
         self.args = list(args)
         self.config_path = None
+        self.config_text = config or ""
         if config is not None:
             self.config_path = os.path.join(self.dir, "alignd.conf")
             with open(self.config_path, "w") as f:
@@ -48,6 +59,7 @@ class Daemon:
                     "--set", "dns_trust_anchor=", "--set", "dns_mode=recursive"]
         if self.config_path:
             cmd += ["--config", self.config_path]
+        cmd += private_history(self.dir, self.config_text, self.args)
         cmd += self.args
         self.log = open(self.log_path, "ab")
         env = dict(os.environ)

@@ -269,7 +269,7 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(stat.S_IMODE(os.stat(d.socket).st_mode), 0o600)
             self.assertIn("removed stale socket", d.logtext())
             # a second instance on the same socket refuses to start
-            p = subprocess.run([os.environ["ALIGND"], "--socket", d.socket], capture_output=True,
+            p = subprocess.run([os.environ["ALIGND"], "--socket", d.socket, "--set", "history=off"], capture_output=True,
                                timeout=10)
             self.assertNotEqual(p.returncode, 0)
             self.assertIn(b"another instance is listening", p.stderr)
@@ -282,7 +282,7 @@ class LifecycleTest(unittest.TestCase):
         try:
             with open(d.socket, "w") as f:
                 f.write("precious")
-            p = subprocess.run([os.environ["ALIGND"], "--socket", d.socket], capture_output=True,
+            p = subprocess.run([os.environ["ALIGND"], "--socket", d.socket, "--set", "history=off"], capture_output=True,
                                timeout=10)
             self.assertNotEqual(p.returncode, 0)
             self.assertIn(b"not a socket", p.stderr)
@@ -346,7 +346,8 @@ class ReloadTest(unittest.TestCase):
             f.write("authserv_id = first.example\n")
         sock = os.path.join(tmp, "a.sock")
         log = open(os.path.join(tmp, "log"), "wb")
-        p = subprocess.Popen([os.environ["ALIGND"], "--config", conf, "--socket", sock],
+        p = subprocess.Popen([os.environ["ALIGND"], "--config", conf, "--socket", sock,
+                              "--set", "history=off"],
                              stdout=log, stderr=subprocess.STDOUT)
         try:
             for _ in range(100):

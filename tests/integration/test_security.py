@@ -81,7 +81,7 @@ class SecurityTest(unittest.TestCase):
     def start(self, sock, *args):
         log = open(os.path.join(self.dir, "log"), "ab")
         p = subprocess.Popen([ALIGND, "--socket", sock, "--set", "dns_forwarders=127.0.0.1@9",
-                              "--set", "dns_timeout=200ms"] + list(args),
+                              "--set", "dns_timeout=200ms", "--set", "history=off"] + list(args),
                              stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(p)
         for _ in range(200):

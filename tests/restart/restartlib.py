@@ -59,6 +59,7 @@ class FileConfigDaemon(Daemon):
         if self.world is not None:
             cmd += ["--unbound-config", self.world.unbound_conf,
                     "--set", "dns_trust_anchor=", "--set", "dns_mode=recursive"]
+        cmd += harness.private_history(self.dir, self.config_text, self.args)
         cmd += self.args
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,

@@ -4,6 +4,9 @@
   kills the daemon with SIGKILL, and checks that the database passes
   SQLite's integrity check and that what was lost is no more than what
   STATS said was still queued; a restart on the same file carries on.
+- SQLite, far over its retention: a store with more rows past retention
+  than one retention step deletes is cut down a step at a time, and a
+  SIGTERM during that is obeyed at once (the daemon exits 0).
 - PostgreSQL, a fleet: two daemons (one DNS cache tier, one private
   PostgreSQL server) write into one store; every scan of both is there and
   alignd-report counts both.
@@ -101,6 +104,43 @@ class History(unittest.TestCase):
         self.assertEqual(db.execute("SELECT count(*) FROM history WHERE queue_id LIKE 'H3__'")
                          .fetchone()[0], 20)
         db.close()
+
+    def test_sqlite_retention_steps(self):
+        path = os.path.join(self.tmp, "old.sqlite")
+        d = harness.Daemon("--set", "history=sqlite:" + path, world=self.world)
+        d.start()
+        try:
+            for i in range(25):
+                scan(d, i)
+        finally:
+            d.cleanup()
+        db = sqlite3.connect(path)
+        cols = [r[1] for r in db.execute("PRAGMA table_info(history)") if r[1] != "id"]
+        self.assertIn("time", cols)
+        old = ",".join("time - 200*86400" if c == "time" else c for c in cols)
+        db.execute("INSERT INTO history (%s) SELECT %s FROM history" % (",".join(cols), old))
+        db.execute("DELETE FROM history WHERE time > strftime('%s','now') - 100*86400")
+        while db.execute("SELECT count(*) FROM history").fetchone()[0] < 70000:
+            db.execute("INSERT INTO history (%s) SELECT %s FROM history" % (",".join(cols), ",".join(cols)))
+        total = db.execute("SELECT count(*) FROM history").fetchone()[0]
+        db.commit()
+        db.close()
+        d = harness.Daemon("--set", "history=sqlite:" + path, world=self.world)
+        d.start()
+        d.signal(signal.SIGTERM)
+        d.stop()
+        log = d.logtext()
+        d.cleanup()   # must have exited 0, within the harness's patience
+        db = sqlite3.connect(path)
+        left = db.execute("SELECT count(*) FROM history").fetchone()[0]
+        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        db.close()
+        steps = [int(n) for n in re.findall(r"retention removed (\d+) records", log)]
+        print("store of %d rows past retention: steps %s, %d left" % (total, steps, left))
+        self.assertTrue(steps, log[-2000:])
+        self.assertLessEqual(max(steps), 20000)
+        self.assertEqual(total - sum(steps), left)
+        self.assertGreater(left, 0, "all of it went in the time a SIGTERM takes")
 
     def test_postgresql_two_instances(self):
         with PgServer() as pg:

@@ -432,8 +432,14 @@ static void test_retention(void)
 		scenario_free(&s);
 	}
 	uint64_t n = 0;
-	CHECK(store_purge(st, 1700000000 + 30 * 86400, 0, &n, err, sizeof(err)) == 0);
-	CHECK(n == 30);
+	int more = 0;
+	/* a budget smaller than what is due: a step at a time */
+	CHECK(store_purge(st, 1700000000 + 30 * 86400, 0, 12, &n, &more, err, sizeof(err)) == 0);
+	CHECK(n == 12 && more);
+	CHECK(store_purge(st, 1700000000 + 30 * 86400, 0, 12, &n, &more, err, sizeof(err)) == 0);
+	CHECK(n == 12 && more);
+	CHECK(store_purge(st, 1700000000 + 30 * 86400, 0, 12, &n, &more, err, sizeof(err)) == 0);
+	CHECK(n == 6 && !more);
 	CHECK(store_count(st, err, sizeof(err)) == 70);
 	static struct rows w;
 	CHECK(query(st, 0, INT64_MAX, NULL, 1, &w) == 0);
@@ -443,15 +449,18 @@ static void test_retention(void)
 	int64_t size = store_size(st, err, sizeof(err));
 	CHECK(size > 0);
 	uint64_t cap = (uint64_t)size / 2;
-	CHECK(store_purge(st, 0, cap, &n, err, sizeof(err)) == 0);
-	CHECK(n > 0 && n < 70);
+	CHECK(store_purge(st, 0, cap, 1000, &n, &more, err, sizeof(err)) == 0);
+	CHECK(n > 0 && n < 70 && !more);
 	CHECK(store_size(st, err, sizeof(err)) <= (int64_t)cap);
 	int64_t left = store_count(st, err, sizeof(err));
 	CHECK(left == 70 - (int64_t)n);
 	/* the newest survive */
 	CHECK(query(st, 1700000000 + 99 * 86400, INT64_MAX, NULL, 0, &w) == 0);
 	CHECK(w.n == 1);
-	CHECK(store_purge(st, 0, 0, &n, err, sizeof(err)) == 0 && n == 0);
+	CHECK(store_purge(st, 0, 0, 1000, &n, &more, err, sizeof(err)) == 0 && n == 0 && !more);
+	/* a cap far below the size, with a small budget: the budget holds */
+	CHECK(store_purge(st, 0, 1, 5, &n, &more, err, sizeof(err)) == 0);
+	CHECK(n == 5 && more);
 	rows_free(&w);
 	store_close(&st);
 }
