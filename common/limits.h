@@ -78,6 +78,7 @@
 /* ---- trace and logging ---- */
 #define LIM_TRACE_BYTES           (64u * 1024)        /* explain trace per message */
 #define LIM_LOG_FIELD             256u                /* untrusted text in one log field */
+#define LIM_LOG_LINE              2048u               /* one log line, all fields; longer is cut */
 
 /* ---- DMARC reports ---- */
 #define LIM_REPORT_FIELD          1024u               /* one text value in a report */

@@ -49,6 +49,7 @@ static const struct key keys[] = {
 	{ "syslog_facility",     K_STR,  O(syslog_facility), "mail",
 	  "mail daemon local0 local1 local2 local3 local4 local5 local6 local7", 0, 0 },
 	{ "log_debug",           K_BOOL, O(log_debug), "no", NULL, 0, 0 },
+	{ "log_format",          K_STR,  O(log_format), "text", "text json", 0, 0 },
 	{ "authserv_id",         K_STR,  O(authserv_id), "", NULL, 0, 0 },
 	{ "dns_trust_anchor",    K_STR,  O(dns_trust_anchor), "/usr/share/dns/root.key", NULL, 0, 0 },
 	{ "dns_mode",            K_STR,  O(dns_mode), "forward", "forward recursive", 0, 0 },

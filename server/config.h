@@ -43,6 +43,7 @@ struct srv_config {
 	enum cfg_log log;
 	char *syslog_facility;
 	int log_debug;
+	char *log_format;             /* text | json */
 
 	/* results */
 	char *authserv_id;            /* empty: the host name */

@@ -277,6 +277,11 @@ static int drop_privileges(const struct srv_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+static enum log_format log_format_of(const struct srv_config *c)
+{
+	return strcmp(c->log_format, "json") == 0 ? LOG_FMT_JSON : LOG_FMT_TEXT;
+}
+
 static void close_if_open(uv_handle_t *h)
 {
 	if (!uv_is_closing(h))
@@ -375,7 +380,7 @@ static void on_signal(uv_signal_t *h, int signum)
 			return;
 		}
 		n->workers = s->cfg->workers;
-		log_open(n->log == CFG_LOG_SYSLOG, n->syslog_facility, n->log_debug);
+		log_open(n->log == CFG_LOG_SYSLOG, n->syslog_facility, n->log_debug, log_format_of(n));
 		cfg_unref(&s->cfg);
 		s->cfg = n;
 		s->stats.reloads++;
@@ -470,7 +475,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
-	log_open(cfg->log == CFG_LOG_SYSLOG, cfg->syslog_facility, cfg->log_debug);
+	log_open(cfg->log == CFG_LOG_SYSLOG, cfg->syslog_facility, cfg->log_debug, log_format_of(cfg));
 	signal(SIGPIPE, SIG_IGN);
 
 	struct srv *s = &server;

@@ -320,11 +320,23 @@ static void scan_report(struct scan *sc)
 	case VERDICT_TEMPFAIL:   s->stats.action_tempfail++; break;
 	}
 	stats_count_scan(s, in.spf, in.spf_helo, in.dkim, in.dmarc, trace_now_us() - sc->t0_us);
-	log_msg(LOG_LVL_INFO, "scan qid=%s ip=%s helo=%s mfrom=%s %s size=%zu action=%s score=%.2f ms=%llu%s",
-	        log_clean(sc->req.queue_id), log_clean(sc->req.client_ip),
-	        log_clean(sc->req.helo), log_clean(domain_of(sc->req.mail_from)),
-	        log_clean(v.summary), sc->msg_len, res.action, v.score,
-	        (unsigned long long)ms, sc->timed_out ? " (deadline)" : "");
+	char size[24], score[24], msec[24];
+	snprintf(size, sizeof(size), "%zu", sc->msg_len);
+	snprintf(score, sizeof(score), "%.2f", v.score);
+	snprintf(msec, sizeof(msec), "%llu", (unsigned long long)ms);
+	const struct log_kv kv[] = {
+		{ "qid", log_clean(sc->req.queue_id), 0 },
+		{ "ip", log_clean(sc->req.client_ip), 0 },
+		{ "helo", log_clean(sc->req.helo), 0 },
+		{ "mfrom", log_clean(domain_of(sc->req.mail_from)), 0 },
+		{ NULL, log_clean(v.summary), 0 },
+		{ "size", size, 1 },
+		{ "action", res.action, 0 },
+		{ "score", score, 1 },
+		{ "ms", msec, 1 },
+		{ "deadline", "yes", 0 },
+	};
+	log_event(LOG_LVL_INFO, "scan", kv, sizeof(kv) / sizeof(kv[0]) - !sc->timed_out);
 	sc->done(sc->arg, &res);
 	free(tl);
 	verdict_free(&v);

@@ -291,6 +291,48 @@ class LifecycleTest(unittest.TestCase):
         finally:
             d.cleanup()
 
+    def test_json_log_lines(self):
+        """log_format = json: every line the daemon writes is one JSON
+        object; a scan's fields are typed, hostile text stays inside its
+        string, and the text format has the same scan fields."""
+        hostile = 'Q"\\{x}'
+        lines = {}
+        for fmt in ("json", "text"):
+            d = Daemon("--set", "log_format=" + fmt).start()
+            try:
+                r = d.request(scan_request(SIMPLE_MESSAGE, ip="192.0.2.1", helo='h"lo\\',
+                                           mail_from="alice@example.org", queue_id=hostile))
+                self.assertTrue(r.startswith(b"ALIGND/1 200 OK"), r[:80])
+                d.signal(signal.SIGTERM)
+                self.assertEqual(d.proc.wait(10), 0)
+                lines[fmt] = d.logtext().splitlines()
+            finally:
+                d.cleanup()
+        objs = [json.loads(l) for l in lines["json"]]   # each line parses on its own
+        self.assertGreater(len(objs), 3)
+        for o in objs:
+            self.assertRegex(o["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            self.assertIn(o["level"], ("error", "warning", "info", "debug"))
+            self.assertTrue("msg" in o or "event" in o, o)
+        scans = [o for o in objs if o.get("event") == "scan"]
+        self.assertEqual(len(scans), 1, lines["json"])
+        sc = scans[0]
+        self.assertEqual(sc["ip"], "192.0.2.1")
+        self.assertEqual(sc["mfrom"], "example.org")
+        self.assertIsInstance(sc["size"], int)
+        self.assertIsInstance(sc["score"], float)
+        self.assertIsInstance(sc["ms"], int)
+        for k in ("qid", "helo", "spf", "dkim", "dmarc", "from", "action"):
+            self.assertIsInstance(sc[k], str, k)
+        self.assertIn('"', sc["helo"])
+        self.assertTrue(any("listening on" in o.get("msg", "") for o in objs))
+        text = [l for l in lines["text"] if " info: scan qid=" in l]
+        self.assertEqual(len(text), 1, lines["text"])
+        self.assertRegex(text[0], r" ms=\d+$")
+        for k in ("ip", "mfrom", "spf", "dkim", "dmarc", "from", "size", "action", "score"):
+            self.assertIn(" %s=%s" % (k, sc[k] if not isinstance(sc[k], float) else "%.2f" % sc[k]),
+                          text[0])
+
     def test_sigterm_exits_zero_and_removes_socket(self):
         d = Daemon().start()
         try:
