@@ -122,6 +122,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				 * whole; libopendkim uses the tags it read before the error */
 				if (strstr(a.sigs[k].reason, "malformed tag-list") != NULL)
 					continue;
+				/* RFC 8032 5.1.6: an ed25519 b= that is not 64 octets is
+				 * malformed (permerror); libopendkim lets OpenSSL fail it
+				 * (fail) or, for some, calls it corrupt (permerror) */
+				if (strstr(a.sigs[k].reason, "not an Ed25519 signature") != NULL &&
+				    b.sigs[k].res != AUTH_PASS)
+					continue;
 				if (a.sigs[k].res != b.sigs[k].res)
 					fprintf(stderr, "sig %zu: native %s (%s), libopendkim %s (%s)\n",
 					        k + 1, auth_res_name(a.sigs[k].res), a.sigs[k].reason,
