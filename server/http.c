@@ -51,6 +51,7 @@ struct hconn {
 	struct scan *sc;
 	struct proto_request req;     /* H_PEEK: the request, until the scan takes it */
 	struct buf peek;
+	uint64_t request_start;       /* loop time of the current request's first byte; 0: none */
 	int legacy;                   /* RSPAMC/1.x request: legacy text reply, then close */
 	int keep_alive;
 	int reading;
@@ -142,6 +143,9 @@ static void on_write(uv_write_t *w, int status)
 	size_t n = c->in.len;
 	char *held = buf_steal(&c->in, &n);
 	buf_init(&c->in, c->hs->srv->cfg->max_request_header);
+	c->request_start = 0;
+	if (held && n)
+		c->request_start = uv_now(c->hs->srv->loop) ? uv_now(c->hs->srv->loop) : 1;
 	hc_arm_timer(c);
 	if (held && n)
 		hc_process(c, held, n);
@@ -761,8 +765,12 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	if (n == 0)
 		return;
 	c->hs->srv->stats.bytes_in += (uint64_t)n;
-	if (c->st == H_HEAD || c->st == H_PEEK || c->st == H_BODY)
+	if (c->st == H_HEAD && c->request_start == 0) {
+		/* a request's first byte: its whole deadline starts now */
+		uint64_t now = uv_now(c->hs->srv->loop);
+		c->request_start = now ? now : 1;
 		hc_arm_timer(c);
+	}
 	hc_process(c, b->base, (size_t)n);
 }
 
@@ -778,7 +786,7 @@ static void on_timer(uv_timer_t *t)
 {
 	struct hconn *c = t->data;
 	c->hs->srv->stats.timeouts++;
-	if (c->st == H_DONE || (c->st == H_HEAD && c->in.len == 0)) {
+	if (c->st == H_DONE || (c->st == H_HEAD && c->request_start == 0)) {
 		hc_close(c);        /* idle keep-alive connection */
 		return;
 	}
@@ -790,11 +798,19 @@ static void on_timer(uv_timer_t *t)
 	hc_error(c, 408, "request timeout");
 }
 
+/* Between requests: idle_timeout. In a request: request_timeout from its
+ * first byte, which bytes trickling in do not extend (slowloris), as on
+ * the line protocol. */
 static void hc_arm_timer(struct hconn *c)
 {
 	const struct srv_config *cfg = c->hs->srv->cfg;
-	uint64_t ms = (c->st == H_HEAD && c->in.len == 0) ? cfg->idle_timeout : cfg->request_timeout;
-	uv_timer_start(&c->timer, on_timer, ms, 0);
+	if (c->request_start == 0) {
+		uv_timer_start(&c->timer, on_timer, cfg->idle_timeout, 0);
+		return;
+	}
+	uint64_t now = uv_now(c->hs->srv->loop);
+	uint64_t end = c->request_start + cfg->request_timeout;
+	uv_timer_start(&c->timer, on_timer, end > now ? end - now : 0, 0);
 }
 
 /* ------------------------------------------------------------ listener */

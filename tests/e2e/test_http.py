@@ -152,6 +152,53 @@ class HttpEndpoint(unittest.TestCase):
         self.assertEqual(self.read_http(s)[0], 200)
 
 
+class HttpSlowloris(unittest.TestCase):
+    def test_trickle_does_not_extend_the_deadline(self):
+        """One byte at a time, each within request_timeout of the last: the
+        request still ends with 408 once request_timeout has passed since
+        its first byte (before, every byte re-armed the timer)."""
+        d = harness.Daemon("--set", "request_timeout=600ms", "--set", "idle_timeout=60s")
+        path = os.path.join(d.dir, "http.sock")
+        d.args += ["--set", "http_listen=unix:" + path]
+        d.start()
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            s.connect(path)
+            req = head(b"POST /checkv2 HTTP/1.1") + MSG
+            sent = 0
+            got = b""
+            for i in range(len(req)):
+                try:
+                    s.send(req[i:i + 1])
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                sent += 1
+                time.sleep(0.05)
+                s.setblocking(False)
+                try:
+                    got += s.recv(4096)
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    break
+                finally:
+                    s.setblocking(True)
+                if got:
+                    break
+            if not got:
+                try:
+                    got = s.recv(4096)
+                except ConnectionResetError:
+                    pass
+            s.close()
+            print("trickled %d of %d bytes before the daemon answered %r" % (sent, len(req), got[:40]))
+            self.assertLess(sent, len(req), "the whole trickled request was read")
+            self.assertTrue(got.startswith(b"HTTP/1.1 408"), got[:80])
+        finally:
+            d.cleanup()
+
+
 class HttpListenRules(unittest.TestCase):
     def start_fails(self, value, allow=False):
         d = harness.Daemon("--set", "http_listen=" + value,
