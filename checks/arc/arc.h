@@ -131,6 +131,14 @@ int arc_verify(const struct arc_opts *o, const char *msg, size_t len,
                struct trace *t);
 void arc_result_free(struct arc_result *res);
 
+/* Parses an Authentication-Results value (RFC 8601 2.2: authserv-id
+ * [version] ; resinfo ; ...), splitting at ';' only outside quoted strings
+ * and comments: each "method=result props" entry, lower-cased, into out
+ * (at most max). authserv (may be NULL) gets the authserv-id. Returns how
+ * many entries were filled. Borrows s. */
+size_t arc_ar_parse(const char *s, size_t len, char *authserv, size_t acap,
+                    struct arc_aar_method *out, size_t max);
+
 /* The first-hop result for a method ("spf", "dkim", "dmarc", ...): the
  * result text of its first entry in aar1, or NULL. */
 const char *arc_aar1_result(const struct arc_result *res, const char *method);

@@ -532,18 +532,20 @@ static void lower_copy(char *dst, size_t cap, const char *s, size_t len)
 }
 
 /* RFC 8601 2.2: authserv-id [version] ; resinfo ; resinfo ... */
-static void parse_aar(struct arc_result *res, const char *s, size_t len)
+size_t arc_ar_parse(const char *s, size_t len, char *authserv, size_t acap,
+                    struct arc_aar_method *out, size_t max)
 {
-	size_t off = 0, end = next_semi(s, len, 0);
+	size_t off = 0, end = next_semi(s, len, 0), n = 0;
 	const char *id = s;
 	size_t il = end;
 	text_trim(&id, &il);
 	size_t w = 0;
 	while (w < il && id[w] != ' ' && id[w] != '\t' && id[w] != '(')
 		w++;
-	text_printable(res->aar1_authserv, sizeof res->aar1_authserv, id, w);
+	if (authserv && acap)
+		text_printable(authserv, acap, id, w);
 	off = end + 1;
-	while (off < len && res->aar1_n < ARC_AAR_MAX) {
+	while (off < len && n < max) {
 		end = next_semi(s, len, off);
 		const char *ri = s + off;
 		size_t rl = end - off;
@@ -569,7 +571,7 @@ static void parse_aar(struct arc_result *res, const char *s, size_t len)
 			vl++;
 		if (ml == 0 || vl == 0)
 			continue;
-		struct arc_aar_method *am = &res->aar1_res[res->aar1_n++];
+		struct arc_aar_method *am = &out[n++];
 		lower_copy(am->method, sizeof am->method, mv, ml);
 		lower_copy(am->result, sizeof am->result, rv, vl);
 		const char *pp = rv + vl;
@@ -577,6 +579,7 @@ static void parse_aar(struct arc_result *res, const char *s, size_t len)
 		text_trim(&pp, &pl);
 		text_printable(am->props, sizeof am->props, pp, pl);
 	}
+	return n;
 }
 
 static int take_aar1(struct arc_result *res, const struct msg_field *f)
@@ -601,7 +604,8 @@ static int take_aar1(struct arc_result *res, const struct msg_field *f)
 			if (!(res->aar1[k] == ' ' && w > 0 && res->aar1[w - 1] == ' '))
 				res->aar1[w++] = res->aar1[k] == '\t' ? ' ' : res->aar1[k];
 		res->aar1[w] = '\0';
-		parse_aar(res, rest, rl);
+		res->aar1_n = arc_ar_parse(rest, rl, res->aar1_authserv, sizeof res->aar1_authserv,
+		                           res->aar1_res, ARC_AAR_MAX);
 	}
 	free(buf);
 	return 0;

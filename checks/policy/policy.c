@@ -1,5 +1,6 @@
 /* Indirect-flow evidence and the override decision. Pure; any thread. */
 #include "checks/policy/policy.h"
+#include "checks/arc/arc.h"
 #include "common/text.h"
 
 #include <arpa/inet.h>
@@ -318,22 +319,59 @@ static int list_domain(const struct msg *m, char *out, size_t cap)
 	return 0;
 }
 
-/* Whether an Authentication-Results text holds a "dmarc=pass" result. */
-static int aar_dmarc_pass(const char *aar)
+/* The value of property `name` ("header.from") in a resinfo's props,
+ * outside comments and quoted strings; 0 when absent. */
+static int prop_value(const char *props, const char *name, char *out, size_t cap)
 {
-	const char *p = aar;
-	while (p && *p) {
-		const char *semi = strchr(p, ';');
-		size_t n = semi ? (size_t)(semi - p) : strlen(p);
-		const char *q = p;
-		while (q < p + n && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
-			q++;
-		if ((size_t)(p + n - q) >= 10 && strncasecmp(q, "dmarc=pass", 10) == 0 &&
-		    (q + 10 == p + n || q[10] == ' ' || q[10] == '\t' || q[10] == '(' ||
-		     q[10] == '\r' || q[10] == '\n'))
+	size_t nl = strlen(name);
+	const char *p = props;
+	int depth = 0;
+	while (*p) {
+		if (*p == '(') {
+			depth++;
+			p++;
+		} else if (*p == ')') {
+			if (depth > 0)
+				depth--;
+			p++;
+		} else if (*p == '\\' && depth > 0 && p[1]) {
+			p += 2;
+		} else if (*p == '"') {
+			for (p++; *p && *p != '"'; p++)
+				if (*p == '\\' && p[1])
+					p++;
+			if (*p)
+				p++;
+		} else if (depth == 0 && (p == props || p[-1] == ' ' || p[-1] == '\t' || p[-1] == ')') &&
+		           strncasecmp(p, name, nl) == 0 && p[nl] == '=') {
+			const char *v = p + nl + 1;
+			size_t n = strcspn(v, " \t(;\"");
+			if (n == 0 || n >= cap)
+				return 0;
+			for (size_t i = 0; i < n; i++)
+				out[i] = (char)tolower((unsigned char)v[i]);
+			out[n] = '\0';
 			return 1;
-		p = semi ? semi + 1 : NULL;
+		} else {
+			p++;
+		}
 	}
+	return 0;
+}
+
+/* Whether an Authentication-Results text holds a "dmarc=pass" result, and
+ * for which header.from. Parsed as RFC 8601 has it (quoted strings and
+ * comments are not split at ';'): a MAIL FROM such as
+ * "x; dmarc=pass"@example.net inside smtp.mailfrom is not a result. */
+static int aar_dmarc_pass(const char *aar, char *from, size_t cap)
+{
+	struct arc_aar_method m[ARC_AAR_MAX];
+	size_t n = arc_ar_parse(aar, strlen(aar), NULL, 0, m, ARC_AAR_MAX);
+	for (size_t k = 0; k < n; k++)
+		if (strcmp(m[k].method, "dmarc") == 0 && strcmp(m[k].result, "pass") == 0 &&
+		    prop_value(m[k].props, "header.from", from, cap))
+			return 1;
+	from[0] = '\0';
 	return 0;
 }
 
@@ -363,7 +401,9 @@ void policy_gather(const struct policy_conf *c, const struct policy_facts *f,
 		else
 			snprintf(ev->arc_sealer, sizeof(ev->arc_sealer), "%s", first_trusted ? first
 			         : f->arc_sealers[f->n_sealers - 1]);
-		ev->arc_aar1_dmarc_pass = ev->arc_trusted && f->aar1 && aar_dmarc_pass(f->aar1);
+		ev->arc_aar1_dmarc_pass = ev->arc_trusted && f->aar1 &&
+		                          aar_dmarc_pass(f->aar1, ev->arc_aar1_from,
+		                                         sizeof ev->arc_aar1_from);
 	}
 	if (f->client_ip)
 		for (size_t i = 0; i < c->n_nets && !ev->forwarder; i++)
@@ -435,7 +475,9 @@ void policy_decide(const struct policy_conf *c, const char *domain,
 		snprintf(out->why, sizeof(out->why), "%s", ev->forwarder_why);
 		return;
 	}
-	if (ev->arc == AUTH_PASS && ev->arc_trusted && ev->arc_aar1_dmarc_pass) {
+	/* the first hop's pass must be for this message's own author domain */
+	if (ev->arc == AUTH_PASS && ev->arc_trusted && ev->arc_aar1_dmarc_pass &&
+	    strcasecmp(ev->arc_aar1_from, domain) == 0) {
 		out->disp = POLICY_DISP_NONE;
 		out->override = "trusted_forwarder";
 		snprintf(out->why, sizeof(out->why),

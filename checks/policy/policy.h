@@ -63,7 +63,8 @@ struct policy_evidence {
 	enum auth_res arc;                   /* pass, fail, none */
 	char arc_sealer[POLICY_NAME_MAX];    /* the newest sealer, or the trusted one */
 	int arc_trusted;                     /* a sealer of a passing chain is trusted */
-	int arc_aar1_dmarc_pass;             /* instance 1's A-R says dmarc=pass */
+	int arc_aar1_dmarc_pass;             /* instance 1's A-R says dmarc=pass ... */
+	char arc_aar1_from[POLICY_NAME_MAX]; /* ... for this header.from (lower case) */
 	/* configured forwarder */
 	int forwarder;
 	char forwarder_why[POLICY_NAME_MAX];

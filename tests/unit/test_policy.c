@@ -90,6 +90,39 @@ static void test_modes(void)
 	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
 	              "i=1; mx.lists.example; dmarc=fail header.from=example.com", &ev);
 	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	/* a pass for another author domain is no evidence for this one */
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
+	              "mx.lists.example; dmarc=pass header.from=spoofer.example", &ev);
+	CHECK(ev.arc_aar1_dmarc_pass == 1);
+	CHECK_STR(ev.arc_aar1_from, "spoofer.example");
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	/* a pass without header.from names no domain */
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
+	              "mx.lists.example; dmarc=pass", &ev);
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	/* RFC 8601: ';' inside a quoted local part or a comment does not start
+	 * a result: a MAIL FROM "ceo; dmarc=pass header.from=example.com"@x
+	 * recorded by the trusted list is not an upstream pass */
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
+	              "mx.lists.example; spf=pass smtp.mailfrom=\"ceo; dmarc=pass "
+	              "header.from=example.com\"@evil.example; dmarc=fail header.from=example.com",
+	              &ev);
+	CHECK(ev.arc_aar1_dmarc_pass == 0);
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
+	              "mx.lists.example; spf=pass (x; dmarc=pass header.from=example.com) "
+	              "smtp.mailfrom=evil.example; dmarc=fail header.from=example.com", &ev);
+	CHECK(ev.arc_aar1_dmarc_pass == 0);
+	/* header.from inside a comment does not count either */
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
+	              "mx.lists.example; dmarc=pass (header.from=example.com) header.from=evil.example",
+	              &ev);
+	CHECK_STR(ev.arc_aar1_from, "evil.example");
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	/* case does not matter */
+	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1,
+	              "mx.lists.example; DMARC=Pass Header.From=EXAMPLE.com", &ev);
+	decide(&c, &ev, POLICY_DISP_NONE, "trusted_forwarder");
 	/* "dmarc=passed" is not "dmarc=pass" */
 	gather(&c, NULL, NULL, NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1, "x; dmarc=passed", &ev);
 	CHECK(ev.arc_aar1_dmarc_pass == 0);
@@ -143,18 +176,18 @@ static void test_modes(void)
 	const char *later[] = { "arc.lists.example", "attacker.example" };
 	oldest_pass = 2;
 	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, later, 2,
-	       "i=1; arc.lists.example; dmarc=pass", &ev);
+	       "i=1; arc.lists.example; dmarc=pass header.from=example.com", &ev);
 	CHECK(ev.arc_trusted == 0);
 	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");
 	oldest_pass = 1;
 	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, later, 2,
-	       "i=1; arc.lists.example; dmarc=pass", &ev);
+	       "i=1; arc.lists.example; dmarc=pass header.from=example.com", &ev);
 	decide(&c, &ev, POLICY_DISP_NONE, "trusted_forwarder");
 	/* ... but a change made by a trusted second sealer is fine */
 	const char *both[] = { "arc.lists.example", "fwd.example" };
 	oldest_pass = 2;
 	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, both, 2,
-	       "i=1; arc.lists.example; dmarc=pass", &ev);
+	       "i=1; arc.lists.example; dmarc=pass header.from=example.com", &ev);
 	decide(&c, &ev, POLICY_DISP_NONE, "trusted_forwarder");
 	oldest_pass = 0;
 
