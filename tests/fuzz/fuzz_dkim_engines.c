@@ -40,6 +40,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* Does the p= of a key record hold anything but base64 and FWS? RFC 6376
  * 3.6.1 makes such a record unusable; libopendkim skips those characters
  * and decodes the rest (a difference on purpose). */
+/* RFC 5322 4.5.8 (obs-optional): a field name may be followed by WSP
+ * before the colon. The native engine reads "DKIM-Signature :" as a
+ * signature (msg_parse drops the WSP); libopendkim does not see it (a
+ * difference on purpose). */
+static int sig_name_wsp(const struct msg *m)
+{
+	for (size_t i = 0; i < m->n_fields; i++) {
+		const struct msg_field *f = &m->fields[i];
+		if (f->name_len == 14 && strncasecmp(f->name, "DKIM-Signature", 14) == 0 &&
+		    f->line_len > 14 && (f->line[14] == ' ' || f->line[14] == '\t'))
+			return 1;
+	}
+	return 0;
+}
+
 static int p_not_base64(const char *txt)
 {
 	for (const char *p = strstr(txt, "p="); p != NULL; p = strstr(p + 1, "p=")) {
@@ -110,7 +125,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int key_dup = key->err == DKK_E_DUP;
 		dkk_unref(&key);
 		if (ra == 0 && rb == 0 && strlen(txt) < ODE_KEY_BUFFER && !p_not_base64(txt) &&
+		    !sig_name_wsp(&m) &&
 		    !key_dup) {
+			if (a.n != b.n)
+				fprintf(stderr, "native saw %zu signatures, libopendkim %zu\n", a.n, b.n);
 			FUZZ_ASSERT(a.n == b.n);
 			FUZZ_ASSERT(a.not_evaluated == b.not_evaluated);
 			for (size_t k = 0; k < a.n; k++) {
