@@ -69,6 +69,7 @@ static const struct key keys[] = {
 	{ "dmarc_temperror",     K_STR,  O(dmarc_temperror), "tempfail", "tempfail accept", 0, 0 },
 	{ "policy_mode",         K_STR,  O(policy_mode), "rfc9989", "strict rfc9989 quarantine-only", 0, 0 },
 	{ "trusted_arc_sealers", K_STR,  O(trusted_arc_sealers), "", NULL, 0, 0 },
+	{ "untrusted_arc",       K_STR,  O(untrusted_arc), "ignore", "ignore quarantine", 0, 0 },
 	{ "trusted_forwarders",  K_STR,  O(trusted_forwarders), "", NULL, 0, 0 },
 	{ "trusted_lists",       K_STR,  O(trusted_lists), "", NULL, 0, 0 },
 	{ "policy_exceptions",   K_STR,  O(policy_exceptions), "", NULL, 0, 0 },
@@ -460,6 +461,7 @@ int cfg_finalize(struct srv_config *c, char *err, size_t errlen)
 	p->mode = strcmp(c->policy_mode, "strict") == 0 ? POLICY_STRICT
 	        : strcmp(c->policy_mode, "quarantine-only") == 0 ? POLICY_QUARANTINE_ONLY
 	        : POLICY_RFC9989;
+	p->untrusted_arc_lowers = strcmp(c->untrusted_arc, "quarantine") == 0;
 	char e2[384];
 	if (policy_add_sealers(p, c->trusted_arc_sealers, e2, sizeof(e2)) < 0) {
 		snprintf(err, errlen, "trusted_arc_sealers: %s", e2);

@@ -513,7 +513,7 @@ void policy_decide(const struct policy_conf *c, const char *domain,
 	/* evidence that is there but not trusted: never accept, never reject.
 	 * Bare list headers are not evidence: anyone can add a List-Id, while
 	 * a list's own signature or an ARC seal costs the sender a domain. */
-	if (ev->arc == AUTH_PASS || (ev->list && ev->list_signed)) {
+	if ((ev->arc == AUTH_PASS && c->untrusted_arc_lowers) || (ev->list && ev->list_signed)) {
 		out->disp = POLICY_DISP_QUARANTINE;
 		out->override = "forwarded";
 		if (ev->arc == AUTH_PASS)
@@ -524,7 +524,11 @@ void policy_decide(const struct policy_conf *c, const char *domain,
 			         ev->list_domain);
 		return;
 	}
-	if (ev->list)
+	if (ev->arc == AUTH_PASS)
+		snprintf(out->why, sizeof(out->why),
+		         "arc=pass from untrusted sealer %s: recorded, no override (untrusted_arc = ignore)",
+		         ev->arc_sealer[0] ? ev->arc_sealer : "?");
+	else if (ev->list)
 		snprintf(out->why, sizeof(out->why),
 		         "list headers of %s without the list's own signature: no evidence", ev->list_domain);
 	else

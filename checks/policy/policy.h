@@ -31,6 +31,10 @@ struct policy_net {
 
 struct policy_conf {
 	enum policy_mode mode;
+	/* a valid ARC chain from a sealer not in `sealers` lowers a reject to
+	 * quarantine ("forwarded"); off by default: anyone can seal, the
+	 * spoofer with a domain of their own included */
+	int untrusted_arc_lowers;
 	char **sealers;           /* trusted ARC sealing domains (lower case) */
 	size_t n_sealers;
 	struct policy_net *nets;  /* trusted forwarders by client address */

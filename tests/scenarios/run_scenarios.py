@@ -38,6 +38,7 @@ PROFILES = {
     "strict": ["--set", "policy_mode=strict"],
     "quarantine-only": ["--set", "policy_mode=quarantine-only"],
     "lists": ["--set", "trusted_lists=list.example"],
+    "untrusted-arc": ["--set", "untrusted_arc=quarantine"],
     "fresh": [],
 }
 # Indirect flows (issue 8, docs/policy.md): trusted ARC sealers, trusted

@@ -349,12 +349,17 @@ static void test_fields(void)
 		policy_decide(&sb.conf, rp.domain, rp.disp, &ev, &pd);
 		CHECK(pd.disp == sb.pd.disp);
 		CHECK_STR(pd.override, sb.pd.override);
-		/* what if the sealer were not trusted: quarantine (forwarded) */
+		/* what if the sealer were not trusted: reject (untrusted_arc =
+		 * ignore), or quarantine (forwarded) with untrusted_arc = quarantine */
 		struct policy_conf none = { .mode = POLICY_RFC9989 };
 		policy_gather(&none, &rp.facts, &ev);
 		policy_decide(&none, rp.domain, rp.disp, &ev, &pd);
+		CHECK(pd.disp == POLICY_DISP_REJECT && pd.override == NULL);
+		none.untrusted_arc_lowers = 1;
+		policy_decide(&none, rp.domain, rp.disp, &ev, &pd);
 		CHECK(pd.disp == POLICY_DISP_QUARANTINE);
 		CHECK_STR(pd.override, "forwarded");
+		none.untrusted_arc_lowers = 0;
 		/* and under policy_mode strict: reject */
 		none.mode = POLICY_STRICT;
 		policy_decide(&none, rp.domain, rp.disp, &ev, &pd);

@@ -126,11 +126,15 @@ static void test_modes(void)
 	/* "dmarc=passed" is not "dmarc=pass" */
 	gather(&c, NULL, NULL, NULL, NULL, NULL, 0, AUTH_PASS, sealers, 1, "x; dmarc=passed", &ev);
 	CHECK(ev.arc_aar1_dmarc_pass == 0);
-	/* untrusted sealer -> quarantine, forwarded */
+	/* untrusted sealer: recorded, no override by default (anyone can
+	 * seal); quarantine, forwarded, with untrusted_arc = quarantine */
 	const char *other[] = { "someone.example" };
 	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, other, 1,
-	              "i=1; a; dmarc=pass", &ev);
+	              "i=1; a; dmarc=pass header.from=example.com", &ev);
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	c.untrusted_arc_lowers = 1;
 	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");
+	c.untrusted_arc_lowers = 0;
 	/* a failing (forged) chain is no evidence */
 	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_FAIL, sealers, 1,
 	              "i=1; a; dmarc=pass", &ev);
@@ -171,14 +175,20 @@ static void test_modes(void)
 	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, mixed, 2,
 	       "i=1; attacker.example; dmarc=pass", &ev);
 	CHECK(ev.arc_trusted == 0);
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	c.untrusted_arc_lowers = 1;
 	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");
+	c.untrusted_arc_lowers = 0;
 	/* a trusted first hop whose sealed content a later hop changed */
 	const char *later[] = { "arc.lists.example", "attacker.example" };
 	oldest_pass = 2;
 	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, later, 2,
 	       "i=1; arc.lists.example; dmarc=pass header.from=example.com", &ev);
 	CHECK(ev.arc_trusted == 0);
+	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
+	c.untrusted_arc_lowers = 1;
 	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");
+	c.untrusted_arc_lowers = 0;
 	oldest_pass = 1;
 	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, later, 2,
 	       "i=1; arc.lists.example; dmarc=pass header.from=example.com", &ev);
