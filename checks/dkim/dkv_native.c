@@ -287,6 +287,12 @@ static void parse_sig(struct nsig *n, const struct msg_field *f)
 	/* a b= that is not clean base64 is a signature that does not verify
 	 * (libopendkim decodes what it can and fails the check); only one
 	 * longer than any key we accept is refused outright */
+	if (n->b.len < 3) {
+		/* no signature is that short; libopendkim cannot decode it
+		 * either ("signature data corrupt") */
+		n->syntax = "b= is corrupt (RFC 6376 3.5)";
+		return;
+	}
 	if (dkc_b64_decode(n->b.v, n->b.len, n->sig, sizeof n->sig, &n->siglen) != 0) {
 		/* what libopendkim cannot decode at all (it skips what is not
 		 * base64 and stops at '='): one character left over */

@@ -348,6 +348,10 @@ static int prop_value(const char *props, const char *name, char *out, size_t cap
 			size_t n = strcspn(v, " \t(;\"");
 			if (n == 0 || n >= cap)
 				return 0;
+			/* a domain, or nothing: what no domain can equal is no evidence */
+			for (size_t i = 0; i < n; i++)
+				if (!isalnum((unsigned char)v[i]) && v[i] != '.' && v[i] != '-' && v[i] != '_')
+					return 0;
 			for (size_t i = 0; i < n; i++)
 				out[i] = (char)tolower((unsigned char)v[i]);
 			out[n] = '\0';
