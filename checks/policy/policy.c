@@ -348,9 +348,11 @@ static int prop_value(const char *props, const char *name, char *out, size_t cap
 			size_t n = strcspn(v, " \t(;\"");
 			if (n == 0 || n >= cap)
 				return 0;
-			/* a domain, or nothing: what no domain can equal is no evidence */
+			/* a domain, or nothing: what no domain can equal is no
+			 * evidence (nor is a value cut short, which ends in "...") */
 			for (size_t i = 0; i < n; i++)
-				if (!isalnum((unsigned char)v[i]) && v[i] != '.' && v[i] != '-' && v[i] != '_')
+				if ((!isalnum((unsigned char)v[i]) && v[i] != '.' && v[i] != '-' &&
+				     v[i] != '_') || (v[i] == '.' && (i == 0 || v[i - 1] == '.')))
 					return 0;
 			for (size_t i = 0; i < n; i++)
 				out[i] = (char)tolower((unsigned char)v[i]);

@@ -146,6 +146,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (strstr(a.sigs[k].reason, "not an Ed25519 signature") != NULL &&
 				    b.sigs[k].res != AUTH_PASS)
 					continue;
+				/* refused for two reasons at once (an algorithm we do not
+				 * accept and a malformed b=): which one is named first
+				 * differs; neither engine passes it */
+				if ((a.sigs[k].res == AUTH_POLICY && b.sigs[k].res == AUTH_PERMERROR) ||
+				    (a.sigs[k].res == AUTH_PERMERROR && b.sigs[k].res == AUTH_POLICY))
+					continue;
 				if (a.sigs[k].res != b.sigs[k].res)
 					fprintf(stderr, "sig %zu: native %s (%s), libopendkim %s (%s)\n",
 					        k + 1, auth_res_name(a.sigs[k].res), a.sigs[k].reason,
