@@ -252,7 +252,8 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	if (opt.quarantine_hold)
 		want |= SMFIF_QUARANTINE;
 	if ((f0 & want) != want) {
-		logmsg(LOG_ERR, "the MTA does not allow the header changes alignd-milter needs");
+		logmsg(LOG_ERR, "the MTA does not allow the header changes%s alignd-milter needs",
+		       opt.quarantine_hold ? " and the quarantine (-Q hold)" : "");
 		return SMFIS_REJECT;
 	}
 	*pf0 = want;
@@ -530,6 +531,60 @@ static int has_header_named(const struct dreply *r, const char *name)
 	return 0;
 }
 
+/* The end of the Authentication-Results clause (resinfo, RFC 8601 2.2)
+ * starting at p: the next ';' outside comments and quoted-strings, or the
+ * terminating NUL. */
+static const char *ar_clause_end(const char *p)
+{
+	int depth = 0, quoted = 0;
+	for (; *p; p++) {
+		if (*p == '\\' && (quoted || depth) && p[1])
+			p++;
+		else if (quoted)
+			quoted = *p != '"';
+		else if (*p == '"' && !depth)
+			quoted = 1;
+		else if (*p == '(')
+			depth++;
+		else if (*p == ')' && depth)
+			depth--;
+		else if (*p == ';' && !depth)
+			break;
+	}
+	return p;
+}
+
+/* The reason given to smfi_quarantine(): alignd, the score and the
+ * dmarc= clause of our own results, e.g. "alignd: quarantine, score 5.00,
+ * dmarc=fail (p=quarantine dis=quarantine) header.from=example.org".
+ * Sendmail keeps it with the queued message; Postfix holds the message
+ * but drops the text, so it is logged as well. One line, printable. */
+static void quarantine_reason(const struct dreply *r, char *out, size_t outlen)
+{
+	const char *ar = r->auth_results ? r->auth_results : "";
+	const char *d = NULL, *e = NULL;
+	/* the first clause is the authserv-id */
+	for (const char *p = ar_clause_end(ar); *p && !d; p = ar_clause_end(p)) {
+		p++;
+		p += strspn(p, " \t\r\n");
+		if (strncasecmp(p, "dmarc=", 6) == 0) {
+			d = p;
+			e = ar_clause_end(p);
+		}
+	}
+	if (d) {
+		while (e > d && strchr(" \t\r\n", e[-1]))
+			e--;
+		snprintf(out, outlen, "alignd: quarantine, score %.2f, %.*s", r->score,
+		         (int)(e - d), d);
+	} else {
+		snprintf(out, outlen, "alignd: quarantine, score %.2f, no DMARC result", r->score);
+	}
+	for (char *p = out; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+}
+
 static sfsistat on_eom(SMFICTX *ctx)
 {
 	struct sess *s = sess_get(ctx);
@@ -604,8 +659,14 @@ static sfsistat on_eom(SMFICTX *ctx)
 			const char *why = r.smtp_reply ? r.smtp_reply : "message authentication policy";
 			if (opt.quarantine_header && !has_header_named(&r, opt.quarantine_header_name))
 				add_header(ctx, s, opt.quarantine_header_name, why, 0);
-			if (opt.quarantine_hold && smfi_quarantine(ctx, (char *)why) != MI_SUCCESS)
-				logmsg(LOG_WARNING, "%s: the MTA refused to quarantine", q);
+			if (opt.quarantine_hold) {
+				char reason[256];
+				quarantine_reason(&r, reason, sizeof(reason));
+				if (smfi_quarantine(ctx, reason) != MI_SUCCESS)
+					logmsg(LOG_WARNING, "%s: the MTA refused to quarantine", q);
+				else
+					logmsg(LOG_INFO, "%s: quarantined (hold): %s", q, reason);
+			}
 		} else if (strcmp(r.action, "accept") != 0) {
 			logmsg(LOG_WARNING, "%s: unknown action '%s'; accepting", q, r.action);
 		}
@@ -667,7 +728,9 @@ static void usage(FILE *out)
 	"                           or accept (pass the message without a verdict)\n"
 	"  -a, --authserv-id ID     remove incoming Authentication-Results with this id\n"
 	"                           (default: the id in the daemon's own results)\n"
-	"  -Q, --quarantine MODES   on quarantine: header, hold, or header,hold (default)\n"
+	"  -Q, --quarantine MODES   on quarantine: header (a marker header, delivered),\n"
+	"                           hold (smfi_quarantine: Postfix's hold queue), or\n"
+	"                           header,hold (default)\n"
 	"  -H, --quarantine-header NAME  marker header (default %s)\n"
 	"  -S, --max-size BYTES     largest message sent to the daemon (default %u)\n"
 	"  -O, --oversize MODE      larger messages: tempfail (451 4.3.4, default),\n"

@@ -3,6 +3,7 @@ SMTP time (smtpd_milters); swaks is the sending client."""
 import os
 import signal
 import smtplib
+import subprocess
 import sys
 import threading
 import time
@@ -42,15 +43,16 @@ class PostfixMilter(sc.WorldCase):
 
     BASE_MILTER_ARGS = ["-Q", "header", "-t", "20000"]
 
-    def restart_milter(self, extra):
-        """The milter again with more options; Postfix connects to it
-        anew for each SMTP session. Its exit must have been clean."""
+    def restart_milter(self, extra, base=None):
+        """The milter again with more options (after base, by default
+        BASE_MILTER_ARGS); Postfix connects to it anew for each SMTP
+        session. Its exit must have been clean."""
         self.pf.stop_milter()
         self.assertEqual(self.pf.milter_rc, 0, self.pf.milter_text()[-3000:])
         # a socket file left behind would pass for the new one's
         if os.path.exists(self.pf.milter_sock):
             os.unlink(self.pf.milter_sock)
-        self.pf.milter_args = self.BASE_MILTER_ARGS + list(extra)
+        self.pf.milter_args = list(self.BASE_MILTER_ARGS if base is None else base) + list(extra)
         self.pf.start_milter()
 
     def send(self, s):
@@ -112,6 +114,66 @@ class PostfixMilter(sc.WorldCase):
         self.assertTrue(m["X-Alignd-Quarantine"], dict(m.items()))
         self.assertEqual(len(m.get_all("X-Alignd-Quarantine")), 1)
         self.assertIn("dmarc=fail", sc.our_ar(m)[0])
+
+    def held(self, subject, timeout=20):
+        """(postqueue -j entry, header section as postcat prints it) of
+        the message with this Subject in Postfix's hold queue, or None."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for e in self.pf.queue():
+                if e.get("queue_name") != "hold":
+                    continue
+                p = subprocess.run(["postcat", "-c", self.pf.dir, "-h", "-q", e["queue_id"]],
+                                   env=self.pf.env, capture_output=True, timeout=30)
+                text = p.stdout.decode("utf-8", "replace")
+                if "\nSubject: %s\n" % subject in "\n" + text:
+                    return e, text
+            time.sleep(0.2)
+        return None
+
+    def test_3b_quarantine_held(self):
+        # the default (-Q header,hold) and -Q hold: smfi_quarantine() puts
+        # the message in Postfix's hold queue, with our results and the
+        # daemon's marker; the reason (alignd, score, dmarc= result) is
+        # logged, since Postfix keeps no text with a milter hold
+        def quarantined(subject):
+            s = sc.quarantined()
+            s.msg = s.msg.replace(b"Subject: newsletter", b"Subject: " + subject.encode())
+            return s
+        try:
+            for mode, base in (("default", ["-t", "20000"]),
+                               ("hold", ["-t", "20000", "-Q", "hold"])):
+                self.restart_milter([], base=base)
+                subject = "held newsletter " + mode
+                before = len(self.pf.milter_text())
+                r = self.send(quarantined(subject))
+                self.assertTrue((r.final_reply() or "").startswith("250"), self.explain(r))
+                got = self.held(subject)
+                self.assertIsNotNone(got, "%s: not in the hold queue: %s%s"
+                                     % (mode, self.pf.queue(), self.explain(r)))
+                entry, head = got
+                self.assertEqual(entry["sender"], "bob@example.org")
+                qid = entry["queue_id"]
+                ours = [l for l in head.splitlines()
+                        if l.startswith("Authentication-Results: " + mta.AUTHSERV_ID)]
+                self.assertEqual(len(ours), 1, head)
+                self.assertIn("dmarc=fail (p=quarantine", ours[0])
+                self.assertRegex(head, r"(?m)^X-Alignd-Quarantine: yes \(.*dmarc=fail")
+                self.assertIn("%s: milter-hold: END-OF-MESSAGE" % qid, self.pf.log())
+                log = self.pf.milter_text()[before:]
+                self.assertRegex(log, r"%s: quarantined \(hold\): alignd: quarantine, score "
+                                 r"[0-9.]+, dmarc=fail \(p=quarantine dis=quarantine\) "
+                                 r"header\.from=example\.org\n" % qid, log)
+                self.assertIsNone(self.delivered(subject, timeout=0.5))
+            # held mode holds only quarantine verdicts
+            s = sc.aligned(self.world.world_dir, subject="held mode aligned")
+            r = self.send(s)
+            self.assertTrue((r.final_reply() or "").startswith("250"), self.explain(r))
+            self.assertIsNotNone(self.delivered("held mode aligned"), self.explain(r))
+        finally:
+            subprocess.run(["postsuper", "-c", self.pf.dir, "-d", "ALL", "hold"],
+                           env=self.pf.env, capture_output=True, timeout=30)
+            self.restart_milter([])
 
     def test_4_dns_timeout_tempfails(self):
         s = sc.dns_timeout()
