@@ -152,6 +152,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if ((a.sigs[k].res == AUTH_POLICY && b.sigs[k].res == AUTH_PERMERROR) ||
 				    (a.sigs[k].res == AUTH_PERMERROR && b.sigs[k].res == AUTH_POLICY))
 					continue;
+				/* a b= that is not clean base64: libopendkim's lenient
+				 * decoder sometimes calls it corrupt (permerror) and
+				 * sometimes hands it on to fail; neither engine passes */
+				if (strstr(a.sigs[k].reason, "b= is corrupt") != NULL &&
+				    (b.sigs[k].res == AUTH_FAIL || b.sigs[k].res == AUTH_PERMERROR))
+					continue;
 				if (a.sigs[k].res != b.sigs[k].res)
 					fprintf(stderr, "sig %zu: native %s (%s), libopendkim %s (%s)\n",
 					        k + 1, auth_res_name(a.sigs[k].res), a.sigs[k].reason,
