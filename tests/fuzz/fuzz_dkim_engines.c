@@ -156,7 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				 * decoder sometimes calls it corrupt (permerror) and
 				 * sometimes hands it on to fail; neither engine passes */
 				if (strstr(a.sigs[k].reason, "b= is corrupt") != NULL &&
-				    (b.sigs[k].res == AUTH_FAIL || b.sigs[k].res == AUTH_PERMERROR))
+				    b.sigs[k].res != AUTH_PASS)
 					continue;
 				if (a.sigs[k].res != b.sigs[k].res)
 					fprintf(stderr, "sig %zu: native %s (%s), libopendkim %s (%s)\n",
