@@ -178,6 +178,24 @@ static int num(const struct tv *t, uint64_t *out)
 	return text_u64(t->v, t->len, UINT64_MAX, out) == 0 ? 1 : -1;
 }
 
+/* RFC 6376 3.2: tag-list = tag-spec *( ";" tag-spec ) [ ";" ]: only the
+ * last ';' may have nothing after it; an empty tag-spec before another
+ * ';' (or at the start) is a syntax error. */
+static int empty_tag_spec(const char *s, size_t len)
+{
+	int seen = 0;                   /* something since the last ';' */
+	for (size_t k = 0; k < len; k++) {
+		if (s[k] == ';') {
+			if (!seen)
+				return 1;
+			seen = 0;
+		} else if (s[k] != ' ' && s[k] != '\t' && s[k] != '\r' && s[k] != '\n') {
+			seen = 1;
+		}
+	}
+	return 0;
+}
+
 /* Tags, then the checks libopendkim makes before it asks for a key, in
  * its order (a signature that fails one is not verified at all). */
 static void parse_sig(struct nsig *n, const struct msg_field *f)
@@ -192,7 +210,7 @@ static void parse_sig(struct nsig *n, const struct msg_field *f)
 	}
 	size_t vl = msg_unfold(f->value, f->value_len, n->buf, f->value_len + 1);
 	if (vl == (size_t)-1 || !dkv_text_ok(n->buf, vl) ||
-	    dkv_taglist(n->buf, vl, sig_tag, n) != 0)
+	    empty_tag_spec(n->buf, vl) || dkv_taglist(n->buf, vl, sig_tag, n) != 0)
 		n->bad_list = 1;
 	if (n->bad_list) {
 		n->syntax = "malformed tag-list (RFC 6376 3.2)";
