@@ -128,7 +128,46 @@ def test_with_world():
     check(not os.path.exists(rundir), "run directory left after SIGTERM")
 
 
+def _prepare_and_read(cache_dir, out):
+    d, _ = dnsworld.prepare(cache_dir=cache_dir)
+    with open(os.path.join(d, "anchors.keys")) as f:
+        out.put((d, f.read()))
+
+
+def test_cache_race():
+    """Tests that start together on an empty cache share one generated
+    world: none replaces a world another has already returned (keys are
+    random, so a replaced world no longer matches the trust anchors a
+    running test has read)."""
+    import multiprocessing
+    import shutil
+    import tempfile
+    cache = tempfile.mkdtemp(prefix="alignd-worldcache-")
+    try:
+        out = multiprocessing.Queue()
+        procs = [multiprocessing.Process(target=_prepare_and_read,
+                                         args=(cache, out)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        seen = [out.get(timeout=300) for _ in procs]
+        for p in procs:
+            p.join(60)
+            check(p.exitcode == 0, "prepare process exit %s" % p.exitcode)
+        dirs = {d for d, _ in seen}
+        check(len(dirs) == 1, "one cached world, got %s" % dirs)
+        final = seen[0][0]
+        with open(os.path.join(final, "anchors.keys")) as f:
+            now = f.read()
+        check(all(a == now for _, a in seen),
+              "a returned world was replaced by a later generation")
+        left = [n for n in os.listdir(cache) if n.startswith("tmp-world-")]
+        check(not left, "temporary worlds left: %s" % left)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def main():
+    test_cache_race()
     test_world()
     test_with_world()
     if failures:

@@ -15,6 +15,7 @@ on SIGTERM/SIGINT; nsd also gets SIGTERM if this process dies.
 """
 
 import ctypes
+import fcntl
 import hashlib
 import os
 import selectors
@@ -77,7 +78,12 @@ def _world_hash(world):
 def prepare(world=mkworld.DEFAULT_WORLD, cache_dir=None):
     """The generated world's directory: from cache_dir when a fresh copy of
     the same description is there, else newly generated (into the cache if
-    one is given). Returns (dir, is_temporary)."""
+    one is given). Returns (dir, is_temporary).
+
+    Tests start side by side, so generation holds an exclusive lock on the
+    cache and looks again once it has it: a world another test has just
+    made is used, never replaced (its keys are random, and a test already
+    running on it reads its trust anchors and DKIM keys from it)."""
     if not cache_dir:
         d = tempfile.mkdtemp(prefix="alignd-world-")
         mkworld.generate(d, world)
@@ -85,26 +91,24 @@ def prepare(world=mkworld.DEFAULT_WORLD, cache_dir=None):
     os.makedirs(cache_dir, exist_ok=True)
     final = os.path.join(cache_dir, "world-" + _world_hash(world))
     stamp = os.path.join(final, "world.json")
-    if os.path.exists(stamp) and \
-            time.time() - os.path.getmtime(stamp) < CACHE_MAX_AGE_S:
+
+    def fresh():
+        return os.path.exists(stamp) and \
+            time.time() - os.path.getmtime(stamp) < CACHE_MAX_AGE_S
+
+    if fresh():
         return final, False
-    tmp = tempfile.mkdtemp(prefix="tmp-world-", dir=cache_dir)
-    mkworld.generate(tmp, world)
-    old = None
-    if os.path.exists(final):
-        # Stale: move it aside; a test still using it keeps its files.
-        old = tempfile.mkdtemp(prefix="old-world-", dir=cache_dir)
-        try:
+    with open(os.path.join(cache_dir, ".world.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if fresh():
+            return final, False
+        tmp = tempfile.mkdtemp(prefix="tmp-world-", dir=cache_dir)
+        mkworld.generate(tmp, world)
+        if os.path.exists(final):
+            old = tempfile.mkdtemp(prefix="old-world-", dir=cache_dir)
             os.rename(final, os.path.join(old, "w"))
-        except OSError:
-            pass
-    try:
+            shutil.rmtree(old, ignore_errors=True)
         os.rename(tmp, final)
-    except OSError:
-        # Another test generated it at the same moment: use theirs.
-        shutil.rmtree(tmp, ignore_errors=True)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
     return final, False
 
 
