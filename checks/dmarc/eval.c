@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum { Q_PENDING = 1, Q_DONE = 2 };
 
@@ -407,7 +408,35 @@ static enum wstate walk_eval(struct dmarc_eval *e, struct walk *w)
 
 /* ---- alignment ---- */
 
-/* 1 aligned, 0 not, -1 undecided (DNS), 2 waiting for answers. */
+/* 1 when sfx is d or a label suffix of d ("example.com" of
+ * "mx.example.com", not of "badexample.com"). */
+static int label_suffix(const char *sfx, const char *d)
+{
+	size_t ls = strlen(sfx), ld = strlen(d);
+	if (ls > ld)
+		return 0;
+	if (strcasecmp(d + ld - ls, sfx) != 0)
+		return 0;
+	return ls == ld || d[ld - ls - 1] == '.';
+}
+
+/* 1 when a and b end in the same label (share some label suffix). */
+static int same_last_label(const char *a, const char *b)
+{
+	const char *la = strrchr(a, '.'), *lb = strrchr(b, '.');
+	return strcasecmp(la ? la + 1 : a, lb ? lb + 1 : b) == 0;
+}
+
+/* 1 aligned, 0 not, -1 undecided (DNS), 2 waiting for answers.
+ *
+ * An identifier's organizational domain is always a label suffix of it,
+ * and the author's is a label suffix of the author domain; relaxed
+ * alignment needs the two to be equal. So an identifier that has no label
+ * suffix in common with the author domain (or, once the author's
+ * organizational domain is known, does not end in it) cannot align, and
+ * that is decided here without DNS: only a lookup that could still change
+ * the answer may make it undecided. Otherwise a spoofer who names a domain
+ * of their own whose DNS fails would turn a reject into a temperror. */
 static int aligned(struct dmarc_eval *e, struct author_ctx *ac, struct ident *id,
                    int strict)
 {
@@ -416,7 +445,9 @@ static int aligned(struct dmarc_eval *e, struct author_ctx *ac, struct ident *id
 	if (strict)
 		return 0;
 	if (!ac->w.org_known)
-		return -1;
+		return same_last_label(id->domain, ac->w.start) ? -1 : 0;
+	if (!label_suffix(ac->w.org, id->domain))
+		return 0;
 	if (e->o.mode == DMARC_MODE_RFC7489)
 		return strcmp(id->org, ac->w.org) == 0;
 	if (!id->w) {

@@ -292,6 +292,51 @@ static void test_errors(void)
 	        .spf_domain = "bounce.example.com" }, NULL);
 	CHECK(g.r.res == DMARC_RES_TEMPERROR, "relaxed with org unknown: %s", dmarc_res_name(g.r.res));
 	memdns_free(&m);
+	/* The walk of an identifier in a domain the sender controls fails:
+	 * it cannot align with the author domain whatever its organizational
+	 * domain turns out to be, so the spoof fails and is rejected (no DNS
+	 * trouble of the attacker's choosing makes it temporary). */
+	for (size_t i = 0; i < 3; i++) {
+		static const char *const evil[] = { "evil.example", "mx.attacker.com",
+		                                    "a.b.c.attacker.com" };
+		for (size_t k = 0; k < 3; k++) {
+			m = world();
+			/* every name of the identifier's walk fails, but the
+			 * shared "com" (the author's walk needs it) */
+			for (const char *x = evil[k]; x; x = strchr(x, '.') ? strchr(x, '.') + 1 : NULL) {
+				char n[300];
+				snprintf(n, sizeof(n), "_dmarc.%s", x);
+				if (strcmp(x, "com") != 0)
+					memdns_set_status(m, n, 0, bad[i]);
+			}
+			memdns_set_status(m, evil[k], 0, bad[i]);
+			g = run(m, &(struct scen){ .from = FROM("example.com"), .spf = AUTH_PASS,
+			        .spf_domain = evil[k] }, NULL);
+			CHECK(g.r.res == DMARC_RES_FAIL && g.r.disp == DMARC_DISP_REJECT,
+			      "SPF pass for %s (%s walk): %s", evil[k], dnsq_status_name(bad[i]),
+			      dmarc_res_name(g.r.res));
+			g = run(m, &(struct scen){ .from = FROM("example.com"), .dkim_d = { evil[k] },
+			        .dkim_res = { AUTH_PASS } }, NULL);
+			CHECK(g.r.res == DMARC_RES_FAIL && g.r.disp == DMARC_DISP_REJECT,
+			      "DKIM pass d=%s (%s walk): %s", evil[k], dnsq_status_name(bad[i]),
+			      dmarc_res_name(g.r.res));
+			g = run(m, &(struct scen){ .from = FROM("example.com"), .spf = AUTH_TEMPERROR,
+			        .spf_domain = evil[k] }, NULL);
+			CHECK(g.r.res == DMARC_RES_FAIL, "SPF temperror for %s: %s", evil[k],
+			      dmarc_res_name(g.r.res));
+			memdns_free(&m);
+		}
+	}
+	/* the author's organizational domain is unknown (error above its
+	 * record): an identifier sharing no label suffix with the author
+	 * domain still cannot align */
+	m = world();
+	memdns_set_status(m, "_dmarc.com", DNSQ_T_TXT, DNSQ_TIMEOUT);
+	g = run(m, &(struct scen){ .from = FROM("example.com"), .spf = AUTH_PASS,
+	        .spf_domain = "evil.example" }, NULL);
+	CHECK(g.r.res == DMARC_RES_FAIL && g.r.disp == DMARC_DISP_REJECT,
+	      "org unknown, other TLD: %s", dmarc_res_name(g.r.res));
+	memdns_free(&m);
 	/* a DKIM temperror that would align: temperror, unrelated: fail */
 	m = world();
 	g = run(m, &(struct scen){ .from = FROM("example.com"), .dkim_d = { "example.com" },
