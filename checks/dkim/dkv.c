@@ -104,7 +104,9 @@ static int sig_qname(DKIM_SIGINFO *sig, char *out, size_t cap)
 {
 	const char *s = (const char *)dkim_sig_getselector(sig);
 	const char *d = (const char *)dkim_sig_getdomain(sig);
-	if (s == NULL || d == NULL)
+	if (s == NULL || d == NULL || !dkv_usable_name(s, strlen(s)) ||
+	    !dkv_usable_name(d, strlen(d)) ||
+	    strlen(s) + strlen(d) + 12 > LIM_DNS_MAX_NAME - 2)
 		return -1;
 	int n = snprintf(out, cap, "%s._domainkey.%s", s, d);
 	if (n < 0 || (size_t)n >= cap)
@@ -350,9 +352,18 @@ void dkv_set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)
 int dkv_judge_lookup(struct dkv_sig *o, const struct dkv_key *kr,
                      const char *qname)
 {
+	if (kr == NULL && qname[0] == '\0') {
+		/* d= or s= missing, or no usable DNS name: no key can exist
+		 * there, so the signature fails for good (6.1.1, 6.1.2) */
+		dkv_set_res(o, AUTH_PERMERROR, "s= and d= do not make a usable key "
+		            "name (RFC 6376 3.6.2.1)");
+		return 0;
+	}
 	if (kr == NULL) {
+		/* a usable name the key set holds no answer for (more
+		 * signatures than are looked up) */
 		dkv_set_res(o, AUTH_TEMPERROR, "key record %s was not looked up",
-		            qname[0] ? qname : "(unnamed)");
+		            qname);
 		return 0;
 	}
 	switch (kr->status) {

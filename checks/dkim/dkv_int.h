@@ -59,7 +59,9 @@ void dkv_set_res(struct dkv_sig *o, enum auth_res r, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 struct dkv_key;
 /* RFC 6376 6.1.2: 1 when the key lookup for qname gave a record; else 0
- * with o's result and reason set (not looked up, none, bogus, failed). */
+ * with o's result and reason set: permerror when qname is empty (s= and
+ * d= make no usable name), temperror when it was not looked up, none,
+ * bogus or failed as the answer says. */
 int dkv_judge_lookup(struct dkv_sig *o, const struct dkv_key *kr,
                      const char *qname);
 /* o passes: "signature verified", with t=y and l= noted */

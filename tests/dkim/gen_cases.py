@@ -227,6 +227,15 @@ def main():
           ('1', ['res=temperror', 'keyfound=0', 'reason~=DNSSEC']))
     write('unlisted_key.eml', sign(m, b'neverasked', k2048, t=t) + m,
           ('1', ['res=temperror', 'reason~=not looked up']))
+    # a selector that is no usable DNS name: the key cannot exist, so
+    # the signature fails for good (RFC 6376 6.1.1, 6.1.2), not temporarily
+    write('bad_selector_chars.eml', sign(m, b'bad!sel', k2048, t=t) + m,
+          ('1', ['res=permerror', 'keyfound=0', 'reason~=usable']))
+    write('bad_selector_long_label.eml', sign(m, b'a' * 64, k2048, t=t) + m,
+          ('1', ['res=permerror', 'keyfound=0', 'reason~=usable']))
+    write('bad_selector_long_name.eml',
+          sign(m, b'.'.join([b'a' * 60] * 4), k2048, t=t) + m,
+          ('1', ['res=permerror', 'keyfound=0', 'reason~=usable']))
     write('secure_key.eml', sign(m, b'secure', k2048, t=t) + m,
           ('1', ['res=pass', 'sec=secure']))
 
