@@ -70,6 +70,7 @@ static const struct key keys[] = {
 	{ "policy_mode",         K_STR,  O(policy_mode), "rfc9989", "strict rfc9989 quarantine-only", 0, 0 },
 	{ "trusted_arc_sealers", K_STR,  O(trusted_arc_sealers), "", NULL, 0, 0 },
 	{ "untrusted_arc",       K_STR,  O(untrusted_arc), "ignore", "ignore quarantine", 0, 0 },
+	{ "bad_from",            K_STR,  O(bad_from), "reject", "reject quarantine accept", 0, 0 },
 	{ "trusted_forwarders",  K_STR,  O(trusted_forwarders), "", NULL, 0, 0 },
 	{ "trusted_lists",       K_STR,  O(trusted_lists), "", NULL, 0, 0 },
 	{ "policy_exceptions",   K_STR,  O(policy_exceptions), "", NULL, 0, 0 },

@@ -70,6 +70,7 @@ struct srv_config {
 	char *policy_mode;            /* strict | rfc9989 | quarantine-only */
 	char *trusted_arc_sealers;
 	char *untrusted_arc;          /* ignore | quarantine */
+	char *bad_from;               /* reject | quarantine | accept */
 	char *trusted_forwarders;
 	char *trusted_lists;
 	char *policy_exceptions;      /* file: enforce / never-reject DOMAIN */

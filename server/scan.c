@@ -586,6 +586,14 @@ static void start_dmarc(struct scan *sc)
 	o->defer_arg = sc->eng;
 	if (o->mode == DMARC_MODE_RFC7489 && !o->psl)
 		o->mode = DMARC_MODE_RFC9989;
+	/* no usable From (RFC 5322 3.6: exactly one, with a mailbox): the
+	 * author cannot be judged, and MUAs show what fails to parse; in
+	 * quarantine-only mode nothing is rejected on DMARC grounds */
+	o->bad_author_disp_set = 1;
+	o->bad_author_disp = strcmp(sc->cfg->bad_from, "accept") == 0 ? DMARC_DISP_NONE
+	                   : strcmp(sc->cfg->bad_from, "quarantine") == 0 ||
+	                     sc->cfg->policy.mode == POLICY_QUARANTINE_ONLY ? DMARC_DISP_QUARANTINE
+	                   : DMARC_DISP_REJECT;
 	sc->dmarc = dmarc_start(&sc->sdq.dq, o, &author, sc->deadline_us, &sc->trace);
 	if (sc->dmarc)
 		sc->pending++;   /* released by on_dmarc, once dmarc_finish ran */

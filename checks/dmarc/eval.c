@@ -560,10 +560,9 @@ static int decide(struct dmarc_eval *e, struct author_ctx *ac)
 	if (w->where == DMARC_AT_AUTHOR) {
 		r->policy = rec->p;
 		r->policy_tag = "p";
-	} else if (e->o.mode == DMARC_MODE_RFC7489) {
-		r->policy = rec->sp != DMARC_POLICY_UNSET ? rec->sp : rec->p;
-		r->policy_tag = rec->sp != DMARC_POLICY_UNSET ? "sp" : "p";
 	} else {
+		/* np= (RFC 9091, RFC 9989 3.2.13) in both modes: it extends
+		 * RFC 7489 and receivers honour it there too */
 		enum dmarc_policy sp = rec->sp != DMARC_POLICY_UNSET ? rec->sp : rec->p;
 		const char *sp_tag = rec->sp != DMARC_POLICY_UNSET ? "sp" : "p";
 		enum dmarc_policy np = rec->np != DMARC_POLICY_UNSET ? rec->np : sp;
@@ -791,9 +790,12 @@ struct dmarc_eval *dmarc_start(struct dnsq *dq, const struct dmarc_opts *o,
 		   e->o.mode == DMARC_MODE_RFC7489 ? "RFC 7489 PSL" : "RFC 9989 tree walk");
 		walk_init(&ac->w, e->a.domains[i], e);
 		walk_eval(e, &ac->w);     /* sends the first question(s) */
-		if (e->o.mode == DMARC_MODE_RFC9989) {
+		if (e->o.mode == DMARC_MODE_RFC9989 ||
+		    (ac->w.org_known && strcmp(ac->w.org, e->a.domains[i]) != 0)) {
 			/* np= needs to know whether the author domain exists;
-			 * ask now, in parallel with the policy questions */
+			 * ask now, in parallel with the policy questions (in RFC
+			 * 7489 mode only when the policy may come from the
+			 * organizational domain) */
 			ac->ex[0] = qget(e, e->a.domains[i], DNSQ_T_A);
 			ac->ex[1] = qget(e, e->a.domains[i], DNSQ_T_AAAA);
 			ac->ex[2] = qget(e, e->a.domains[i], DNSQ_T_MX);

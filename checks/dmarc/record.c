@@ -228,8 +228,12 @@ int dmarc_record_parse(const char *txt, size_t len, enum dmarc_mode mode,
 		case T_NP: {
 			enum dmarc_policy pv = printable ? parse_request(val, vl)
 			                                 : DMARC_POLICY_INVALID;
-			if (id == T_NP && mode == DMARC_MODE_RFC7489) {
-				r->unknown_tags++;   /* not an RFC 7489 tag */
+			if (id == T_NP && mode == DMARC_MODE_RFC7489 &&
+			    pv == DMARC_POLICY_INVALID) {
+				/* np= extends RFC 7489 (RFC 9091) and is honoured
+				 * there too; a value it cannot use is an unknown
+				 * tag to RFC 7489, ignored (6.3) */
+				r->unknown_tags++;
 				break;
 			}
 			if (pv == DMARC_POLICY_INVALID)

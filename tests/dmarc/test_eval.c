@@ -406,9 +406,18 @@ static void test_rfc7489(void)
 	/* several records at the From domain end discovery (RFC 7489 6.6.3) */
 	g = run(m, &(struct scen){ .mode = DMARC_MODE_RFC7489, .from = FROM("two.multi2.example") }, NULL);
 	CHECK(g.r.res == DMARC_RES_NONE, "7489 multiple records");
-	/* np/t/psd mean nothing in RFC 7489 mode */
+	/* t= and psd= mean nothing in RFC 7489 mode */
 	g = run(m, &(struct scen){ .mode = DMARC_MODE_RFC7489, .from = FROM("test.example") }, NULL);
 	CHECK(g.r.disp == DMARC_DISP_REJECT, "t=y ignored by 7489");
+	/* np= (RFC 9091) applies in RFC 7489 mode too: a subdomain that does
+	 * not exist gets np=reject, one that exists sp=none */
+	g = run(m, &(struct scen){ .mode = DMARC_MODE_RFC7489, .from = FROM("ghost.np.example") }, NULL);
+	CHECK(g.r.res == DMARC_RES_FAIL && g.r.disp == DMARC_DISP_REJECT && g.r.author_exists == 0 &&
+	      strcmp(g.r.policy_tag, "np") == 0, "7489 np= for a non-existent subdomain: %s %s where %d exists %d org %s",
+	      dmarc_res_name(g.r.res), dmarc_disp_name(g.r.disp), g.r.where, g.r.author_exists, g.r.org_domain);
+	g = run(m, &(struct scen){ .mode = DMARC_MODE_RFC7489, .from = FROM("exists.np.example") }, NULL);
+	CHECK(g.r.res == DMARC_RES_FAIL && g.r.disp == DMARC_DISP_NONE && g.r.author_exists == 1,
+	      "7489 sp= for an existing subdomain: %s", dmarc_disp_name(g.r.disp));
 	memdns_free(&m);
 }
 

@@ -60,7 +60,8 @@ static const struct rcase cases[] = {
 	{ "v=DMARC1; p=reject; psd=n", N9, OK, RE, U, U, 2, 0, 0, 0, 100, 0, 0 },
 	{ "v=DMARC1; p=reject; psd=x; t=maybe", N9, OK, RE, U, U, 0, 0, 0, 0, 100, 0, 0 },
 	/* ... which RFC 7489 mode does not know */
-	{ "v=DMARC1; p=reject; np=quarantine; psd=y; t=y", N7, OK, RE, U, U, 0, 0, 0, 0, 100, 0, 0 },
+	{ "v=DMARC1; p=reject; np=quarantine; psd=y; t=y", N7, OK, RE, U, QU, 0, 0, 0, 0, 100, 0, 0 },
+	{ "v=DMARC1; p=reject; np=maybe", N7, OK, RE, U, U, 0, 0, 0, 0, 100, 0, 0 },
 	/* alignment modes */
 	{ "v=DMARC1; p=none; adkim=s; aspf=s", N9, OK, NO, U, U, 0, 0, 1, 1, 100, 0, 0 },
 	{ "v=DMARC1; p=none; adkim=r; aspf=x", N9, OK, NO, U, U, 0, 0, 0, 0, 100, 0, 0 },

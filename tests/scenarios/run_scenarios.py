@@ -39,6 +39,7 @@ PROFILES = {
     "quarantine-only": ["--set", "policy_mode=quarantine-only"],
     "lists": ["--set", "trusted_lists=list.example"],
     "untrusted-arc": ["--set", "untrusted_arc=quarantine"],
+    "bad-from-quarantine": ["--set", "bad_from=quarantine"],
     "fresh": [],
 }
 # Indirect flows (issue 8, docs/policy.md): trusted ARC sealers, trusted
