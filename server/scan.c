@@ -249,15 +249,14 @@ static void scan_report(struct scan *sc)
 	struct policy_evidence ev;
 	policy_gather(&sc->cfg->policy, &facts, &ev);
 	if (ev.arc == AUTH_PASS)
-		trace_add(&sc->trace, "policy", "arc=pass, first sealer %s: %s", ev.arc_sealer,
+		trace_add(&sc->trace, "policy", "arc=pass, %s: chain %s", ev.arc_desc,
 		          ev.arc_trusted ? "trusted" : "not trusted");
 
-	char arc_text[DKV_NAME_MAX * 2 + 64];
+	char arc_text[sizeof(ev.arc_desc) + 32];
 	if (sc->arc_ran && sc->arc.chain != AUTH_NONE) {
 		in.arc = sc->arc.chain;
 		if (sc->arc.chain == AUTH_PASS && ns > 0) {
-			snprintf(arc_text, sizeof(arc_text), "i=%u, %s sealer %s", sc->arc.n_sets,
-			         ev.arc_trusted ? "trusted" : "untrusted", ev.arc_sealer);
+			snprintf(arc_text, sizeof(arc_text), "i=%u, %s", sc->arc.n_sets, ev.arc_desc);
 			in.arc_comment = arc_text;
 			in.arc_oldest_pass = (int)sc->arc.oldest_pass;
 		} else {

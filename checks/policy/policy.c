@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,6 +382,23 @@ static int aar_dmarc_pass(const char *aar, char *from, size_t cap)
 	return 0;
 }
 
+/* snprintf at d + at, never past cap; returns the new end (cap - 1 once
+ * full: the text is cut, still terminated). */
+static size_t appendf(char *d, size_t cap, size_t at, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static size_t appendf(char *d, size_t cap, size_t at, const char *fmt, ...)
+{
+	if (at + 1 >= cap)
+		return at;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(d + at, cap - at, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return at;
+	return (size_t)n >= cap - at ? cap - 1 : at + (size_t)n;
+}
+
 void policy_gather(const struct policy_conf *c, const struct policy_facts *f,
                    struct policy_evidence *ev)
 {
@@ -393,20 +411,29 @@ void policy_gather(const struct policy_conf *c, const struct policy_facts *f,
 		 * changed by the hop that sealed oldest_pass (or before it). That
 		 * is fine only when every sealer up to it is trusted too. */
 		size_t upto = f->arc_oldest_pass > 1 ? f->arc_oldest_pass : 1;
-		int changers_trusted = 1;
+		size_t changer = 0;      /* index of an untrusted changer, 0: none */
+		int changers_trusted = upto <= f->n_sealers;
 		for (size_t k = 1; k < upto && k < f->n_sealers; k++)
-			if (!in_list(c->sealers, c->n_sealers, f->arc_sealers[k]))
+			if (!in_list(c->sealers, c->n_sealers, f->arc_sealers[k])) {
 				changers_trusted = 0;
-		if (upto > f->n_sealers)
-			changers_trusted = 0;
+				if (!changer)
+					changer = k;
+			}
 		ev->arc_trusted = first_trusted && changers_trusted;
+		snprintf(ev->arc_sealer, sizeof(ev->arc_sealer), "%s",
+		         first_trusted && changer ? f->arc_sealers[changer] : first);
+		char *d = ev->arc_desc;
+		size_t cap = sizeof(ev->arc_desc), at = 0;
+		at = appendf(d, cap, at, "%s sealer %s at i=1",
+		             first_trusted ? "trusted" : "untrusted", first);
+		for (size_t k = 1; k < f->n_sealers; k++)
+			at = appendf(d, cap, at, ", then %s %s at i=%zu",
+			             in_list(c->sealers, c->n_sealers, f->arc_sealers[k])
+			             ? "trusted" : "untrusted", f->arc_sealers[k], k + 1);
 		if (first_trusted && !changers_trusted)
-			snprintf(ev->arc_sealer, sizeof(ev->arc_sealer),
-			         "%s (content changed by an untrusted hop: oldest-pass %u)", first,
-			         f->arc_oldest_pass);
-		else
-			snprintf(ev->arc_sealer, sizeof(ev->arc_sealer), "%s", first_trusted ? first
-			         : f->arc_sealers[f->n_sealers - 1]);
+			at = appendf(d, cap, at, "; content changed after i=1 by %s (oldest-pass=%u)",
+			             changer ? f->arc_sealers[changer] : "an unsealed hop",
+			             f->arc_oldest_pass);
 		ev->arc_aar1_dmarc_pass = ev->arc_trusted && f->aar1 &&
 		                          aar_dmarc_pass(f->aar1, ev->arc_aar1_from,
 		                                         sizeof ev->arc_aar1_from);

@@ -65,7 +65,12 @@ void policy_conf_free(struct policy_conf *c);
 struct policy_evidence {
 	/* ARC (RFC 8617) */
 	enum auth_res arc;                   /* pass, fail, none */
-	char arc_sealer[POLICY_NAME_MAX];    /* the newest sealer, or the trusted one */
+	/* the sealer trust was decided on: the first (i=1) sealer, or the
+	 * untrusted hop that changed the content after it (oldest-pass) */
+	char arc_sealer[POLICY_NAME_MAX];
+	/* every sealer in order and which is trusted, for the A-R comment and
+	 * the trace: "trusted sealer a.example at i=1, then b.example at i=2" */
+	char arc_desc[2 * POLICY_NAME_MAX];
 	int arc_trusted;                     /* a sealer of a passing chain is trusted */
 	int arc_aar1_dmarc_pass;             /* instance 1's A-R says dmarc=pass ... */
 	char arc_aar1_from[POLICY_NAME_MAX]; /* ... for this header.from (lower case) */

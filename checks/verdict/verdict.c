@@ -92,13 +92,29 @@ static void ar_domain(struct buf *b, const char *s)
 }
 
 /* A comment's text: parentheses and backslashes would end or escape it. */
+/* " (text)": an RFC 5322 comment. Parentheses inside become brackets
+ * (nested text stays readable and no reader has to balance them), a
+ * backslash and anything but printable ASCII become a space, and runs of
+ * spaces are one. */
 static void ar_comment(struct buf *b, const char *s)
 {
 	buf_adds(b, " (");
+	int space = 1;          /* nothing written yet: no leading space */
+	size_t mark = b->len;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		char c = (*p >= 32 && *p < 127 && *p != '(' && *p != ')' && *p != '\\') ? (char)*p : ' ';
+		char c = *p == '(' ? '[' : *p == ')' ? ']'
+		       : (*p > 32 && *p < 127 && *p != '\\') ? (char)*p : ' ';
+		if (c == ' ') {
+			if (space)
+				continue;
+			space = 1;
+		} else {
+			space = 0;
+		}
 		buf_add(b, &c, 1);
 	}
+	if (!b->failed && b->len > mark && b->data[b->len - 1] == ' ')
+		b->len--;       /* no trailing space */
 	buf_adds(b, ")");
 }
 

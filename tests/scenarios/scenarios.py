@@ -905,13 +905,16 @@ SCENARIOS += [
          **AUTHOR, after=arc_list() + fwd_hop(), **FWD_ENV,
          action="accept", smtp=None,
          symbols=["ARC_PASS", "DMARC_OVERRIDE trusted_forwarder"], nosymbols=["ARC_FAIL"],
-         ar=["arc=pass", "fwd.example", "override=trusted_forwarder"],
+         ar=["arc=pass", "trusted sealer arclist.example at i=1, then trusted fwd.example at i=2",
+             "override=trusted_forwarder"], noar=["  "],
          stats={"Override-Trusted-Forwarder": 1}),
     dict(name="arc_two_hops_untrusted",
          about="the same 2-hop chain with no trusted sealer (default profile): no override, reject",
          **AUTHOR, after=arc_list() + fwd_hop(), **FWD_ENV,
          action="reject", smtp=REJECT, symbols=["ARC_PASS", "DMARC_POLICY_REJECT aligned.example"],
-         nosymbols=["DMARC_OVERRIDE"], ar=["arc=pass"], noar=["override="]),
+         nosymbols=["DMARC_OVERRIDE"],
+         ar=["arc=pass", "untrusted sealer arclist.example at i=1, then untrusted fwd.example at i=2"],
+         noar=["override="]),
     dict(name="arc_two_hops_handmade_i2_control", profile="indirect",
          about="control for the cv/instance forgeries: a hand-built i=2 cv=pass over the list's set "
                "verifies: accepted",
@@ -938,7 +941,9 @@ SCENARIOS += [
                          authserv="lists.arclist.example")],
          **LIST_ENV,
          action=("reject", "quarantine"), symbols=["ARC_PASS"],
-         nosymbols=["DMARC_PASS"], noar=["override=trusted_forwarder"]),
+         nosymbols=["DMARC_PASS"],
+         ar=["untrusted sealer arcforge.example at i=1, then trusted arclist.example at i=2"],
+         noar=["override=trusted_forwarder", "untrusted sealer arclist.example"]),
     dict(name="arc_untrusted_hop_rewrites_after_trusted", profile="indirect",
          about="the trusted list sealed i=1 (AAR dmarc=pass); an untrusted hop then replaces the "
                "body and seals i=2 with its own domain: the chain is valid but AMS i=1 no longer "
@@ -949,7 +954,11 @@ SCENARIOS += [
                                       arc_set("arcforge.example", 2, "pass", results=HOP2_SAW)],
          ip="203.0.113.70", helo="mx.arcforge.example", mail_from="x@arcforge.example",
          action=("reject", "quarantine"), symbols=["ARC_PASS"],
-         nosymbols=["DMARC_PASS"], ar=["header.oldest-pass=2"], noar=["override=trusted_forwarder"]),
+         nosymbols=["DMARC_PASS"],
+         ar=["header.oldest-pass=2", "trusted sealer arclist.example at i=1, then untrusted "
+             "arcforge.example at i=2; content changed after i=1 by arcforge.example "
+             "[oldest-pass=2]"],
+         noar=["override=trusted_forwarder", "  "]),
 ] + FORGED + [
     # ---- forwarders configured as trusted ----
     dict(name="fwd_trusted_by_prefix", profile="indirect",

@@ -175,6 +175,11 @@ static void test_modes(void)
 	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, mixed, 2,
 	       "i=1; attacker.example; dmarc=pass", &ev);
 	CHECK(ev.arc_trusted == 0);
+	/* named for what it is: the untrusted first sealer, the trusted
+	 * second one called trusted */
+	CHECK_STR(ev.arc_sealer, "attacker.example");
+	CHECK_STR(ev.arc_desc, "untrusted sealer attacker.example at i=1, "
+	          "then trusted arc.lists.example at i=2");
 	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
 	c.untrusted_arc_lowers = 1;
 	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");
@@ -185,6 +190,10 @@ static void test_modes(void)
 	gather(&c, NULL, "203.0.113.9", NULL, NULL, NULL, 0, AUTH_PASS, later, 2,
 	       "i=1; arc.lists.example; dmarc=pass header.from=example.com", &ev);
 	CHECK(ev.arc_trusted == 0);
+	CHECK_STR(ev.arc_sealer, "attacker.example");
+	CHECK_STR(ev.arc_desc, "trusted sealer arc.lists.example at i=1, then untrusted "
+	          "attacker.example at i=2; content changed after i=1 by attacker.example "
+	          "(oldest-pass=2)");
 	decide(&c, &ev, POLICY_DISP_REJECT, NULL);
 	c.untrusted_arc_lowers = 1;
 	decide(&c, &ev, POLICY_DISP_QUARANTINE, "forwarded");

@@ -75,6 +75,15 @@ static void test_overrides_and_modes(void)
 	CHECK(strstr(v.ar.data, "dmarc=fail (p=reject dis=quarantine override=forwarded)") != NULL);
 	verdict_free(&v);
 
+	/* comment text: parentheses become brackets, a backslash and control
+	 * bytes a space, no double, leading or trailing spaces */
+	in.arc_comment = " a (oldest-pass=2)  b\\c\t(x) ";
+	verdict_build(&in, &o, &v, NULL);
+	CHECK(strstr(v.ar.data, "; arc=pass (a [oldest-pass=2] b c [x])") != NULL);
+	CHECK(strstr(v.ar.data, "  ") == NULL);
+	verdict_free(&v);
+	in.arc_comment = "untrusted sealer x.example";
+
 	pd.disp = POLICY_DISP_NONE;
 	pd.override = "mailing_list";
 	verdict_build(&in, &o, &v, NULL);
