@@ -10,8 +10,10 @@
 #include "server/srv.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <signal.h>
@@ -271,9 +273,40 @@ static int drop_privileges(const struct srv_config *c, char *err, size_t errlen)
 		return -1;
 	}
 	/* no execve()'d helper could gain privileges either */
-	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		snprintf(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
+		return -1;
+	}
 	log_msg(LOG_LVL_INFO, "running as user %s (uid %u, gid %u)", c->user,
 	        (unsigned)uid, (unsigned)gid);
+	return 0;
+}
+
+/* pid_file: written whole (a reader never sees a partial number) and
+ * readable by all; 0, or -1 with err set. */
+static int write_pid_file(const struct srv_config *c, char *err, size_t errlen)
+{
+	if (!c->pid_file || !*c->pid_file)
+		return 0;
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof tmp, "%s.new", c->pid_file) >= (int)sizeof tmp) {
+		snprintf(err, errlen, "pid_file %s: name too long", c->pid_file);
+		return -1;
+	}
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		snprintf(err, errlen, "pid_file %s: %s", c->pid_file, strerror(errno));
+		return -1;
+	}
+	char line[32];
+	int n = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+	int ok = write(fd, line, (size_t)n) == n && fchmod(fd, 0644) == 0;
+	ok = close(fd) == 0 && ok;
+	if (!ok || rename(tmp, c->pid_file) < 0) {
+		snprintf(err, errlen, "pid_file %s: %s", c->pid_file, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
 	return 0;
 }
 
@@ -513,6 +546,15 @@ int main(int argc, char **argv)
 		dispatch_close(s);
 		return 1;
 	}
+	/* The pid file is written while still root, where init systems keep
+	 * it (/run), and stays root's: the unprivileged daemon can neither
+	 * fail to create it nor point it at another process. */
+	if (write_pid_file(cfg, err, sizeof(err)) < 0) {
+		log_msg(LOG_LVL_ERR, "%s", err);
+		unlink(cfg->socket);
+		dispatch_close(s);
+		return 1;
+	}
 	if (history_prepare(cfg, err, sizeof(err)) < 0 ||
 	    drop_privileges(cfg, err, sizeof(err)) < 0 ||
 	    history_start(s, err, sizeof(err)) < 0) {
@@ -521,15 +563,6 @@ int main(int argc, char **argv)
 		dispatch_close(s);
 		return 1;
 	}
-	if (cfg->pid_file && *cfg->pid_file) {
-		FILE *pf = fopen(cfg->pid_file, "w");
-		if (pf) {
-			fprintf(pf, "%ld\n", (long)getpid());
-			fclose(pf);
-		} else {
-			log_msg(LOG_LVL_WARN, "pid_file %s: %s", cfg->pid_file, strerror(errno));
-		}
-	}
 	log_msg(LOG_LVL_INFO, "alignd %s listening on %s (%u workers, config: %s)",
 	        ALIGND_VERSION, cfg->socket, s->workers,
 	        config_path ? config_path : "built-in defaults");
@@ -537,8 +570,11 @@ int main(int argc, char **argv)
 
 	uv_run(s->loop, UV_RUN_DEFAULT);
 
-	if (s->cfg->pid_file && *s->cfg->pid_file)
-		unlink(s->cfg->pid_file);
+	if (s->cfg->pid_file && *s->cfg->pid_file && unlink(s->cfg->pid_file) < 0 &&
+	    errno != ENOENT)
+		/* a root-owned directory after the drop: init removes it */
+		log_msg(LOG_LVL_DEBUG, "pid_file %s not removed: %s", s->cfg->pid_file,
+		        strerror(errno));
 	int rc = uv_loop_close(s->loop);
 	if (rc != 0)
 		log_msg(LOG_LVL_DEBUG, "loop closed with handles open: %s", uv_strerror(rc));

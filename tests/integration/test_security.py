@@ -120,6 +120,31 @@ class SecurityTest(unittest.TestCase):
         with open(os.path.join(self.dir, "log")) as f:
             self.assertIn("running as user nobody", f.read())
 
+    def test_pid_file_written_as_root(self):
+        # a root-only directory such as /run: written before the drop,
+        # owned by root, so the unprivileged daemon cannot rewrite it
+        piddir = os.path.join(self.dir, "piddir")
+        os.mkdir(piddir, 0o755)
+        pidf = os.path.join(piddir, "alignd.pid")
+        sock = os.path.join(self.dir, "p.sock")
+        p = self.start(sock, "--set", "user=nobody", "--set", "pid_file=" + pidf)
+        with open(pidf) as f:
+            self.assertEqual(f.read(), "%d\n" % p.pid)
+        st = os.stat(pidf)
+        self.assertEqual(st.st_uid, 0)
+        self.assertEqual(st.st_mode & 0o777, 0o644)
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(10), 0)
+
+    def test_pid_file_unwritable_refuses_to_start(self):
+        sock = os.path.join(self.dir, "q.sock")
+        p = subprocess.run([ALIGND, "--socket", sock, "--set", "history=off",
+                            "--set", "pid_file=" + os.path.join(self.dir, "no", "such", "x.pid")],
+                           capture_output=True, timeout=20)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(b"pid_file", p.stderr)
+        self.assertFalse(os.path.exists(sock), "no socket left behind")
+
     def test_refuses_to_run_as_root_user(self):
         sock = os.path.join(self.dir, "a.sock")
         p = subprocess.run([ALIGND, "--socket", sock, "--set", "user=root"],
