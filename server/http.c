@@ -13,6 +13,7 @@
 #include "server/stats.h"
 #include "common/buf.h"
 #include "common/limits.h"
+#include "protocol/http_req.h"
 #include "protocol/reply.h"
 #include "protocol/request.h"
 
@@ -47,6 +48,7 @@ struct hconn {
 	struct hconn *prev, *next;
 	enum hstate st;
 	struct buf in;                /* head bytes; later, bytes of the next request */
+	size_t head_pos;              /* http_head_end's resume point in in */
 	uint64_t body_left;
 	struct scan *sc;
 	struct proto_request req;     /* H_PEEK: the request, until the scan takes it */
@@ -143,6 +145,7 @@ static void on_write(uv_write_t *w, int status)
 	size_t n = c->in.len;
 	char *held = buf_steal(&c->in, &n);
 	buf_init(&c->in, c->hs->srv->cfg->max_request_header);
+	c->head_pos = 0;
 	c->request_start = 0;
 	if (held && n)
 		c->request_start = uv_now(c->hs->srv->loop) ? uv_now(c->hs->srv->loop) : 1;
@@ -353,236 +356,6 @@ static void on_scan_done(void *arg, const struct proto_result *r)
 
 /* ------------------------------------------------------------ requests */
 
-static int token_char(char ch)
-{
-	return ch > 0x20 && ch < 0x7f && !strchr("()<>@,;:\\\"/[]?={}", ch);
-}
-
-static char *dup_addr(const char *v, size_t vl)
-{
-	if (vl >= 2 && v[0] == '<' && v[vl - 1] == '>') {
-		v++;
-		vl -= 2;
-	}
-	return strndup(v, vl);
-}
-
-static int set_once(char **dst, char *v)
-{
-	if (!v)
-		return -1;
-	if (*dst) {
-		free(v);
-		return -2;
-	}
-	*dst = v;
-	return 0;
-}
-
-/* Parses the head (request line, fields, blank line: head[0..len)) into
- * req. 0, or an HTTP status with *why set. *ping: 1 for GET /ping, 2 for
- * GET /metrics (no body, no scan). */
-static int parse_head(struct hconn *c, char *head, size_t len, struct proto_request *req,
-                      int *ping, const char **why)
-{
-	const struct srv_config *cfg = c->hs->srv->cfg;
-	memset(req, 0, sizeof(*req));
-	*ping = 0;
-	char *p = head, *end = head + len;
-	int first = 1, have_len = 0;
-	size_t n_fields = 0;
-	unsigned char ipbuf[16];
-	while (p < end) {
-		char *nl = memchr(p, '\n', (size_t)(end - p));
-		if (!nl)
-			break;
-		size_t ll = (size_t)(nl - p);
-		if (ll && p[ll - 1] == '\r')
-			ll--;
-		p[ll] = '\0';
-		char *line = p;
-		p = nl + 1;
-		if (ll == 0)
-			break;
-		for (size_t i = 0; i < ll; i++)
-			if (((unsigned char)line[i] < 0x20 && line[i] != '\t') || line[i] == 0x7f) {
-				*why = "control character in the request head";
-				return 400;
-			}
-		if (first) {
-			first = 0;
-			char *sp1 = strchr(line, ' ');
-			char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-			const char *method = line, *target, *version;
-			if (sp1 && !sp2 && strncmp(sp1 + 1, "RSPAMC/1.", 9) == 0) {
-				/* legacy spamc form, no path: "CHECK RSPAMC/1.3" (Exim) */
-				*sp1 = '\0';
-				target = "/";
-				version = sp1 + 1;
-			} else if (!sp1 || !sp2 || strchr(sp2 + 1, ' ')) {
-				*why = "bad request line";
-				return 400;
-			} else {
-				*sp1 = *sp2 = '\0';
-				target = sp1 + 1;
-				version = sp2 + 1;
-			}
-			if (strcmp(version, "HTTP/1.1") == 0) {
-				c->keep_alive = 1;
-			} else if (strcmp(version, "HTTP/1.0") == 0) {
-				c->keep_alive = 0;
-			} else if (strncmp(version, "RSPAMC/1.", 9) == 0) {
-				c->legacy = 1;
-				c->keep_alive = 0;
-			} else {
-				*why = "unsupported protocol version";
-				return 505;
-			}
-			size_t tl = strcspn(target, "?");
-			if (strcmp(method, "GET") == 0 && tl == 5 && strncmp(target, "/ping", 5) == 0) {
-				*ping = 1;
-			} else if (strcmp(method, "GET") == 0 && tl == 8 &&
-			           strncmp(target, "/metrics", 8) == 0) {
-				*ping = 2;      /* Prometheus scrape (docs/CONFIG.md "Metrics") */
-			} else if (strcmp(method, "POST") != 0 && strcmp(method, "PROCESS") != 0 &&
-			           strcmp(method, "CHECK") != 0 && strcmp(method, "SYMBOLS") != 0) {
-				*why = "method not allowed";
-				return 405;
-			} else if (!((tl == 8 && strncmp(target, "/checkv2", 8) == 0) ||
-			             (tl == 6 && strncmp(target, "/check", 6) == 0) ||
-			             (tl == 8 && strncmp(target, "/symbols", 8) == 0) ||
-			             (tl == 1 && target[0] == '/' && c->legacy))) {
-				*why = "not found";
-				return 404;
-			}
-			continue;
-		}
-		if (line[0] == ' ' || line[0] == '\t') {
-			*why = "folded header lines are not accepted";   /* RFC 9112 5.2 */
-			return 400;
-		}
-		if (++n_fields > LIM_MAX_REQUEST_FIELDS) {
-			*why = "too many header fields";
-			return 431;
-		}
-		char *colon = strchr(line, ':');
-		if (!colon || colon == line) {
-			*why = "bad header field";
-			return 400;
-		}
-		for (char *q = line; q < colon; q++)
-			if (!token_char(*q)) {
-				*why = "bad header field name";
-				return 400;
-			}
-		*colon = '\0';
-		char *v = colon + 1;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		size_t vl = strlen(v);
-		while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-			v[--vl] = '\0';
-		const char *name = line;
-		int rc = 0;
-		if (strcasecmp(name, "Content-Length") == 0) {
-			char *e;
-			errno = 0;
-			unsigned long long n = strtoull(v, &e, 10);
-			if (vl == 0 || *e || errno || v[0] < '0' || v[0] > '9' ||
-			    (have_len && n != req->content_length)) {
-				*why = "bad Content-Length";
-				return 400;
-			}
-			if (n > cfg->max_message_size) {
-				*why = "message larger than max_message_size";
-				return 413;
-			}
-			req->content_length = n;
-			have_len = 1;
-		} else if (strcasecmp(name, "Transfer-Encoding") == 0) {
-			*why = "Content-Length required (no transfer codings)";
-			return 411;
-		} else if (strcasecmp(name, "Connection") == 0) {
-			if (strcasecmp(v, "close") == 0)
-				c->keep_alive = 0;
-			else if (strcasecmp(v, "keep-alive") == 0 && !c->legacy)
-				c->keep_alive = 1;
-		} else if (strcasecmp(name, "IP") == 0) {
-			char *a = v;
-			if (vl > 2 && a[0] == '[' && a[vl - 1] == ']') {
-				a[vl - 1] = '\0';
-				a++;
-			}
-			if (strncasecmp(a, "IPv6:", 5) == 0)
-				a += 5;
-			if (inet_pton(AF_INET, a, ipbuf) != 1 && inet_pton(AF_INET6, a, ipbuf) != 1) {
-				*why = "bad IP";
-				return 400;
-			}
-			rc = set_once(&req->client_ip, strdup(a));
-		} else if (strcasecmp(name, "Helo") == 0) {
-			if (vl)
-				rc = set_once(&req->helo, strdup(v));
-		} else if (strcasecmp(name, "From") == 0) {
-			rc = set_once(&req->mail_from, dup_addr(v, vl));
-		} else if (strcasecmp(name, "Rcpt") == 0) {
-			if (req->n_rcpt >= LIM_MAX_REQUEST_FIELDS) {
-				*why = "too many recipients";
-				return 431;
-			}
-			char **nr = realloc(req->rcpt, (req->n_rcpt + 1) * sizeof(*nr));
-			if (!nr) {
-				rc = -1;
-			} else {
-				req->rcpt = nr;
-				nr[req->n_rcpt] = dup_addr(v, vl);
-				rc = nr[req->n_rcpt] ? 0 : -1;
-				if (rc == 0)
-					req->n_rcpt++;
-			}
-		} else if (strcasecmp(name, "Queue-Id") == 0) {
-			if (vl)
-				rc = set_once(&req->queue_id, strdup(v));
-		}
-		/* other rspamd fields (Hostname, User, Settings, ...) are ignored */
-		if (rc == -1) {
-			*why = "out of memory";
-			return 500;
-		}
-		if (rc == -2) {
-			*why = "duplicate header field";
-			return 400;
-		}
-	}
-	if (first) {
-		*why = "empty request";
-		return 400;
-	}
-	if (*ping)
-		return 0;
-	if (!have_len) {
-		*why = "Content-Length required";
-		return 411;
-	}
-	req->cmd = PROTO_CMD_SCAN;
-	req->has_length = 1;
-	return 0;
-}
-
-/* Offset just past the blank line ending the head, or 0 if not yet. */
-static size_t head_end(const char *d, size_t len)
-{
-	for (size_t i = 0; i + 1 < len; i++) {
-		if (d[i] != '\n')
-			continue;
-		if (d[i + 1] == '\n')
-			return i + 2;
-		if (i + 2 < len && d[i + 1] == '\r' && d[i + 2] == '\n')
-			return i + 3;
-	}
-	return 0;
-}
-
 static void pause_reading(struct hconn *c)
 {
 	if (c->reading) {
@@ -619,11 +392,15 @@ static void start_request(struct hconn *c, size_t hl)
 {
 	struct srv *s = c->hs->srv;
 	struct proto_request req;
-	int ping;
 	const char *why = "bad request";
 	s->stats.requests_total++;
-	int status = parse_head(c, c->in.data, hl, &req, &ping, &why);
+	struct http_head h;
+	int status = http_parse_head(c->in.data, hl, s->cfg->max_message_size, &h, &req, &why);
+	c->keep_alive = h.keep_alive;
+	c->legacy = h.legacy;
+	int ping = h.target == HTTP_T_PING ? 1 : h.target == HTTP_T_METRICS ? 2 : 0;
 	buf_consume(&c->in, hl);
+	c->head_pos = 0;
 	if (status) {
 		proto_request_clear(&req);
 		hc_error(c, status, why);
@@ -682,7 +459,7 @@ static void hc_process(struct hconn *c, const char *data, size_t len)
 				return;
 			}
 			len = 0;
-			size_t hl = head_end(c->in.data, c->in.len);
+			size_t hl = http_head_end(c->in.data, c->in.len, &c->head_pos);
 			if (!hl)
 				return;
 			start_request(c, hl);
@@ -692,6 +469,7 @@ static void hc_process(struct hconn *c, const char *data, size_t len)
 			size_t n = c->in.len;
 			char *rest = buf_steal(&c->in, &n);
 			buf_init(&c->in, c->hs->srv->cfg->max_request_header);
+			c->head_pos = 0;
 			/* even with no bytes: an empty body completes the request now */
 			hc_process(c, rest ? rest : "", rest ? n : 0);
 			free(rest);

@@ -201,4 +201,31 @@ for v in [b" mx.test.example; dmarc=pass", b'"mx.test.example"; dmarc=pass',
     for sel in (0, 0x0f):
         for size in (256, 8):
             put("authserv", v + bytes([sel, size & 0xff, size >> 8]))
+# ---- HTTP request heads (protocol/http_req.h) ----
+# head bytes, then (from the end) the max body in 64 KB units and the step
+HEADS = [
+    "POST /checkv2 HTTP/1.1\r\nHost: localhost\r\nIP: 192.0.2.1\r\nHelo: mx.example\r\n"
+    "From: <a@example.com>\r\nRcpt: <b@example.net>\r\nQueue-Id: Q1\r\n"
+    "Content-Length: 120\r\n\r\nFrom: a@example.com\r\n",
+    "GET /ping HTTP/1.1\r\n\r\n",
+    "GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\n",
+    "CHECK RSPAMC/1.3\r\nContent-length: 10\r\n\r\n",
+    "PROCESS / RSPAMC/1.3\nContent-Length: 0\n\n",
+    "POST /check HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "POST /check HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+    "POST /check HTTP/1.1\r\nX: a\r\n folded\r\n\r\n",
+    "POST /symbols HTTP/2\r\n\r\n",
+    "DELETE /checkv2 HTTP/1.1\r\n\r\n",
+    "POST /nope HTTP/1.1\r\nContent-Length: 1\r\n\r\n",
+    "POST /checkv2 HTTP/1.1\r\nIP: [IPv6:2001:db8::1]\r\nContent-Length: 99999999999\r\n\r\n",
+    "POST /checkv2 HTTP/1.1\r\nIP: 300.1.1.1\r\nContent-Length: 1\r\n\r\n",
+    "POST /checkv2 HTTP/1.1\r\nFrom: a\r\nFrom: b\r\n\r\n",
+    "POST /checkv2 HTTP/1.1\r\nBad Name: x\r\n\r\n",
+    "POST /checkv2 HTTP/1.1\r\nX: \x01\r\n\r\n",
+    "\r\n\r\n",
+    "POST /checkv2 HTTP/1.1\r\n" + "Rcpt: <r@example.net>\r\n" * 40 + "Content-Length: 3\r\n\r\n",
+]
+for h in HEADS:
+    for step, maxk in ((1, 16), (7, 0), (16, 255)):
+        put("http", h.encode("latin-1") + bytes([maxk, step - 1]))
 print("seeds written under", os.path.join(HERE, "corpus"))
