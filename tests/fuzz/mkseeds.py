@@ -147,6 +147,8 @@ REQS = [
     "SCAN ALIGND/2\r\n\r\nPING\r\n\r\n", "NOPE\r\n\r\n", "\r\n\r\n",
     "SCAN ALIGND/1\r\nBad field\r\nContent-Length: 3\r\n\r\nabcPING\r\n\r\n",
     "SCAN ALIGND/1\r\nClient-IP: \x00\xff\r\nContent-Length: 1\r\n\r\nx",
+    "SIGN ALIGND/1\r\nContent-Length: 12\r\n\r\nFrom: a@b\r\n\r\nPING\r\n\r\n",
+    "SIGN\nContent-Length: 0\n\nSIGN ALIGND/1\n\n",
 ]
 for r in REQS:
     put("request", req(r))
