@@ -191,7 +191,8 @@ void dreply_free(struct dreply *r)
 	memset(r, 0, sizeof(*r));
 }
 
-int dclient_read(struct dclient *c, struct dreply *r, char *err, size_t errlen)
+/* The next complete reply: its length in c->in, or -1. */
+static long read_reply(struct dclient *c, char *err, size_t errlen)
 {
 	for (;;) {
 		long n = c->in.len ? proto_reply_length(c->in.data, c->in.len) : 0;
@@ -199,13 +200,8 @@ int dclient_read(struct dclient *c, struct dreply *r, char *err, size_t errlen)
 			snprintf(err, errlen, "the daemon's reply is not an alignd reply");
 			return -1;
 		}
-		if (n > 0) {
-			int rc = dreply_parse(c->in.data, (size_t)n, r);
-			buf_consume(&c->in, (size_t)n);
-			if (rc < 0)
-				snprintf(err, errlen, "cannot parse the daemon's reply");
-			return rc;
-		}
+		if (n > 0)
+			return n;
 		if (wait_fd(c->fd, POLLIN, c->timeout_ms) <= 0) {
 			snprintf(err, errlen, "timed out waiting for the daemon's reply");
 			return -1;
@@ -225,6 +221,50 @@ int dclient_read(struct dclient *c, struct dreply *r, char *err, size_t errlen)
 		c->in.len += (size_t)got;
 		c->in.data[c->in.len] = '\0';
 	}
+}
+
+int dclient_read(struct dclient *c, struct dreply *r, char *err, size_t errlen)
+{
+	long n = read_reply(c, err, errlen);
+	if (n < 0)
+		return -1;
+	int rc = dreply_parse(c->in.data, (size_t)n, r);
+	buf_consume(&c->in, (size_t)n);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot parse the daemon's reply");
+	return rc;
+}
+
+int dclient_sign(struct dclient *c, const char *msg, size_t len,
+                 int *code_r, char **reply_r, char *err, size_t errlen)
+{
+	char *head;
+	size_t hl;
+	struct proto_envelope env = { .sign = 1 };
+	*reply_r = NULL;
+	if (proto_write_scan_head(&env, len, &head, &hl) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	int rc = dclient_send(c, head, hl, err, errlen);
+	free(head);
+	if (rc == 0)
+		rc = dclient_send(c, msg, len, err, errlen);
+	/* after a failed send the daemon's reply (413 and close) says more */
+	char e2[256];
+	long n = read_reply(c, rc == 0 ? err : e2, rc == 0 ? errlen : sizeof e2);
+	if (n < 0)
+		return -1;
+	*code_r = proto_reply_code(c->in.data, (size_t)n);
+	*reply_r = malloc((size_t)n + 1);
+	if (*reply_r == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(*reply_r, c->in.data, (size_t)n);
+	(*reply_r)[n] = '\0';
+	buf_consume(&c->in, (size_t)n);
+	return 0;
 }
 
 int dclient_scan(struct dclient *c, const struct proto_envelope *env,

@@ -15,7 +15,9 @@ import unittest
 import dkim
 
 from dnsworld import World
-from harness import Daemon, RecvBuffer, field, scan_request
+import re
+
+from harness import Daemon, RecvBuffer, field, run_alignc, scan_request
 
 # PKCS#8 for an Ed25519 private key: this prefix, then the 32-byte seed
 ED25519_PKCS8 = bytes.fromhex("302e020100300506032b657004220420")
@@ -243,6 +245,81 @@ class SignDaemon(unittest.TestCase):
             self.assertEqual(field(rep, "Signatures"), "1")
             self.assertEqual(self.py_verify_each(signatures(rep), message("a@example.com")),
                              [True])
+
+    def test_alignc_sign(self):
+        with self.daemon(self.standard_table()) as d:
+            path = os.path.join(self.dir, "out.eml")
+            msg = message("alice@example.com")
+            with open(path, "wb") as f:
+                f.write(msg)
+            r = run_alignc("sign", "-s", d.socket, path)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(r.stdout.endswith(msg))
+            self.assertTrue(r.stdout.startswith(b"DKIM-Signature: v=1;"))
+            self.assertTrue(dkim.verify(r.stdout, dnsfunc=self.dns, minkey=1024))
+            r = run_alignc("sign", "--fields", "-s", d.socket, path)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.count(b"DKIM-Signature:"), 2)
+            self.assertNotIn(b"Hello Bob", r.stdout)
+            # a message with LF line ends gets LF fields, from standard input
+            lf = msg.replace(b"\r\n", b"\n")
+            r = run_alignc("sign", "-s", d.socket, input=lf)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertNotIn(b"\r", r.stdout)
+            self.assertTrue(dkim.verify(r.stdout, dnsfunc=self.dns, minkey=1024))
+            # nothing to sign with (the fallback is only for the table's
+            # own daemon): exit 1, the message unchanged
+        table = self.table(["example.com s2048 %s" % self.key_file("example.com", "s2048")])
+        with Daemon(config="dkim_sign_table = %s\n" % table, world=self.world) as d:
+            other = message("a@example.net")
+            r = run_alignc("sign", "-s", d.socket, input=other)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertEqual(r.stdout, other)
+
+    def test_alignc_keygen_and_keycheck(self):
+        for typ, alg in (("rsa", b"rsa-sha256"), ("ed25519", b"ed25519-sha256")):
+            key = os.path.join(self.dir, "fresh-%s.key" % typ)
+            r = run_alignc("keygen", "--domain", "example.com", "--selector", "fresh",
+                           "--type", typ, "--out", key)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(os.stat(key).st_mode & 0o777, 0o600)
+            out = r.stdout.decode()
+            self.assertIn("fresh._domainkey.example.com. IN TXT", out)
+            record = "".join(re.findall(r'"([^"]*)"', out))
+            # the new key signs in the daemon; its printed record verifies it
+            table = self.table(["example.com fresh %s" % key])
+            with Daemon(config="dkim_sign_table = %s\n" % table, world=self.world) as d:
+                msg = message("alice@example.com")
+                rep = d.request(sign_request(msg))
+                sigs = signatures(rep)
+                self.assertEqual(len(sigs), 1, rep)
+                self.assertIn(b"a=" + alg, sigs[0])
+                keys = {"fresh._domainkey.example.com.": record}
+                self.assertTrue(dkim.verify(sigs[0] + msg, minkey=1024,
+                                            dnsfunc=lambda n, timeout=5: keys.get(
+                                                n.decode(), "").encode()))
+            # an existing file is never overwritten
+            r = run_alignc("keygen", "--domain", "example.com", "--selector", "fresh",
+                           "--type", typ, "--out", key)
+            self.assertNotEqual(r.returncode, 0)
+        with Daemon(world=self.world) as d:
+            # the world publishes s2048 and ed for example.com: they match
+            for sel in ("s2048", "ed"):
+                r = run_alignc("keycheck", "-s", d.socket, "--domain", "example.com",
+                               "--selector", sel, "--key", self.key_file("example.com", sel))
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertIn(b"matches", r.stdout)
+            # a fresh key does not match the published s2048 record
+            r = run_alignc("keycheck", "-s", d.socket, "--domain", "example.com",
+                           "--selector", "s2048", "--key",
+                           os.path.join(self.dir, "fresh-rsa.key"))
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn(b"does NOT match", r.stdout)
+            # nothing published at this selector
+            r = run_alignc("keycheck", "-s", d.socket, "--domain", "example.com",
+                           "--selector", "none", "--key",
+                           os.path.join(self.dir, "fresh-rsa.key"))
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
 
 
 if __name__ == "__main__":
