@@ -452,6 +452,13 @@ int dks_sign(const struct msg *m, const struct dks_opts *o, const char *eol,
 		seterr(err, errlen, "the selector is not a usable DNS label");
 		return -EINVAL;
 	}
+	for (size_t k = 0; k < m->n_fields; k++)
+		if (memchr(m->fields[k].line, '\0', m->fields[k].line_len) != NULL) {
+			/* RFC 5322 forbids it, and verifiers refuse such a header
+			 * section whatever it is signed with */
+			seterr(err, errlen, "a NUL byte in the header section");
+			return -EINVAL;
+		}
 	if (msg_count(m, "From") == 0) {
 		seterr(err, errlen, "the message has no From field (RFC 6376 5.4)");
 		return -EINVAL;

@@ -313,6 +313,15 @@ static void check_hlist(struct dks_key *key, uint64_t now)
 		free(field);
 		msg_free(&m2);
 	}
+	/* a NUL byte in the header section: refused (verifiers refuse it) */
+	static const char nul[] = "From: a@exam\0ple.org\r\n\r\nx\r\n";
+	if (msg_parse(nul, sizeof nul - 1, &m2) == 0) {
+		checks++;
+		if (dks_sign(&m2, &o, "\r\n", &field, err, sizeof err) != -EINVAL)
+			FAIL("a header section with a NUL byte was signed");
+		free(field);
+		msg_free(&m2);
+	}
 	/* a bad domain refused */
 	o.domain = "exa mple.org";
 	checks++;

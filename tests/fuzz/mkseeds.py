@@ -68,6 +68,16 @@ if os.path.isdir(am):
                 MSGS.append(f.read())
 for m in MSGS:
     put("msg", m)
+
+# ---- the signer: a message, then one byte (key, c=, x=) ----
+SIGN_MSGS = [
+    b"From: a@example.org\r\nTo: b@example.net\r\nSubject: x\r\nSubject: y\r\n\r\nbody \t \r\n\r\n",
+    b"From: a@example.org\nSubject: folded\n\t line\n\nno final line end",
+    b"From: a@example.org\r\nList-Id: <l.example>\r\nList-Post: <mailto:l@example>\r\n\r\n",
+    b"From: a@example.org\r\nContent-Type: text/plain;\r\n charset=utf-8\r\n\r\n\xc3\xa4\r\n",
+]
+for i, m in enumerate(SIGN_MSGS + MSGS[:20]):
+    put("sign", m + bytes([i % 16]))
     put("dkim_list", m)
 
 # ---- the two DKIM engines: key record, NUL, message, chunk-size byte ----
