@@ -120,7 +120,7 @@ int dreply_parse(const char *buf, size_t len, struct dreply *r)
 	if (r->code < 0)
 		return -1;
 	const char *p = buf, *end = buf + len;
-	int first = 1;
+	int first = 1, in_sig = 0;
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
@@ -128,11 +128,25 @@ int dreply_parse(const char *buf, size_t len, struct dreply *r)
 			ll--;
 		if (ll == 0)
 			break;
-		if (first) {
+		if (!first && (*p == ' ' || *p == '\t')) {
+			/* a continuation line: only DKIM-Signature fields have them */
+			if (in_sig) {
+				char **last = &r->signatures[r->n_signatures - 1];
+				size_t ol = strlen(*last);
+				char *n = realloc(*last, ol + 1 + ll + 1);
+				if (!n)
+					return -1;
+				n[ol] = '\n';
+				memcpy(n + ol + 1, p, ll);
+				n[ol + 1 + ll] = '\0';
+				*last = n;
+			}
+		} else if (first) {
 			r->status = dupn(p + (ll > 13 ? 13 : ll), ll > 13 ? ll - 13 : 0);
 			first = 0;
 		} else {
 			const char *colon = memchr(p, ':', ll);
+			in_sig = 0;
 			if (colon) {
 				size_t nlen = (size_t)(colon - p);
 				const char *v = colon + 1;
@@ -143,7 +157,10 @@ int dreply_parse(const char *buf, size_t len, struct dreply *r)
 				}
 #define IS(lit) (nlen == sizeof(lit) - 1 && strncasecmp(p, lit, nlen) == 0)
 				int rc = 0;
-				if (IS("Action"))
+				in_sig = IS("DKIM-Signature");
+				if (in_sig)
+					rc = push(&r->signatures, &r->n_signatures, v, vl);
+				else if (IS("Action"))
 					r->action = dupn(v, vl);
 				else if (IS("Score"))
 					r->score = strtod(v, NULL);
@@ -188,6 +205,7 @@ void dreply_free(struct dreply *r)
 	free_arr(r->add_headers, r->n_add_headers);
 	free_arr(r->trace, r->n_trace);
 	free_arr(r->fields, r->n_fields);
+	free_arr(r->signatures, r->n_signatures);
 	memset(r, 0, sizeof(*r));
 }
 

@@ -30,6 +30,10 @@ struct dreply {
 	size_t n_trace;
 	char **fields;            /* every other "Name: value" line, verbatim (STATS) */
 	size_t n_fields;
+	/* SIGN: the DKIM-Signature field values, top first, folded with LF
+	 * (each continuation line starts with its tab), no final line end */
+	char **signatures;
+	size_t n_signatures;
 };
 
 void dclient_init(struct dclient *c, int timeout_ms);

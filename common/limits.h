@@ -79,6 +79,7 @@
 #define LIM_AUTHSERV_ID           256u                /* longest authserv-id compared (RFC 8601 2.2) */
 #define LIM_CLIENT_AR_IDS         32u                 /* distinct authserv-ids the milter tells apart per message */
 #define LIM_CLIENT_MEMORY         (256u * 1024)       /* message bytes the milter holds in memory before spooling */
+#define LIM_CLIENT_INTERNAL_NETS  64u                 /* networks the milter treats as internal (outbound) */
 
 /* ---- trace and logging ---- */
 #define LIM_TRACE_BYTES           (64u * 1024)        /* explain trace per message */
