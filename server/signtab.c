@@ -144,7 +144,7 @@ static int name_list(const char *v, char ***out, size_t *n_r, const char *key,
 		if (w == 0)
 			break;
 		int wild = p[w - 1] == '*';
-		int ok = w < 64;
+		int ok = w <= LIM_DKIM_SIGN_NAME;
 		for (size_t i = 0; ok && i < w - (size_t)wild; i++)
 			ok = isalnum((unsigned char)p[i]) || p[i] == '-' || p[i] == '_';
 		if (!ok || n == LIM_DKIM_H_NAMES || (l[n] = strndup(p, w)) == NULL) {

@@ -276,9 +276,11 @@ static void atom_b64(struct folder *f, const char *s)
 	}
 }
 
+/* A name that can go into h= as it is: a plain token of bounded length
+ * (so that it fits on a folded line and a ';' cannot end the tag). */
 static int name_ok(const char *s, size_t n)
 {
-	if (n == 0)
+	if (n == 0 || n > LIM_DKIM_SIGN_NAME)
 		return 0;
 	for (size_t k = 0; k < n; k++) {
 		unsigned char c = (unsigned char)s[k];
@@ -503,8 +505,8 @@ int dks_sign(const struct msg *m, const struct dks_opts *o, const char *eol,
 	}
 	for (size_t k = 0; k < h->n; k++) {
 		/* lower case, as relaxed canonicalisation compares them anyway */
-		char nm[80];
-		size_t nl = h->len[k] < sizeof nm - 3 ? h->len[k] : sizeof nm - 3;
+		char nm[LIM_DKIM_SIGN_NAME + 4];
+		size_t nl = h->len[k];   /* at most LIM_DKIM_SIGN_NAME: name_ok() */
 		size_t off = 0;
 		if (k == 0) {
 			nm[0] = 'h';
