@@ -210,6 +210,13 @@ class SignDaemon(unittest.TestCase):
             f.write("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
         os.chmod(junk, 0o600)
         self.refuses(self.table(["example.com s1 %s" % junk]), [junk, "not a PEM private key"])
+        # an encrypted key is refused, never asked a passphrase for
+        enc = os.path.join(self.dir, "encrypted.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-aes256",
+                        "-pass", "pass:secret", "-out", enc], check=True,
+                       stdin=subprocess.DEVNULL, capture_output=True)
+        os.chmod(enc, 0o600)
+        self.refuses(self.table(["example.com s1 %s" % enc]), [enc, "encrypted"])
         missing = os.path.join(self.dir, "missing.pem")
         self.refuses(self.table(["example.com s1 %s" % missing]), [missing])
 
