@@ -307,6 +307,12 @@ int sign_message(const struct signtab *t, const struct msg *m, uint64_t now,
 	}
 	size_t n = signtab_pick(t, a.domains[0], idx,
 	                        max < LIM_DKIM_SIGN_KEYS ? max : LIM_DKIM_SIGN_KEYS);
+	/* one body hash for every signature (all share the canonicalisation) */
+	unsigned char bh[DKS_BODY_HASH_LEN];
+	if (n > 0 && dks_body_hash(m, t->body_simple, bh) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	for (size_t k = 0; k < n; k++) {
 		const struct signtab_entry *e = &t->e[idx[k]];
 		struct dks_opts o = {
@@ -314,7 +320,7 @@ int sign_message(const struct signtab *t, const struct msg *m, uint64_t now,
 			.header_simple = t->header_simple, .body_simple = t->body_simple,
 			.headers = (const char *const *)t->headers, .n_headers = t->n_headers,
 			.oversign = (const char *const *)t->oversign, .n_oversign = t->n_oversign,
-			.now = now, .expire = t->expire,
+			.body_hash = bh, .now = now, .expire = t->expire,
 		};
 		char e2[256];
 		if (dks_sign(m, &o, "\r\n", &fields[k], e2, sizeof e2) != 0) {

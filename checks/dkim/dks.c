@@ -425,6 +425,15 @@ static int sign_digest(const struct dks_key *key, const unsigned char *dg,
 	return ok ? 0 : -EINVAL;
 }
 
+_Static_assert(DKS_BODY_HASH_LEN == DKC_DIGEST_LEN, "one digest size");
+
+int dks_body_hash(const struct msg *m, int body_simple,
+                  unsigned char out[DKS_BODY_HASH_LEN])
+{
+	uint64_t canon_len;
+	return dkc_body_hash(m->body, m->body_len, !body_simple, -1, out, &canon_len);
+}
+
 int dks_sign(const struct msg *m, const struct dks_opts *o, const char *eol,
              char **field_r, char *err, size_t errlen)
 {
@@ -465,8 +474,10 @@ int dks_sign(const struct msg *m, const struct dks_opts *o, const char *eol,
 		seterr(err, errlen, "the message has no From field (RFC 6376 5.4)");
 		return -EINVAL;
 	}
-	if (dkc_body_hash(m->body, m->body_len, !o->body_simple, -1, bh,
-	                  &canon_len) != 0) {
+	if (o->body_hash != NULL)
+		memcpy(bh, o->body_hash, sizeof bh);
+	else if (dkc_body_hash(m->body, m->body_len, !o->body_simple, -1, bh,
+	                       &canon_len) != 0) {
 		seterr(err, errlen, "out of memory");
 		return -ENOMEM;
 	}

@@ -57,6 +57,10 @@ struct dks_opts {
 	 * NULL: the default list below. */
 	const char *const *oversign;
 	size_t n_oversign;
+	/* The body hash for this body canonicalisation, when the caller has it
+	 * (several signatures of one message: dks_body_hash() once); NULL:
+	 * computed here. */
+	const unsigned char *body_hash;
 	uint64_t now;                  /* t=, seconds since the epoch */
 	uint64_t expire;               /* > 0: x= = now + expire */
 };
@@ -69,6 +73,13 @@ extern const char *const dks_default_headers[];
 extern const size_t dks_n_default_headers;
 extern const char *const dks_default_oversign[];
 extern const size_t dks_n_default_oversign;
+
+#define DKS_BODY_HASH_LEN 32      /* SHA-256 */
+
+/* The body hash of m for o->body_simple, for dks_opts.body_hash. 0 or
+ * -ENOMEM. */
+int dks_body_hash(const struct msg *m, int body_simple,
+                  unsigned char out[DKS_BODY_HASH_LEN]);
 
 /* Signs m (parsed from the complete message, body included). *field_r gets
  * the whole field "DKIM-Signature: v=1; ..." folded at about 78 columns,
