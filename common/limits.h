@@ -58,6 +58,7 @@
 #define LIM_DKIM_SIGN_KEY_FILE    (64u * 1024)        /* largest private key file read */
 #define LIM_DKIM_SIGN_FIELD       (16u * 1024)        /* longest DKIM-Signature field made */
 #define LIM_DKIM_SIGN_KEYS        64u                 /* signing table: keys loaded */
+#define LIM_DKIM_SIGN_NEXT_RECHECK 300u               /* seconds between lookups of a "next" selector's record */
 #define LIM_DKIM_SIGN_NAME        64u                 /* longest field name put in h= (longer List-* fields are not signed) */
 
 /* ---- DMARC (checks/dmarc) ---- */

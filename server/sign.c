@@ -4,8 +4,11 @@
  * pull them away). */
 #include "server/sign.h"
 #include "server/config.h"
+#include "server/dispatch.h"
 #include "server/log.h"
 #include "server/srv.h"
+#include "checks/dkim/dks.h"
+#include "checks/dnsq.h"
 #include "checks/msg.h"
 #include "common/buf.h"
 #include "common/limits.h"
@@ -14,6 +17,70 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* ---- "next" selectors ---- */
+
+struct next_lookup {
+	struct srv *srv;
+	struct srv_config *cfg;      /* held until the answer is in */
+	size_t idx;
+	char qname[LIM_DNS_MAX_NAME + 1];
+};
+
+static void on_next_key(void *arg, const struct dnsq_answer *a)
+{
+	struct next_lookup *nl = arg;
+	struct signtab *t = nl->cfg->signing;
+	struct signtab_entry *e = &t->e[nl->idx];
+	int match = 0;
+	char txt[LIM_DKIM_KEY_DER * 2];
+	/* a bogus answer is no answer (the record must not be used) */
+	if (a->status == DNSQ_OK && a->sec != DNSQ_SEC_BOGUS)
+		for (size_t i = 0; i < a->count && !match; i++) {
+			size_t len;
+			if (dnsq_txt(a, i, txt, sizeof txt, &len) == 0 &&
+			    dks_key_matches(e->key, txt))
+				match = 1;
+		}
+	if (match) {
+		__atomic_store_n(&e->published, 1, __ATOMIC_RELEASE);
+		log_msg(LOG_LVL_INFO, "signing: %s is published and matches %s: signing with it",
+		        nl->qname, e->key_file);
+	} else {
+		log_msg(LOG_LVL_INFO, "signing: next selector %s: %s; not used yet", nl->qname,
+		        a->status == DNSQ_OK ? "the record does not match the key"
+		                             : dnsq_status_name(a->status));
+	}
+	t->next_pending--;
+	cfg_unref(&nl->cfg);
+	free(nl);
+}
+
+void sign_check_next(struct srv *s, struct srv_config *c)
+{
+	struct signtab *t = c->signing;
+	if (t == NULL || t->n_next == 0 || t->next_pending > 0 || s->eng == NULL ||
+	    s->eng->dq == NULL)
+		return;
+	uint64_t now = uv_now(s->loop);
+	if (t->next_checked != 0 && now - t->next_checked < LIM_DKIM_SIGN_NEXT_RECHECK * 1000u)
+		return;
+	t->next_checked = now ? now : 1;
+	for (size_t i = 0; i < t->n; i++) {
+		struct signtab_entry *e = &t->e[i];
+		if (!e->next || signtab_usable(e))
+			continue;
+		struct next_lookup *nl = calloc(1, sizeof *nl);
+		if (nl == NULL)
+			return;
+		nl->srv = s;
+		nl->cfg = cfg_ref(c);
+		nl->idx = i;
+		snprintf(nl->qname, sizeof nl->qname, "%s._domainkey.%s", e->selector, e->domain);
+		t->next_pending++;
+		dnsq_lookup(s->eng->dq, nl->qname, DNSQ_T_TXT, on_next_key, nl);
+	}
+}
 
 /* ---- the SIGN request ---- */
 
@@ -54,6 +121,7 @@ struct sign_req *sign_new(struct srv *s, struct proto_request *req,
 	r->work.data = r;
 	buf_init(&r->reply, 0);
 	s->stats.scans_in_flight++;
+	sign_check_next(s, r->cfg);
 	return r;
 }
 

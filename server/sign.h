@@ -20,6 +20,11 @@ struct signtab_entry {
 	char *selector;
 	char *key_file;
 	int subdomains;        /* also signs From addresses in subdomains of domain */
+	/* a "next" selector (key rotation): not used until its record is
+	 * published and matches the key; published is set on the loop thread
+	 * once a lookup shows it, read by workers (atomic) */
+	int next;
+	int published;
 	struct dks_key *key;
 };
 
@@ -27,6 +32,9 @@ struct signtab {
 	struct signtab_entry *e;
 	size_t n;
 	char *fallback;        /* signing domain when the From domain has no entry */
+	size_t n_next;         /* entries marked next */
+	uint64_t next_checked; /* loop time (ms) of the last lookup of them; loop thread */
+	unsigned next_pending; /* their lookups in flight */
 	int header_simple, body_simple;
 	uint64_t expire;       /* seconds; 0: no x= */
 	char **headers;        /* NULL: the default list */
@@ -41,6 +49,9 @@ struct signtab {
  * c->signing is NULL when no table is configured. 0 or -1. */
 int signtab_load(struct srv_config *c, char *err, size_t errlen);
 void signtab_free(struct signtab **t);
+
+/* 0 for a "next" entry not yet seen published, else 1. Any thread. */
+int signtab_usable(const struct signtab_entry *e);
 
 /* The entries that sign mail whose author domain is from (lower case):
  * those of from itself, else of the nearest parent domain with an entry
@@ -58,6 +69,12 @@ size_t signtab_pick(const struct signtab *t, const char *from, size_t *idx,
 int sign_message(const struct signtab *t, const struct msg *m, uint64_t now,
                  char **fields, size_t max, size_t *n_r,
                  const char **domain_r, char *err, size_t errlen);
+
+/* Looks up the records of the "next" entries not yet seen published (at
+ * most every LIM_DKIM_SIGN_NEXT_RECHECK seconds); one whose record holds
+ * its key is used from then on. Loop thread; holds a reference to c until
+ * the answers are in. */
+void sign_check_next(struct srv *s, struct srv_config *c);
 
 /* ---- the SIGN request ---- */
 

@@ -214,8 +214,17 @@ int signtab_load(struct srv_config *c, char *err, size_t errlen)
 		}
 		if (nw == 0)
 			continue;
-		if (nw < 3 || nw > 4 || (nw == 4 && strcmp(w[3], "subdomains") != 0)) {
-			snprintf(err, errlen, "%s:%u: want 'domain selector keyfile [subdomains]'",
+		int sub = 0, next = 0, bad = nw < 3 || nw > 5;
+		for (size_t q = 3; !bad && q < nw; q++) {
+			if (strcmp(w[q], "subdomains") == 0 && !sub)
+				sub = 1;
+			else if (strcmp(w[q], "next") == 0 && !next)
+				next = 1;
+			else
+				bad = 1;
+		}
+		if (bad) {
+			snprintf(err, errlen, "%s:%u: want 'domain selector keyfile [subdomains] [next]'",
 			         path, lineno);
 			rc = -1;
 			break;
@@ -243,7 +252,9 @@ int signtab_load(struct srv_config *c, char *err, size_t errlen)
 		e->domain = strdup(w[0]);
 		e->selector = strdup(w[1]);
 		e->key_file = strdup(w[2]);
-		e->subdomains = nw == 4;
+		e->subdomains = sub;
+		e->next = next;
+		t->n_next += (size_t)next;
 		t->n++;
 		if (!e->domain || !e->selector || !e->key_file) {
 			snprintf(err, errlen, "out of memory");
@@ -268,12 +279,18 @@ int signtab_load(struct srv_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+int signtab_usable(const struct signtab_entry *e)
+{
+	return !e->next || __atomic_load_n(&e->published, __ATOMIC_ACQUIRE);
+}
+
 static size_t pick_exact(const struct signtab *t, const char *d, int sub,
                          size_t *idx, size_t max)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < t->n && n < max; i++)
-		if (strcmp(t->e[i].domain, d) == 0 && (!sub || t->e[i].subdomains))
+		if (strcmp(t->e[i].domain, d) == 0 && (!sub || t->e[i].subdomains) &&
+		    signtab_usable(&t->e[i]))
 			idx[n++] = i;
 	return n;
 }

@@ -253,6 +253,39 @@ class SignDaemon(unittest.TestCase):
             self.assertEqual(self.py_verify_each(signatures(rep), message("a@example.com")),
                              [True])
 
+    def test_next_selector(self):
+        """A 'next' entry signs only once its record is published and holds
+        its key: ed (published, matching) is taken up after the first SIGN
+        looked it up; s1024 (published, another key) and unpublished ones
+        never are."""
+        fresh = os.path.join(self.dir, "fresh.key")
+        r = run_alignc("keygen", "--domain", "example.com", "--selector", "x",
+                       "--type", "ed25519", "--out", fresh)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        table = self.table([
+            "example.com s2048 %s" % self.key_file("example.com", "s2048"),
+            "example.com ed %s next" % self.key_file("example.com", "ed"),
+            "example.com s1024 %s next" % fresh,
+            "example.com unpublished %s subdomains next" % fresh,
+        ])
+        with Daemon(config="dkim_sign_table = %s\n" % table, world=self.world) as d:
+            msg = message("alice@example.com")
+            rep = d.request(sign_request(msg))
+            # the first SIGN starts the lookups; it signs with s2048 alone
+            self.assertEqual(field(rep, "Signatures"), "1", rep)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and "is published and matches" not in d.logtext():
+                time.sleep(0.1)
+            rep = d.request(sign_request(msg))
+            sigs = signatures(rep)
+            self.assertEqual(len(sigs), 2, rep + d.logtext().encode())
+            self.assertIn(b"s=s2048", sigs[0])
+            self.assertIn(b"s=ed", sigs[1])
+            self.assertEqual(self.py_verify_each(sigs, msg), [True, True])
+            log = d.logtext()
+            self.assertIn("next selector s1024._domainkey.example.com: the record does not match", log)
+            self.assertIn("unpublished._domainkey.example.com: nxdomain", log)
+
     def test_alignc_sign(self):
         with self.daemon(self.standard_table()) as d:
             path = os.path.join(self.dir, "out.eml")
