@@ -1,6 +1,7 @@
 /* alignc: scan messages with a running alignd from the command line.
  * Reads files (or standard input), sends one SCAN per message over one
  * connection, prints the replies as text or JSON. Exit status: see usage(). */
+#include "clients/alignc.h"
 #include "clients/dclient.h"
 #include "checks/msg.h"
 #include "common/buf.h"
@@ -26,6 +27,9 @@ static void usage(FILE *out)
 	"usage: alignc [-s SOCKET] [--ip A] [--helo H] [--from S] [--rcpt R]...\n"
 	"              [--queue-id ID] [--json] [--explain] [--timeout SEC] [FILE...]\n"
 	"       alignc [-s SOCKET] --ping | --stats\n"
+	"       alignc sign [-s SOCKET] [--fields] [FILE]\n"
+	"       alignc keygen --domain D --selector S [--type rsa|ed25519] [--bits N] [--out FILE]\n"
+	"       alignc keycheck [-s SOCKET] --domain D --selector S --key FILE\n"
 	"Scans each FILE (standard input when none or '-') with alignd and prints\n"
 	"the reply. Without --ip/--helo/--from the envelope is taken from the\n"
 	"message's topmost Received: and its Return-Path: where they are\n"
@@ -248,6 +252,9 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	int sub = alignc_subcommand(argc, argv);
+	if (sub >= 0)
+		return sub;
 	struct opts o = { .socket = dclient_default_socket(), .timeout_s = 60 };
 	int opt;
 	while ((opt = getopt_long(argc, argv, "s:h", lo, NULL)) != -1) {

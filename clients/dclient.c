@@ -120,7 +120,7 @@ int dreply_parse(const char *buf, size_t len, struct dreply *r)
 	if (r->code < 0)
 		return -1;
 	const char *p = buf, *end = buf + len;
-	int first = 1;
+	int first = 1, in_sig = 0;
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
@@ -128,11 +128,25 @@ int dreply_parse(const char *buf, size_t len, struct dreply *r)
 			ll--;
 		if (ll == 0)
 			break;
-		if (first) {
+		if (!first && (*p == ' ' || *p == '\t')) {
+			/* a continuation line: only DKIM-Signature fields have them */
+			if (in_sig) {
+				char **last = &r->signatures[r->n_signatures - 1];
+				size_t ol = strlen(*last);
+				char *n = realloc(*last, ol + 1 + ll + 1);
+				if (!n)
+					return -1;
+				n[ol] = '\n';
+				memcpy(n + ol + 1, p, ll);
+				n[ol + 1 + ll] = '\0';
+				*last = n;
+			}
+		} else if (first) {
 			r->status = dupn(p + (ll > 13 ? 13 : ll), ll > 13 ? ll - 13 : 0);
 			first = 0;
 		} else {
 			const char *colon = memchr(p, ':', ll);
+			in_sig = 0;
 			if (colon) {
 				size_t nlen = (size_t)(colon - p);
 				const char *v = colon + 1;
@@ -143,7 +157,10 @@ int dreply_parse(const char *buf, size_t len, struct dreply *r)
 				}
 #define IS(lit) (nlen == sizeof(lit) - 1 && strncasecmp(p, lit, nlen) == 0)
 				int rc = 0;
-				if (IS("Action"))
+				in_sig = IS("DKIM-Signature");
+				if (in_sig)
+					rc = push(&r->signatures, &r->n_signatures, v, vl);
+				else if (IS("Action"))
 					r->action = dupn(v, vl);
 				else if (IS("Score"))
 					r->score = strtod(v, NULL);
@@ -188,10 +205,12 @@ void dreply_free(struct dreply *r)
 	free_arr(r->add_headers, r->n_add_headers);
 	free_arr(r->trace, r->n_trace);
 	free_arr(r->fields, r->n_fields);
+	free_arr(r->signatures, r->n_signatures);
 	memset(r, 0, sizeof(*r));
 }
 
-int dclient_read(struct dclient *c, struct dreply *r, char *err, size_t errlen)
+/* The next complete reply: its length in c->in, or -1. */
+static long read_reply(struct dclient *c, char *err, size_t errlen)
 {
 	for (;;) {
 		long n = c->in.len ? proto_reply_length(c->in.data, c->in.len) : 0;
@@ -199,13 +218,8 @@ int dclient_read(struct dclient *c, struct dreply *r, char *err, size_t errlen)
 			snprintf(err, errlen, "the daemon's reply is not an alignd reply");
 			return -1;
 		}
-		if (n > 0) {
-			int rc = dreply_parse(c->in.data, (size_t)n, r);
-			buf_consume(&c->in, (size_t)n);
-			if (rc < 0)
-				snprintf(err, errlen, "cannot parse the daemon's reply");
-			return rc;
-		}
+		if (n > 0)
+			return n;
 		if (wait_fd(c->fd, POLLIN, c->timeout_ms) <= 0) {
 			snprintf(err, errlen, "timed out waiting for the daemon's reply");
 			return -1;
@@ -225,6 +239,50 @@ int dclient_read(struct dclient *c, struct dreply *r, char *err, size_t errlen)
 		c->in.len += (size_t)got;
 		c->in.data[c->in.len] = '\0';
 	}
+}
+
+int dclient_read(struct dclient *c, struct dreply *r, char *err, size_t errlen)
+{
+	long n = read_reply(c, err, errlen);
+	if (n < 0)
+		return -1;
+	int rc = dreply_parse(c->in.data, (size_t)n, r);
+	buf_consume(&c->in, (size_t)n);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot parse the daemon's reply");
+	return rc;
+}
+
+int dclient_sign(struct dclient *c, const char *msg, size_t len,
+                 int *code_r, char **reply_r, char *err, size_t errlen)
+{
+	char *head;
+	size_t hl;
+	struct proto_envelope env = { .sign = 1 };
+	*reply_r = NULL;
+	if (proto_write_scan_head(&env, len, &head, &hl) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	int rc = dclient_send(c, head, hl, err, errlen);
+	free(head);
+	if (rc == 0)
+		rc = dclient_send(c, msg, len, err, errlen);
+	/* after a failed send the daemon's reply (413 and close) says more */
+	char e2[256];
+	long n = read_reply(c, rc == 0 ? err : e2, rc == 0 ? errlen : sizeof e2);
+	if (n < 0)
+		return -1;
+	*code_r = proto_reply_code(c->in.data, (size_t)n);
+	*reply_r = malloc((size_t)n + 1);
+	if (*reply_r == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(*reply_r, c->in.data, (size_t)n);
+	(*reply_r)[n] = '\0';
+	buf_consume(&c->in, (size_t)n);
+	return 0;
 }
 
 int dclient_scan(struct dclient *c, const struct proto_envelope *env,

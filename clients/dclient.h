@@ -30,6 +30,10 @@ struct dreply {
 	size_t n_trace;
 	char **fields;            /* every other "Name: value" line, verbatim (STATS) */
 	size_t n_fields;
+	/* SIGN: the DKIM-Signature field values, top first, folded with LF
+	 * (each continuation line starts with its tab), no final line end */
+	char **signatures;
+	size_t n_signatures;
 };
 
 void dclient_init(struct dclient *c, int timeout_ms);
@@ -48,6 +52,13 @@ struct proto_envelope;
 int dclient_scan(struct dclient *c, const struct proto_envelope *env,
                  const char *msg, size_t len, struct dreply *r,
                  char *err, size_t errlen);
+
+/* One SIGN over an open connection: *code_r gets the reply's status and
+ * *reply_r the whole reply text (malloc'd, NUL-terminated; for 200 its
+ * DKIM-Signature fields are the lines from the first "DKIM-Signature:" to
+ * the blank line). 0 or -1. */
+int dclient_sign(struct dclient *c, const char *msg, size_t len,
+                 int *code_r, char **reply_r, char *err, size_t errlen);
 
 /* Like dclient_scan, but the len message bytes are read from fd (a spool
  * file positioned at the message start), so that no copy is held in

@@ -53,6 +53,13 @@
 #define LIM_DKIM_H_NAMES          256u                /* names in one h= */
 #define LIM_DKIM_KEY_CACHE        4096u               /* decoded keys kept (dkim_key_cache) */
 #define LIM_DKIM_KEY_CACHE_TTL    3600u               /* longest a decoded key is kept, seconds */
+#define LIM_DKIM_SIGN_RSA_BITS    2048u               /* RSA modulus of a new signing key (alignc keygen) */
+#define LIM_DKIM_SIGN_FOLD        78u                 /* DKIM-Signature lines are folded before this column (RFC 5322 2.1.1) */
+#define LIM_DKIM_SIGN_KEY_FILE    (64u * 1024)        /* largest private key file read */
+#define LIM_DKIM_SIGN_FIELD       (16u * 1024)        /* longest DKIM-Signature field made */
+#define LIM_DKIM_SIGN_KEYS        64u                 /* signing table: keys loaded */
+#define LIM_DKIM_SIGN_NEXT_RECHECK 300u               /* seconds between lookups of a "next" selector's record */
+#define LIM_DKIM_SIGN_NAME        64u                 /* longest field name put in h= (longer List-* fields are not signed) */
 
 /* ---- DMARC (checks/dmarc) ---- */
 #define LIM_DMARC_TREE_WALK       8u                  /* RFC 9989 tree walk: at most 8 queries */
@@ -74,6 +81,7 @@
 #define LIM_AUTHSERV_ID           256u                /* longest authserv-id compared (RFC 8601 2.2) */
 #define LIM_CLIENT_AR_IDS         32u                 /* distinct authserv-ids the milter tells apart per message */
 #define LIM_CLIENT_MEMORY         (256u * 1024)       /* message bytes the milter holds in memory before spooling */
+#define LIM_CLIENT_INTERNAL_NETS  64u                 /* networks the milter treats as internal (outbound) */
 
 /* ---- trace and logging ---- */
 #define LIM_TRACE_BYTES           (64u * 1024)        /* explain trace per message */

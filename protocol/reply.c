@@ -183,6 +183,19 @@ static size_t head_end(const char *buf, size_t len)
 	return 0;
 }
 
+int proto_reply_sign(struct buf *out, const char *domain,
+                     const char *const *fields, size_t n)
+{
+	buf_adds(out, "ALIGND/1 200 OK\r\n");
+	if (n > 0)
+		buf_printf(out, "Sign-Domain: %s\r\n", domain);
+	buf_printf(out, "Signatures: %zu\r\n", n);
+	for (size_t i = 0; i < n; i++)
+		buf_adds(out, fields[i]);
+	buf_adds(out, "\r\n");
+	return out->failed ? -1 : 0;
+}
+
 long proto_reply_length(const char *buf, size_t len)
 {
 	static const char magic[] = "ALIGND/1 ";

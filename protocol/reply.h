@@ -45,6 +45,12 @@ int proto_reply_status(struct buf *out, int status, const char *reason);
 int proto_reply_stats(struct buf *out, const char *const *names,
                       const uint64_t *values, size_t n);
 
+/* SIGN: status line, "Sign-Domain: d" (when n > 0), "Signatures: n", then
+ * the n DKIM-Signature fields exactly as they are to be prepended (each
+ * folded, its lines ending in CRLF), blank line. 0 or -1. */
+int proto_reply_sign(struct buf *out, const char *domain,
+                     const char *const *fields, size_t n);
+
 /* Client side: length of the first complete reply in buf[0..len), or 0
  * when more bytes are needed, or -1 when it is not a reply. */
 long proto_reply_length(const char *buf, size_t len);

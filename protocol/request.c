@@ -106,6 +106,7 @@ const char *proto_cmd_name(enum proto_cmd c)
 {
 	switch (c) {
 	case PROTO_CMD_SCAN:  return "SCAN";
+	case PROTO_CMD_SIGN:  return "SIGN";
 	case PROTO_CMD_PING:  return "PING";
 	case PROTO_CMD_STATS: return "STATS";
 	case PROTO_CMD_QUIT:  return "QUIT";
@@ -152,6 +153,8 @@ static void parse_cmd(struct proto_parser *p, const char *s, size_t n)
 	size_t cl = sp ? (size_t)(sp - s) : n;
 	if (text_ieq(s, cl, "SCAN"))
 		p->req.cmd = PROTO_CMD_SCAN;
+	else if (text_ieq(s, cl, "SIGN"))
+		p->req.cmd = PROTO_CMD_SIGN;
 	else if (text_ieq(s, cl, "PING"))
 		p->req.cmd = PROTO_CMD_PING;
 	else if (text_ieq(s, cl, "STATS"))
@@ -298,18 +301,19 @@ static int end_of_head(struct proto_parser *p, struct proto_event *ev)
 	if (p->req.has_length < 0 || p->dup_length)
 		return fatal(p, ev, 400, p->dup_length ? "duplicate Content-Length"
 		                                     : "bad Content-Length (want a decimal number)");
-	if (r->cmd == PROTO_CMD_SCAN && !r->has_length)
+	int has_body = r->cmd == PROTO_CMD_SCAN || r->cmd == PROTO_CMD_SIGN;
+	if (has_body && !r->has_length)
 		return fatal(p, ev, 411, "Content-Length required");
 	if (r->has_length && r->content_length > p->lim.max_body)
 		return fatal(p, ev, 413, "message too large");
-	if (r->cmd != PROTO_CMD_SCAN && r->has_length && r->content_length > 0)
+	if (!has_body && r->has_length && r->content_length > 0)
 		note_error(p, 400, "this command takes no body");
 	p->body_left = r->has_length ? r->content_length : 0;
 	if (p->err_status) {
 		p->st = ST_SKIP;
 		return 1;   /* keep going: skip the body, then report */
 	}
-	if (r->cmd == PROTO_CMD_SCAN) {
+	if (has_body) {
 		p->st = ST_BODY;
 		ev->type = PROTO_EV_HEAD;
 		ev->req = r;
@@ -484,7 +488,7 @@ int proto_write_scan_head(const struct proto_envelope *e, uint64_t body_len,
 		return -1;
 	size_t n = 0;
 #define PUT(...) n += (size_t)snprintf(out + n, cap - n, __VA_ARGS__)
-	PUT("SCAN ALIGND/1\r\n");
+	PUT("%s ALIGND/1\r\n", e->sign ? "SIGN" : "SCAN");
 	if (e->client_ip)
 		PUT("Client-IP: %s\r\n", e->client_ip);
 	if (e->helo)

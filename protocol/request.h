@@ -14,6 +14,7 @@ enum proto_cmd {
 	PROTO_CMD_PING,
 	PROTO_CMD_STATS,
 	PROTO_CMD_QUIT,
+	PROTO_CMD_SIGN,           /* a message to sign: same framing as SCAN */
 };
 
 enum proto_format { PROTO_FMT_TEXT = 0, PROTO_FMT_MSGPACK };
@@ -43,8 +44,8 @@ struct proto_request {
 
 enum proto_ev {
 	PROTO_EV_MORE = 0,        /* every byte given was used; feed more */
-	PROTO_EV_HEAD,            /* SCAN head parsed; body bytes follow */
-	PROTO_EV_BODY,            /* a chunk of the SCAN body (data, len) */
+	PROTO_EV_HEAD,            /* SCAN or SIGN head parsed; body bytes follow */
+	PROTO_EV_BODY,            /* a chunk of the SCAN or SIGN body (data, len) */
 	PROTO_EV_END,             /* request complete: act on it */
 	PROTO_EV_ERROR,           /* bad request: reply status + reason */
 };
@@ -93,6 +94,7 @@ struct proto_envelope {
 	size_t n_rcpt;
 	enum proto_format format;
 	int explain;
+	int sign;                 /* a SIGN head instead of SCAN */
 };
 int proto_write_scan_head(const struct proto_envelope *e, uint64_t body_len,
                           char **out_r, size_t *len_r);

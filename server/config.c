@@ -2,6 +2,7 @@
  * Loop thread only. The key table below is the single source of truth:
  * cfg_print() and docs/CONFIG.md follow it. */
 #include "server/config.h"
+#include "server/sign.h"
 #include "common/limits.h"
 #include "common/text.h"
 
@@ -65,6 +66,13 @@ static const struct key keys[] = {
 	{ "dkim_max_signatures", K_UINT, O(dkim_max_signatures), "8", NULL, 1, 64 },
 	{ "dkim_engine",         K_STR,  O(dkim_engine), "native", "native libopendkim", 0, 0 },
 	{ "dkim_key_cache",      K_UINT, O(dkim_key_cache), "4096", NULL, 1, 1000000 },
+	{ "dkim_sign_table",     K_STR,  O(dkim_sign_table), "", NULL, 0, 0 },
+	{ "dkim_sign_fallback",  K_STR,  O(dkim_sign_fallback), "", NULL, 0, 0 },
+	{ "dkim_sign_canon",     K_STR,  O(dkim_sign_canon), "relaxed/relaxed",
+	  "relaxed/relaxed relaxed/simple simple/relaxed simple/simple", 0, 0 },
+	{ "dkim_sign_expire",    K_MS,   O(dkim_sign_expire), "0", NULL, 0, (uint64_t)366 * 86400000 },
+	{ "dkim_sign_headers",   K_STR,  O(dkim_sign_headers), "", NULL, 0, 0 },
+	{ "dkim_sign_oversign",  K_STR,  O(dkim_sign_oversign), "", NULL, 0, 0 },
 	{ "dmarc_mode",          K_STR,  O(dmarc_mode), "rfc9989", "rfc9989 rfc7489", 0, 0 },
 	{ "dmarc_temperror",     K_STR,  O(dmarc_temperror), "tempfail", "tempfail accept", 0, 0 },
 	{ "policy_mode",         K_STR,  O(policy_mode), "rfc9989", "strict rfc9989 quarantine-only", 0, 0 },
@@ -112,7 +120,7 @@ static int parse_ms(const char *v, uint64_t *out)
 	while (dl < len && isdigit((unsigned char)v[dl]))
 		dl++;
 	uint64_t n;
-	if (text_u64(v, dl, UINT64_MAX / 3600000, &n) < 0)
+	if (text_u64(v, dl, UINT64_MAX / 86400000, &n) < 0)
 		return -1;
 	const char *u = v + dl;
 	if (!*u || strcmp(u, "ms") == 0)
@@ -123,6 +131,8 @@ static int parse_ms(const char *v, uint64_t *out)
 		*out = n * 60000;
 	else if (strcmp(u, "h") == 0)
 		*out = n * 3600000;
+	else if (strcmp(u, "d") == 0)
+		*out = n * 86400000;
 	else
 		return -1;
 	return 0;
@@ -397,6 +407,7 @@ void cfg_unref(struct srv_config **cp)
 		if (keys[i].type == K_STR)
 			free(*(char **)field(c, &keys[i]));
 	policy_conf_free(&c->policy);
+	signtab_free(&c->signing);
 	free(c->path);
 	free(c);
 }
@@ -481,6 +492,8 @@ int cfg_finalize(struct srv_config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "policy_exceptions: %s", e2);
 		return -1;
 	}
+	if (signtab_load(c, err, errlen) < 0)
+		return -1;
 	return 0;
 }
 

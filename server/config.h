@@ -13,6 +13,8 @@
 
 enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG };
 
+struct signtab;
+
 struct srv_config {
 	unsigned refs;
 	char *path;                   /* the file it was read from, or NULL */
@@ -65,6 +67,14 @@ struct srv_config {
 	uint64_t dkim_max_signatures;
 	char *dkim_engine;            /* native | libopendkim */
 	uint64_t dkim_key_cache;      /* decoded keys kept by the native engine */
+	/* outbound signing (server/sign.c) */
+	char *dkim_sign_table;        /* file: domain selector keyfile [subdomains] */
+	char *dkim_sign_fallback;     /* signing domain for other From domains */
+	char *dkim_sign_canon;        /* header/body: relaxed/relaxed ... */
+	uint64_t dkim_sign_expire;    /* milliseconds; 0: no x= */
+	char *dkim_sign_headers;      /* fields to sign; empty: the default list */
+	char *dkim_sign_oversign;     /* fields to over-sign; empty: the default list */
+	struct signtab *signing;      /* built by cfg_finalize(); NULL: no signing */
 	char *dmarc_mode;             /* rfc9989 | rfc7489 */
 	char *dmarc_temperror;        /* tempfail | accept */
 	char *policy_mode;            /* strict | rfc9989 | quarantine-only */

@@ -3,6 +3,7 @@
  * idle and request timeouts and the back-pressure limits. Loop thread. */
 #include "server/log.h"
 #include "server/scan.h"
+#include "server/sign.h"
 #include "server/srv.h"
 #include "server/stats.h"
 #include "common/buf.h"
@@ -22,6 +23,7 @@ struct preq {                    /* one request in the pipeline */
 	int done;
 	struct buf reply;
 	struct scan *scan;           /* SCAN until it reports */
+	struct sign_req *sign;       /* SIGN until it reports */
 };
 
 struct conn {
@@ -94,6 +96,10 @@ static void conn_close(struct conn *c)
 			scan_abandon(r->scan);
 			r->scan = NULL;
 			c->srv->stats.scans_abandoned++;
+		}
+		if (r->sign) {
+			sign_abandon(r->sign);
+			r->sign = NULL;
 		}
 		free_preq(r);
 		r = next;
@@ -227,6 +233,20 @@ static void on_scan_done(void *arg, const struct proto_result *res)
 	conn_flush(r->conn);
 }
 
+static void on_sign_done(void *arg, const char *reply, size_t len, int status)
+{
+	struct preq *r = arg;
+	(void)status;
+	r->sign = NULL;
+	if (buf_add(&r->reply, reply, len) < 0) {
+		buf_free(&r->reply);
+		buf_init(&r->reply, 0);
+		proto_reply_status(&r->reply, 500, "out of memory");
+	}
+	r->done = 1;
+	conn_flush(r->conn);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
 	struct conn *c = h->data;
@@ -302,6 +322,10 @@ static void end_partial(struct conn *c, int status, const char *reason)
 		scan_abandon(r->scan);
 		r->scan = NULL;
 		c->srv->stats.scans_abandoned++;
+	}
+	if (r->sign) {
+		sign_abandon(r->sign);
+		r->sign = NULL;
 	}
 	buf_free(&r->reply);
 	buf_init(&r->reply, 0);
@@ -407,9 +431,12 @@ static void conn_process(struct conn *c, const char *data, size_t len)
 			struct proto_request req;
 			proto_take_request(c->parser, &req);
 			r->format = req.format;
-			r->scan = scan_new(s, &req, on_scan_done, r);
+			if (req.cmd == PROTO_CMD_SIGN)
+				r->sign = sign_new(s, &req, on_sign_done, r);
+			else
+				r->scan = scan_new(s, &req, on_scan_done, r);
 			proto_request_clear(&req);
-			if (!r->scan) {
+			if (!r->scan && !r->sign) {
 				proto_reply_status(&r->reply, 500, "out of memory");
 				r->done = 1;
 				s->stats.errors_5xx++;
@@ -421,14 +448,18 @@ static void conn_process(struct conn *c, const char *data, size_t len)
 		case PROTO_EV_BODY:
 			if (c->cur && c->cur->scan)
 				scan_body(c->cur->scan, ev.data, ev.len);
+			else if (c->cur && c->cur->sign)
+				sign_body(c->cur->sign, ev.data, ev.len);
 			break;
 		case PROTO_EV_END: {
-			if (ev.req->cmd == PROTO_CMD_SCAN) {
+			if (ev.req->cmd == PROTO_CMD_SCAN || ev.req->cmd == PROTO_CMD_SIGN) {
 				struct preq *r = c->cur;
 				c->cur = NULL;
 				c->request_start = 0;
 				if (r && r->scan)
 					scan_end(r->scan);
+				else if (r && r->sign)
+					sign_end(r->sign);
 				break;
 			}
 			c->request_start = 0;

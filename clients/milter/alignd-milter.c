@@ -1,5 +1,7 @@
 /* alignd-milter: a libmilter filter (Postfix smtpd_milters, Sendmail) that
- * asks alignd about each message at end of DATA and acts on the verdict.
+ * asks alignd about each message at end of DATA and acts on the verdict;
+ * outbound mail (an authenticated client, an internal network, or a
+ * submission service, as configured) is signed instead (SIGN).
  * libmilter runs one thread per MTA connection; each session context owns
  * its envelope, its message copy (memory, then an unlinked file in $TMPDIR)
  * and its connection to the daemon.
@@ -49,6 +51,15 @@ static struct {
 	long socket_mode;             /* -1: leave as created */
 	int use_syslog;
 	int debug;
+	/* outbound mail: signed by the daemon, not checked */
+	int outbound_auth;            /* SASL-authenticated clients ({auth_authen}) */
+	struct net {
+		int family;
+		unsigned char addr[16];
+		unsigned bits;
+	} internal[LIM_CLIENT_INTERNAL_NETS];
+	size_t n_internal;
+	const char *outbound_daemons; /* {daemon_name} values, comma-separated */
 } opt;
 
 static void logmsg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -74,6 +85,8 @@ static void logmsg(int prio, const char *fmt, ...)
 struct sess {
 	int leadspc;                  /* MTA keeps the space after the colon */
 	char client_ip[INET6_ADDRSTRLEN];
+	const char *conn_outbound;    /* why this connection's mail is outbound, or NULL */
+	const char *outbound;         /* why the current message is, or NULL */
 	char *helo;
 	/* the message in progress */
 	int have_from;
@@ -111,6 +124,7 @@ static char *xstrdup(const char *s)
 
 static void sess_reset_message(struct sess *s)
 {
+	s->outbound = NULL;
 	free(s->mail_from);
 	s->mail_from = NULL;
 	s->have_from = 0;
@@ -266,6 +280,42 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	return SMFIS_CONTINUE;
 }
 
+/* Is ip inside one of the --internal networks? */
+static int in_internal(const char *ip)
+{
+	unsigned char a[16];
+	int fam = strchr(ip, ':') ? AF_INET6 : AF_INET;
+	if (inet_pton(fam, ip, a) != 1)
+		return 0;
+	for (size_t i = 0; i < opt.n_internal; i++) {
+		const struct net *n = &opt.internal[i];
+		if (n->family != fam)
+			continue;
+		unsigned full = n->bits / 8, rest = n->bits % 8;
+		if (memcmp(a, n->addr, full) != 0)
+			continue;
+		if (rest && ((a[full] ^ n->addr[full]) & (0xff << (8 - rest)) & 0xff))
+			continue;
+		return 1;
+	}
+	return 0;
+}
+
+/* Is v one of the comma-separated words of list? */
+static int in_list(const char *list, const char *v)
+{
+	size_t vl = strlen(v);
+	for (const char *p = list; *p;) {
+		size_t n = strcspn(p, ",");
+		if (n == vl && strncmp(p, v, n) == 0)
+			return 1;
+		p += n;
+		if (*p)
+			p++;
+	}
+	return 0;
+}
+
 static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 {
 	struct sess *s = sess_get(ctx);
@@ -278,8 +328,15 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 	else if (sa && sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)sa)->sin6_addr,
 		          s->client_ip, sizeof(s->client_ip));
-	logmsg(LOG_DEBUG, "connect from %s [%s]", hostname ? hostname : "?",
-	       s->client_ip[0] ? s->client_ip : "local");
+	s->conn_outbound = NULL;
+	if (s->client_ip[0] && in_internal(s->client_ip))
+		s->conn_outbound = "internal network";
+	const char *dn = smfi_getsymval(ctx, "{daemon_name}");
+	if (!s->conn_outbound && dn && opt.outbound_daemons && in_list(opt.outbound_daemons, dn))
+		s->conn_outbound = "submission service";
+	logmsg(LOG_DEBUG, "connect from %s [%s]%s%s", hostname ? hostname : "?",
+	       s->client_ip[0] ? s->client_ip : "local",
+	       s->conn_outbound ? ": outbound, " : "", s->conn_outbound ? s->conn_outbound : "");
 	return SMFIS_CONTINUE;
 }
 
@@ -301,6 +358,12 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 	sess_reset_message(s);           /* a new message on this session */
 	s->mail_from = strip_angles(argv[0] ? argv[0] : "");
 	s->have_from = 1;
+	/* Postfix and Sendmail give the SASL login name with MAIL FROM */
+	const char *auth = smfi_getsymval(ctx, "{auth_authen}");
+	if (opt.outbound_auth && auth && *auth)
+		s->outbound = "authenticated";
+	else
+		s->outbound = s->conn_outbound;
 	return s->mail_from ? SMFIS_CONTINUE : SMFIS_TEMPFAIL;
 }
 
@@ -402,9 +465,10 @@ static sfsistat on_body(SMFICTX *ctx, unsigned char *data, size_t len)
 /* One SCAN; a connection that has served scans before may have been
  * closed by the daemon (idle timeout, restart): then one retry on a fresh
  * connection. 0 with *r filled, or -1 (daemon unreachable or too slow). */
-static int ask_daemon(struct sess *s, const char *queue_id, struct dreply *r)
+static int ask_daemon(struct sess *s, const char *queue_id, int sign, struct dreply *r)
 {
 	struct proto_envelope env = {
+		.sign = sign,
 		.client_ip = s->client_ip[0] ? s->client_ip : NULL,
 		.helo = s->helo,
 		.mail_from = s->have_from ? s->mail_from : NULL,
@@ -585,6 +649,42 @@ static void quarantine_reason(const struct dreply *r, char *out, size_t outlen)
 			*p = ' ';
 }
 
+/* Outbound: the daemon signs, nothing is checked or enforced. The
+ * signatures go on top, in the order the daemon gave them. */
+static sfsistat sign_outbound(SMFICTX *ctx, struct sess *s, const char *qid)
+{
+	const char *q = qid ? qid : "-";
+	struct dreply r;
+	if (ask_daemon(s, qid, 1, &r) < 0) {
+		sess_reset_message(s);
+		return fallback(ctx);
+	}
+	if (r.code >= 500) {
+		logmsg(LOG_WARNING, "%s: daemon answered %d %s", q, r.code, r.status ? r.status : "");
+		dreply_free(&r);
+		sess_reset_message(s);
+		return fallback(ctx);
+	}
+	if (r.code != 200) {
+		/* the message cannot be signed (no From), or signing is not
+		 * configured: it leaves as it came */
+		logmsg(LOG_WARNING, "%s: outbound (%s), not signed: %d %s", q, s->outbound,
+		       r.code, r.status ? r.status : "");
+	} else if (r.n_signatures == 0) {
+		logmsg(LOG_INFO, "%s: outbound (%s) from=<%s>: no signing key for its From domain",
+		       q, s->outbound, s->mail_from ? s->mail_from : "");
+	} else {
+		for (size_t i = r.n_signatures; i-- > 0;)
+			add_header(ctx, s, "DKIM-Signature", r.signatures[i], 1);
+		logmsg(LOG_INFO, "%s: outbound (%s) from=<%s>: signed, %zu signature%s", q,
+		       s->outbound, s->mail_from ? s->mail_from : "", r.n_signatures,
+		       r.n_signatures == 1 ? "" : "s");
+	}
+	dreply_free(&r);
+	sess_reset_message(s);
+	return SMFIS_ACCEPT;
+}
+
 static sfsistat on_eom(SMFICTX *ctx)
 {
 	struct sess *s = sess_get(ctx);
@@ -629,7 +729,9 @@ static sfsistat on_eom(SMFICTX *ctx)
 		                 SMFIS_TEMPFAIL);
 	}
 	struct dreply r;
-	if (ask_daemon(s, qid, &r) < 0) {
+	if (s->outbound)
+		return sign_outbound(ctx, s, qid);
+	if (ask_daemon(s, qid, 0, &r) < 0) {
 		sess_reset_message(s);
 		return fallback(ctx);
 	}
@@ -738,6 +840,11 @@ static void usage(FILE *out)
 	"                           Authentication-Results of the -a id removed, all\n"
 	"                           of them without -a)\n"
 	"  -m, --socket-mode OCTAL  mode of a unix milter socket (e.g. 0666)\n"
+	"  outbound mail is signed by the daemon (SIGN) instead of checked:\n"
+	"  -A, --outbound-authenticated  mail of SASL-authenticated clients ({auth_authen})\n"
+	"  -I, --internal NETS      mail of clients in these networks (CIDR, comma-separated)\n"
+	"  -D, --outbound-daemon NAMES  mail through these {daemon_name} values\n"
+	"                           (comma-separated; Postfix: milter_macro_daemon_name)\n"
 	"  messages over %u KiB are spooled to an unlinked file in $TMPDIR (or /tmp)\n"
 	"  -l, --syslog             log to syslog (mail facility) instead of stderr\n"
 	"  -d, --debug              debug logging\n"
@@ -774,6 +881,32 @@ static int parse_ulong(const char *s, int base, unsigned long lo, unsigned long 
 	return 0;
 }
 
+/* "192.0.2.0/24,2001:db8::/32,198.51.100.7" */
+static int parse_nets(const char *v)
+{
+	char tmp[4096];
+	if (snprintf(tmp, sizeof(tmp), "%s", v) >= (int)sizeof(tmp))
+		return -1;
+	for (char *save = NULL, *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (opt.n_internal == LIM_CLIENT_INTERNAL_NETS)
+			return -1;
+		struct net *n = &opt.internal[opt.n_internal];
+		char *slash = strchr(t, '/');
+		if (slash)
+			*slash = '\0';
+		n->family = strchr(t, ':') ? AF_INET6 : AF_INET;
+		memset(n->addr, 0, sizeof(n->addr));
+		if (inet_pton(n->family, t, n->addr) != 1)
+			return -1;
+		unsigned long max = n->family == AF_INET6 ? 128 : 32, b = max;
+		if (slash && parse_ulong(slash + 1, 10, 0, max, &b) < 0)
+			return -1;
+		n->bits = (unsigned)b;
+		opt.n_internal++;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
@@ -787,6 +920,9 @@ int main(int argc, char **argv)
 		{ "max-size", required_argument, NULL, 'S' },
 		{ "oversize", required_argument, NULL, 'O' },
 		{ "socket-mode", required_argument, NULL, 'm' },
+		{ "outbound-authenticated", no_argument, NULL, 'A' },
+		{ "internal", required_argument, NULL, 'I' },
+		{ "outbound-daemon", required_argument, NULL, 'D' },
 		{ "syslog", no_argument, NULL, 'l' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
@@ -800,7 +936,7 @@ int main(int argc, char **argv)
 	opt.socket_mode = -1;
 	int c;
 	unsigned long v;
-	while ((c = getopt_long(argc, argv, "p:s:t:F:a:Q:H:S:O:m:ldh", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:t:F:a:Q:H:S:O:m:AI:D:ldh", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'p': opt.milter_conn = optarg; break;
 		case 's': opt.daemon_socket = optarg; break;
@@ -852,6 +988,16 @@ int main(int argc, char **argv)
 			if (parse_ulong(optarg, 8, 0, 0777, &v) < 0)
 				goto bad;
 			opt.socket_mode = (long)v;
+			break;
+		case 'A': opt.outbound_auth = 1; break;
+		case 'I':
+			if (parse_nets(optarg) < 0)
+				goto bad;
+			break;
+		case 'D':
+			if (!optarg[0] || strpbrk(optarg, " \t"))
+				goto bad;
+			opt.outbound_daemons = optarg;
 			break;
 		case 'l': opt.use_syslog = 1; break;
 		case 'd': opt.debug = 1; break;

@@ -114,9 +114,11 @@ class SmtpResult:
         return None
 
 
-def swaks(port, mail_from, rcpt, msg, client_ip=None, helo=None, timeout=SMTP_TIMEOUT):
+def swaks(port, mail_from, rcpt, msg, client_ip=None, helo=None, timeout=SMTP_TIMEOUT,
+          login=None):
     """One SMTP transaction on 127.0.0.1:port; XCLIENT makes Postfix see the
-    scenario's client address and HELO name."""
+    scenario's client address and HELO name (and, with login, a client
+    that authenticated with SASL as that user)."""
     data = dot_stuff(msg)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
@@ -132,6 +134,8 @@ def swaks(port, mail_from, rcpt, msg, client_ip=None, helo=None, timeout=SMTP_TI
         addr = ("IPV6:" + client_ip) if ":" in client_ip else client_ip
         cmd += ["--xclient-addr", addr, "--xclient-helo", helo or "unknown",
                 "--xclient-name", "[UNAVAILABLE]", "--xclient-no-verify"]
+        if login:
+            cmd += ["--xclient-login", login]
     try:
         p = subprocess.run(cmd, capture_output=True, timeout=timeout + 30)
     finally:
@@ -400,8 +404,8 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         except OSError:
             return ""
 
-    def send(self, mail_from, rcpt, msg, client_ip=None, helo=None):
-        return swaks(self.port, mail_from, rcpt, msg, client_ip, helo)
+    def send(self, mail_from, rcpt, msg, client_ip=None, helo=None, login=None):
+        return swaks(self.port, mail_from, rcpt, msg, client_ip, helo, login=login)
 
     def mailbox(self, box):
         """Delivered messages of one mailbox, oldest first, as

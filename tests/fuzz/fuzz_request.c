@@ -71,7 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			switch (ev.type) {
 			case PROTO_EV_HEAD:
 				check_request(ev.req);
-				FUZZ_ASSERT(ev.req->cmd == PROTO_CMD_SCAN);
+				FUZZ_ASSERT(ev.req->cmd == PROTO_CMD_SCAN ||
+				            ev.req->cmd == PROTO_CMD_SIGN);
 				FUZZ_ASSERT(ev.req->content_length <= lim.max_body);
 				FUZZ_ASSERT(!in_scan);
 				FUZZ_ASSERT(proto_in_request(p));
@@ -89,7 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			case PROTO_EV_END:
 				check_request(ev.req);
-				if (ev.req->cmd == PROTO_CMD_SCAN) {
+				if (ev.req->cmd == PROTO_CMD_SCAN ||
+				    ev.req->cmd == PROTO_CMD_SIGN) {
 					FUZZ_ASSERT(in_scan);
 					FUZZ_ASSERT(body_seen == body_expected);
 					FUZZ_ASSERT(ev.req->content_length == body_expected);

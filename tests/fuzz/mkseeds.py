@@ -68,6 +68,16 @@ if os.path.isdir(am):
                 MSGS.append(f.read())
 for m in MSGS:
     put("msg", m)
+
+# ---- the signer: a message, then one byte (key, c=, x=) ----
+SIGN_MSGS = [
+    b"From: a@example.org\r\nTo: b@example.net\r\nSubject: x\r\nSubject: y\r\n\r\nbody \t \r\n\r\n",
+    b"From: a@example.org\nSubject: folded\n\t line\n\nno final line end",
+    b"From: a@example.org\r\nList-Id: <l.example>\r\nList-Post: <mailto:l@example>\r\n\r\n",
+    b"From: a@example.org\r\nContent-Type: text/plain;\r\n charset=utf-8\r\n\r\n\xc3\xa4\r\n",
+]
+for i, m in enumerate(SIGN_MSGS + MSGS[:20]):
+    put("sign", m + bytes([i % 16]))
     put("dkim_list", m)
 
 # ---- the two DKIM engines: key record, NUL, message, chunk-size byte ----
@@ -147,6 +157,8 @@ REQS = [
     "SCAN ALIGND/2\r\n\r\nPING\r\n\r\n", "NOPE\r\n\r\n", "\r\n\r\n",
     "SCAN ALIGND/1\r\nBad field\r\nContent-Length: 3\r\n\r\nabcPING\r\n\r\n",
     "SCAN ALIGND/1\r\nClient-IP: \x00\xff\r\nContent-Length: 1\r\n\r\nx",
+    "SIGN ALIGND/1\r\nContent-Length: 12\r\n\r\nFrom: a@b\r\n\r\nPING\r\n\r\n",
+    "SIGN\nContent-Length: 0\n\nSIGN ALIGND/1\n\n",
 ]
 for r in REQS:
     put("request", req(r))

@@ -5,6 +5,7 @@
 #include "common/buf.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* Runs the parser over input in chunks of `step` bytes (0 = whole) and
  * writes a transcript of the events; BODY events are summed. */
@@ -99,6 +100,11 @@ static const struct tcase cases[] = {
 	  "SCAN\nContent-Length: 8\n\nPING\n\n\n\n",
 	  "HEAD SCAN cl=8 ip=- helo=- from=- rcpt=0 qid=- fmt=0 x=0;BODY 8;END SCAN;" ),
 	T("unknown fields are ignored", "PING\nX-Future: 1\n\n", "END PING;" ),
+	T("sign, then scan",
+	  "SIGN ALIGND/1\r\nContent-Length: 3\r\n\r\nabcSCAN\nContent-Length: 1\n\nx",
+	  "HEAD SIGN cl=3 ip=- helo=- from=- rcpt=0 qid=- fmt=0 x=0;BODY 3;END SIGN;"
+	  "HEAD SCAN cl=1 ip=- helo=- from=- rcpt=0 qid=- fmt=0 x=0;BODY 1;END SCAN;" ),
+	T("sign without Content-Length", "SIGN\n\n", "ERR 411 fatal;" ),
 	/* errors that keep the connection usable */
 	T("unknown command", "FROB\r\n\r\nPING\r\n\r\n", "ERR 405;END PING;" ),
 	T("unknown command with body skipped", "FROB\nContent-Length: 5\n\nhelloPING\n\n", "ERR 405;END PING;" ),
@@ -170,6 +176,10 @@ static void test_writer(void)
 	CHECK_STR(out.data, "HEAD SCAN cl=5 ip=192.0.2.1 helo=h.example from=<> rcpt=2 qid=Q1 fmt=0 x=1;BODY 5;END SCAN;");
 	buf_free(&in);
 	buf_free(&out);
+	e.sign = 1;
+	CHECK(proto_write_scan_head(&e, 0, &head, &hl) == 0);
+	CHECK(hl > 14 && memcmp(head, "SIGN ALIGND/1\r\n", 15) == 0);
+	free(head);
 	e.helo = "bad\r\nSTATS";
 	CHECK(proto_write_scan_head(&e, 5, &head, &hl) < 0);
 }
