@@ -15,7 +15,7 @@
 #define LIM_SCAN_TIMEOUT_MS       20000u              /* scan_timeout: all checks of one message */
 #define LIM_SHUTDOWN_TIMEOUT_MS   10000u              /* shutdown_timeout: drain in-flight scans */
 #define LIM_MAX_PIPELINE          64u                 /* requests queued per connection before reading pauses */
-#define LIM_MAX_WRITE_BACKLOG     (8u * 1024 * 1024)  /* unread reply bytes before reading pauses */
+#define LIM_MAX_WRITE_BACKLOG     (1u * 1024 * 1024)  /* heap held by unread replies of one connection before reading pauses */
 
 /* ---- message parsing (checks/msg) ---- */
 #define LIM_MAX_HEADER_BLOCK      (1u * 1024 * 1024)  /* max_header_block: message header section */

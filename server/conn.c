@@ -38,7 +38,10 @@ struct conn {
 	struct preq *cur;            /* SCAN whose body is being read */
 	struct buf held;             /* bytes read but not yet parsed (paused) */
 	uint64_t request_start;      /* loop time the current request began */
-	size_t write_backlog;        /* bytes handed to uv_write, not yet written */
+	uint64_t idle_since;         /* loop time the connection last became idle */
+	struct buf out;              /* finished replies, coalesced, not yet handed to the socket */
+	struct wreq *wr;             /* the one write in flight, or NULL */
+	size_t write_backlog;        /* heap held by unwritten replies: out + the write in flight */
 	int reading;
 	int eof;                     /* no more requests will be read */
 	int closing;
@@ -46,11 +49,12 @@ struct conn {
 	int handles_open;
 };
 
-struct wreq {
+struct wreq {                    /* one uv_write of coalesced replies */
 	uv_write_t w;
 	struct conn *conn;
 	char *data;
 	size_t len;
+	size_t mem;                  /* what it holds on the heap */
 };
 
 static void conn_process(struct conn *c, const char *data, size_t len);
@@ -73,6 +77,7 @@ static void on_handle_closed(uv_handle_t *h)
 	s->n_conns--;
 	proto_parser_free(&c->parser);
 	buf_free(&c->held);
+	buf_free(&c->out);
 	free(c);
 	srv_maybe_finish(s);
 }
@@ -145,13 +150,20 @@ static void reply_now(struct conn *c, enum proto_cmd cmd, int status,
 		c->srv->stats.errors_5xx++;
 }
 
+/* Memory the connection's unwritten replies hold: what reading pauses on. */
+static void conn_count_backlog(struct conn *c)
+{
+	c->write_backlog = c->out.cap + (c->wr ? c->wr->mem + sizeof(*c->wr) : 0);
+}
+
 static void on_write(uv_write_t *w, int status)
 {
 	struct wreq *wr = (struct wreq *)w;
 	struct conn *c = wr->conn;
-	c->write_backlog -= wr->len;
+	c->wr = NULL;
 	free(wr->data);
 	free(wr);
+	conn_count_backlog(c);
 	if (c->closing)
 		return;
 	if (status < 0) {
@@ -160,11 +172,39 @@ static void on_write(uv_write_t *w, int status)
 		conn_close(c);
 		return;
 	}
-	conn_update_reading(c);
 	conn_flush(c);
 }
 
-/* Writes every finished reply at the head of the pipeline, in order. */
+/* Hands the coalesced replies to the socket: one write at a time, so a
+ * client that does not read costs one buffer, not one per reply. */
+static int conn_start_write(struct conn *c)
+{
+	if (c->wr || c->out.len == 0)
+		return 0;
+	struct wreq *wr = calloc(1, sizeof(*wr));
+	if (!wr)
+		return -1;
+	wr->conn = c;
+	wr->mem = c->out.cap;
+	wr->data = buf_steal(&c->out, &wr->len);
+	buf_init(&c->out, 0);
+	if (!wr->data) {
+		free(wr);
+		return -1;
+	}
+	uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
+	int rc = uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, on_write);
+	if (rc < 0) {
+		free(wr->data);
+		free(wr);
+		return -1;
+	}
+	c->wr = wr;
+	return 0;
+}
+
+/* Moves every finished reply at the head of the pipeline, in order, to
+ * the output buffer and writes it. */
 static void conn_flush(struct conn *c)
 {
 	if (c->closing)
@@ -176,39 +216,28 @@ static void conn_flush(struct conn *c)
 			c->tail = NULL;
 		c->n_pending--;
 		int quit = r->cmd == PROTO_CMD_QUIT;
-		struct wreq *wr = calloc(1, sizeof(*wr));
-		if (!wr) {
-			free_preq(r);
-			conn_close(c);
-			return;
-		}
-		wr->conn = c;
-		wr->data = buf_steal(&r->reply, &wr->len);
+		int rc = buf_add(&c->out, r->reply.data ? r->reply.data : "", r->reply.len);
 		free_preq(r);
-		if (!wr->data) {
-			free(wr);
-			conn_close(c);
-			return;
-		}
-		uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
-		c->write_backlog += wr->len;
-		int rc = uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, on_write);
 		if (rc < 0) {
-			c->write_backlog -= wr->len;
-			free(wr->data);
-			free(wr);
+			log_msg(LOG_LVL_WARN, "conn %llu: out of memory for a reply, closing",
+			        (unsigned long long)c->id);
 			conn_close(c);
 			return;
 		}
 		if (quit)
 			c->eof = 1;
 	}
-	if (c->eof && !c->head) {
-		/* everything answered; close once the writes are done */
-		if (c->write_backlog == 0) {
-			conn_close(c);
-			return;
-		}
+	if (conn_start_write(c) < 0) {
+		log_msg(LOG_LVL_WARN, "conn %llu: cannot write a reply, closing",
+		        (unsigned long long)c->id);
+		conn_close(c);
+		return;
+	}
+	conn_count_backlog(c);
+	if (c->eof && !c->head && !c->wr && c->out.len == 0) {
+		/* everything answered and written */
+		conn_close(c);
+		return;
 	}
 	conn_update_reading(c);
 	conn_arm_timer(c);
@@ -390,6 +419,7 @@ static void conn_arm_timer(struct conn *c)
 		uv_timer_start(&c->timer, on_timer, end > now ? end - now : 0, 0);
 	} else if (c->n_pending == 0 && !c->eof) {
 		c->request_start = 0;
+		c->idle_since = now ? now : 1;
 		uv_timer_start(&c->timer, on_timer, s->cfg->idle_timeout, 0);
 	} else {
 		/* waiting for our own scans: their deadline applies */

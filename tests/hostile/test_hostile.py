@@ -358,6 +358,57 @@ class NoReaderTest(HostileBase):
         self.assert_serving()
 
 
+class PingFloodTest(HostileBase):
+    def test_ping_flood_without_reading(self):
+        """400,000 PINGs (3.2 MB) from a client that reads nothing: the
+        replies it does not read cost the daemon a bounded amount of memory
+        (16 MB at most), and none is lost once it reads."""
+        n = 400000
+        req = b"PING\r\n\r\n"
+        s = self.d.connect(timeout=2.0)
+        sent = [0]
+
+        def writer():
+            data = req * n
+            try:
+                while sent[0] < len(data):
+                    sent[0] += s.send(data[sent[0]:sent[0] + 65536])
+            except OSError:
+                pass
+
+        w = threading.Thread(target=writer, daemon=True)
+        w.start()
+        # until the daemon stops reading (the writer blocks), then a while
+        last, still = -1, 0
+        while still < 10:
+            time.sleep(0.1)
+            still = still + 1 if sent[0] == last else 0
+            last = sent[0]
+        rss, hwm = mem(self.d.proc.pid)
+        report("ping-flood", sent_bytes=sent[0], rss_growth_mb=round((rss - self.base_rss) / MB, 1))
+        self.assertLess(rss - self.base_rss, 16 * MB * SLACK,
+                        "VmRSS grew %d MB for one client that does not read" % ((rss - self.base_rss) // MB))
+        self.assert_serving()
+        # now read: every reply, in order
+        one = None
+        got = bytearray()
+        s.settimeout(20)
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += chunk
+            if one is None and b"\r\n\r\n" in got:
+                one = bytes(got[:got.index(b"\r\n\r\n") + 4])
+            if one is not None and len(got) >= n * len(one):
+                break
+        w.join(30)
+        s.close()
+        self.assertEqual(one, b"ALIGND/1 200 PONG\r\n\r\n")
+        self.assertEqual(len(got), n * len(one))
+        self.assertEqual(bytes(got), one * n)
+
+
 def raise_nofile(want):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < want:
