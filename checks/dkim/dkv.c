@@ -400,8 +400,23 @@ void dkv_set_pass(struct dkv_sig *o)
 	dkv_set_res(o, AUTH_PASS, "%s", extra);
 }
 
+/* Does the raw field name a tag twice? libopendkim keeps one of the two
+ * and goes on; both engines refuse the list (RFC 6376 3.2). */
+static int field_dup_tag(const struct msg_field *f)
+{
+	if (f == NULL)
+		return 0;
+	char *v = malloc(f->value_len + 1);
+	if (v == NULL)
+		return 0;
+	size_t vl = msg_unfold(f->value, f->value_len, v, f->value_len + 1);
+	int dup = vl != (size_t)-1 && dkv_sig_has_dup_tag(v, vl);
+	free(v);
+	return dup;
+}
+
 static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
-                  struct dkv_sig *o, uint64_t now)
+                  int dup_tag, struct dkv_sig *o, uint64_t now)
 {
 	const struct dkv_lib *l = c->l;
 	unsigned int flags = dkim_sig_getflags(sig);
@@ -476,6 +491,10 @@ static void judge(struct vctx *c, DKIM *dk, DKIM_SIGINFO *sig,
 	          : (flags & DKIM_SIGFLAG_PASSED) ? 1 : 0;
 
 	/* 1. The signature itself must be well formed (RFC 6376 6.1.1). */
+	if (dup_tag) {
+		dkv_set_res(o, AUTH_PERMERROR, "bad signature: %s", DKV_SIG_DUP_REASON);
+		return;
+	}
 	if (tagval(sig, false, "h") != NULL && !o->from_signed) {
 		dkv_set_res(o, AUTH_PERMERROR, "h= does not include From (RFC 6376 5.4)");
 		return;
@@ -725,6 +744,15 @@ static int ode_verify(struct dkv_lib *l, const char *msg, size_t len,
 	buf_add(&head, "\r\n", 2);
 	c.body = m.body;
 	c.body_len = m.body_len;
+	/* signatures with a tag twice, by position (dkim_max_signatures <= 64) */
+	uint64_t dups = 0;
+	for (size_t k = 0; k < 64; k++) {
+		const struct msg_field *f = msg_get(&m, "DKIM-Signature", k);
+		if (f == NULL)
+			break;
+		if (field_dup_tag(f))
+			dups |= (uint64_t)1 << k;
+	}
 	msg_free(&m);
 	if (head.failed) {
 		buf_free(&head);
@@ -780,7 +808,7 @@ static int ode_verify(struct dkv_lib *l, const char *msg, size_t len,
 	}
 	uint64_t now = l->fixed_time ? l->fixed_time : (uint64_t)time(NULL);
 	for (size_t k = 0; k < n; k++) {
-		judge(&c, dk, sigs[k], &res->sigs[k], now);
+		judge(&c, dk, sigs[k], k < 64 && (dups >> k & 1), &res->sigs[k], now);
 		res->n++;
 		if (dkv_rank(res->sigs[k].res) > dkv_rank(res->best))
 			res->best = res->sigs[k].res;

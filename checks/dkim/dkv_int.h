@@ -52,6 +52,15 @@ int dkv_usable_name(const char *s, size_t len);
  * whitespace. 1 or 0. */
 int dkv_tag_name_ok(const char *t, size_t n);
 int dkv_text_ok(const char *s, size_t n);
+/* Index of a DKIM-Signature tag whose repetition makes the tag-list
+ * invalid (RFC 6376 3.2: v a b c d h i l q s t x, and bh), or -1 for a
+ * tag the engines ignore. */
+int dkv_sig_tag_index(const char *tag, size_t tlen);
+/* Does the (unfolded) DKIM-Signature value name one of those tags twice?
+ * Both engines and the key listing judge it before anything else in the
+ * list, because which of the two values counts is undefined. 1 or 0. */
+int dkv_sig_has_dup_tag(const char *v, size_t len);
+#define DKV_SIG_DUP_REASON "a tag twice in the tag-list (RFC 6376 3.2)"
 
 /* shared by both engines (dkv.c) */
 int dkv_rank(enum auth_res r);

@@ -47,6 +47,38 @@ int dkv_taglist(const char *s, size_t len,
 	return 0;
 }
 
+int dkv_sig_tag_index(const char *tag, size_t tlen)
+{
+	static const char one[] = "vabcdhilqstx";
+	if (tlen == 1) {
+		const char *p = memchr(one, tag[0], sizeof one - 1);
+		return p ? (int)(p - one) : -1;
+	}
+	if (tlen == 2 && tag[0] == 'b' && tag[1] == 'h')
+		return (int)(sizeof one - 1);
+	return -1;
+}
+
+static int dup_tag(void *arg, const char *tag, size_t tlen, const char *val, size_t vlen)
+{
+	unsigned *seen = arg;
+	(void)val;
+	(void)vlen;
+	int i = dkv_sig_tag_index(tag, tlen);
+	if (i < 0)
+		return 0;
+	if (*seen & (1u << i))
+		return 1;          /* stops the walk: the answer is known */
+	*seen |= 1u << i;
+	return 0;
+}
+
+int dkv_sig_has_dup_tag(const char *v, size_t len)
+{
+	unsigned seen = 0;
+	return dkv_taglist(v, len, dup_tag, &seen) == 1;
+}
+
 int dkv_tag_name_ok(const char *t, size_t n)
 {
 	if (n == 0 || !isalnum((unsigned char)t[0]))
@@ -133,16 +165,20 @@ size_t dkv_list(const struct msg *m, struct dkv_sigref *refs, size_t max,
 			continue;   /* the slot stays, with nothing to look up */
 		size_t vl = msg_unfold(f->value, f->value_len, v, f->value_len + 1);
 		struct ref_tags rt = { 0 };
-		if (vl != (size_t)-1)
+		int dup = 0;
+		if (vl != (size_t)-1) {
 			(void)dkv_taglist(v, vl, ref_tag, &rt);
+			dup = dkv_sig_has_dup_tag(v, vl);
+		}
 		if (rt.d)
 			text_printable(r->d, sizeof r->d, rt.d, rt.dl);
 		if (rt.s)
 			text_printable(r->s, sizeof r->s, rt.s, rt.sl);
 		if (rt.a)
 			text_printable(r->a, sizeof r->a, rt.a, rt.al);
-		/* RFC 6376 3.6.2.1: the key lives at <s>._domainkey.<d> */
-		if (rt.d && rt.s && dkv_usable_name(rt.d, rt.dl) &&
+		/* RFC 6376 3.6.2.1: the key lives at <s>._domainkey.<d>; a list
+		 * with a tag twice names no key (3.2: it is invalid as a whole) */
+		if (!dup && rt.d && rt.s && dkv_usable_name(rt.d, rt.dl) &&
 		    dkv_usable_name(rt.s, rt.sl) &&
 		    rt.sl + rt.dl + sizeof "._domainkey." - 1 <= LIM_DNS_MAX_NAME - 2) {
 			memcpy(r->qname, rt.s, rt.sl);

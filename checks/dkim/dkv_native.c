@@ -218,7 +218,7 @@ static void parse_sig(struct nsig *n, const struct msg_field *f)
 	}
 	if (n->dup_tag) {
 		/* libopendkim takes one of the two and goes on */
-		n->syntax = "a tag twice in the tag-list (RFC 6376 3.2)";
+		n->syntax = DKV_SIG_DUP_REASON;
 		return;
 	}
 	if (n->d.v == NULL || n->d.len == 0) {
@@ -481,7 +481,12 @@ static void judge(struct dkv_lib *l, const struct msg *m, const struct dkv_keyse
 	o->key_type = n->alg == ALG_ED25519_SHA256 ? DKV_KEY_ED25519
 	            : n->alg != ALG_UNKNOWN ? DKV_KEY_RSA : DKV_KEY_UNKNOWN;
 
-	/* 1. The signature itself (RFC 6376 6.1.1). */
+	/* 1. The signature itself (RFC 6376 6.1.1). A tag twice first: which
+	 * of the two h= (or d=, s=) would count is undefined. */
+	if (n->dup_tag) {
+		dkv_set_res(o, AUTH_PERMERROR, "bad signature: %s", DKV_SIG_DUP_REASON);
+		return;
+	}
 	if (n->h.v != NULL && !o->from_signed) {
 		dkv_set_res(o, AUTH_PERMERROR, "h= does not include From (RFC 6376 5.4)");
 		return;
