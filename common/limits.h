@@ -10,10 +10,12 @@
 #define LIM_MAX_REQUEST_LINE      4096u               /* max_line_length: one request line */
 #define LIM_MAX_REQUEST_FIELDS    256u                /* fields in one request (Rcpt-To included) */
 #define LIM_MAX_CONNECTIONS       1024u               /* max_connections */
+#define LIM_MAX_INFLIGHT_BYTES    (512ull * 1024 * 1024) /* max_inflight_bytes: message bytes held by every request together */
 #define LIM_IDLE_TIMEOUT_MS       60000u              /* idle_timeout: no request started */
 #define LIM_REQUEST_TIMEOUT_MS    30000u              /* request_timeout: whole request read */
 #define LIM_SCAN_TIMEOUT_MS       20000u              /* scan_timeout: all checks of one message */
 #define LIM_SHUTDOWN_TIMEOUT_MS   10000u              /* shutdown_timeout: drain in-flight scans */
+#define LIM_ALLOWED_NETWORKS      64u                 /* entries in allowed_networks */
 #define LIM_MAX_PIPELINE          64u                 /* requests queued per connection before reading pauses */
 #define LIM_MAX_WRITE_BACKLOG     (1u * 1024 * 1024)  /* heap held by unread replies of one connection before reading pauses */
 

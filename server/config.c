@@ -35,6 +35,7 @@ static const struct key keys[] = {
 	{ "user",                K_STR,  O(user), "", NULL, 0, 0 },
 	{ "group",               K_STR,  O(group), "", NULL, 0, 0 },
 	{ "allowed_peers",       K_STR,  O(allowed_peers), "", NULL, 0, 0 },
+	{ "allowed_networks",    K_STR,  O(allowed_networks), "127.0.0.0/8, ::1", NULL, 0, 0 },
 	{ "http_listen",         K_STR,  O(http_listen), "", NULL, 0, 0 },
 	{ "http_allow_remote",   K_BOOL, O(http_allow_remote), "no", NULL, 0, 0 },
 	{ "workers",             K_UINT, O(workers), "0", NULL, 0, 256 },
@@ -42,6 +43,7 @@ static const struct key keys[] = {
 	{ "max_request_header",  K_SIZE, O(max_request_header), "64K", NULL, 512, 16u << 20 },
 	{ "max_line_length",     K_SIZE, O(max_line_length), "4096", NULL, 256, 1u << 20 },
 	{ "max_connections",     K_UINT, O(max_connections), "1024", NULL, 1, 1000000 },
+	{ "max_inflight_bytes",  K_SIZE, O(max_inflight_bytes), "512M", NULL, 1024, (uint64_t)1 << 40 },
 	{ "idle_timeout",        K_MS,   O(idle_timeout), "60s", NULL, 100, 86400000 },
 	{ "request_timeout",     K_MS,   O(request_timeout), "30s", NULL, 100, 86400000 },
 	{ "scan_timeout",        K_MS,   O(scan_timeout), "20s", NULL, 100, 3600000 },
@@ -422,6 +424,38 @@ int cfg_peer_allowed(const struct srv_config *c, unsigned uid)
 	return 0;
 }
 
+int cfg_addr_allowed(const struct srv_config *c, int family, const unsigned char *addr)
+{
+	for (size_t i = 0; i < c->n_allowed_nets; i++)
+		if (net_prefix_match(&c->allowed_nets[i], family, addr))
+			return 1;
+	return 0;
+}
+
+static int parse_networks(struct srv_config *c, char *err, size_t errlen)
+{
+	c->n_allowed_nets = 0;
+	for (const char *p = c->allowed_networks; *p;) {
+		size_t n = strcspn(p, ", \t");
+		if (n > 0) {
+			if (c->n_allowed_nets == LIM_ALLOWED_NETWORKS) {
+				snprintf(err, errlen, "allowed_networks: more than %u entries",
+				         LIM_ALLOWED_NETWORKS);
+				return -1;
+			}
+			if (net_prefix_parse(p, n, &c->allowed_nets[c->n_allowed_nets]) < 0) {
+				snprintf(err, errlen, "allowed_networks: '%.*s' is not an address or "
+				         "address/prefix", (int)(n > 64 ? 64 : n), p);
+				return -1;
+			}
+			c->n_allowed_nets++;
+		}
+		p += n;
+		p += strspn(p, ", \t");
+	}
+	return 0;
+}
+
 static int parse_peers(struct srv_config *c, char *err, size_t errlen)
 {
 	c->n_allowed = 0;
@@ -461,8 +495,15 @@ static int parse_peers(struct srv_config *c, char *err, size_t errlen)
 
 int cfg_finalize(struct srv_config *c, char *err, size_t errlen)
 {
-	if (parse_peers(c, err, errlen) < 0)
+	if (parse_peers(c, err, errlen) < 0 || parse_networks(c, err, errlen) < 0)
 		return -1;
+	if (c->max_message_size > c->max_inflight_bytes) {
+		snprintf(err, errlen, "max_message_size (%llu) is above max_inflight_bytes (%llu): "
+		         "such a message could never be admitted",
+		         (unsigned long long)c->max_message_size,
+		         (unsigned long long)c->max_inflight_bytes);
+		return -1;
+	}
 	if (strcmp(c->history, "off") != 0 && !(strncmp(c->history, "sqlite:", 7) == 0 && c->history[7]) &&
 	    strncmp(c->history, "postgresql://", 13) != 0 && strncmp(c->history, "postgres://", 11) != 0) {
 		snprintf(err, errlen, "history: want off, sqlite:/path or postgresql://..., not '%s'", c->history);

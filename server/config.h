@@ -10,6 +10,8 @@
 #include <stdio.h>
 
 #include "checks/verdict/verdict.h"
+#include "common/limits.h"
+#include "common/netprefix.h"
 
 enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG };
 
@@ -27,12 +29,14 @@ struct srv_config {
 	char *user;                   /* drop to this user when started as root */
 	char *group;                  /* and this group (default: the user's) */
 	char *allowed_peers;          /* uids or user names allowed to connect */
+	char *allowed_networks;       /* TCP listeners: client networks allowed */
 	char *http_listen;            /* rspamd-compatible endpoint: "", unix:/path, ADDR:PORT */
 	int http_allow_remote;        /* allow a non-loopback http_listen address */
 
 	/* workers and limits */
 	unsigned workers;             /* 0: one per core */
 	uint64_t max_message_size;
+	uint64_t max_inflight_bytes;     /* message bytes held by all requests together */
 	uint64_t max_request_header;
 	uint64_t max_line_length;
 	uint64_t max_connections;
@@ -112,10 +116,16 @@ struct srv_config {
 	 * socket's mode lets in */
 	unsigned allowed_uids[64];
 	size_t n_allowed;
+	/* allowed_networks parsed by cfg_finalize(): who may connect over TCP */
+	struct net_prefix allowed_nets[LIM_ALLOWED_NETWORKS];
+	size_t n_allowed_nets;
 };
 
 /* 1 when a peer with this uid may use the daemon. */
 int cfg_peer_allowed(const struct srv_config *c, unsigned uid);
+/* 1 when a TCP peer at this address (family 4 or 6, 4 or 16 bytes) is
+ * inside allowed_networks. */
+int cfg_addr_allowed(const struct srv_config *c, int family, const unsigned char *addr);
 
 /* Builds what derives from several keys (the indirect-flow policy, with the
  * exceptions file read now). Call after all keys are set; 0 or -1. */

@@ -1,6 +1,7 @@
 /* One client connection: reads and frames requests (protocol/request),
  * keeps the pipeline of requests in order, writes replies, enforces the
  * idle and request timeouts and the back-pressure limits. Loop thread. */
+#include "server/http.h"
 #include "server/log.h"
 #include "server/scan.h"
 #include "server/sign.h"
@@ -461,12 +462,23 @@ static void conn_process(struct conn *c, const char *data, size_t len)
 			struct proto_request req;
 			proto_take_request(c->parser, &req);
 			r->format = req.format;
-			if (req.cmd == PROTO_CMD_SIGN)
+			int busy = !srv_msg_bytes_fit(s, req.content_length);
+			if (busy) {
+				s->stats.requests_busy++;
+				log_msg(LOG_LVL_WARN, "conn %llu: %llu message bytes in flight, %llu more "
+				        "would pass max_inflight_bytes: refused with 503",
+				        (unsigned long long)c->id, (unsigned long long)s->msg_bytes,
+				        (unsigned long long)req.content_length);
+				proto_reply_status(&r->reply, 503, SRV_BUSY_REASON);
+				r->done = 1;
+				s->stats.errors_5xx++;
+			} else if (req.cmd == PROTO_CMD_SIGN) {
 				r->sign = sign_new(s, &req, on_sign_done, r);
-			else
+			} else {
 				r->scan = scan_new(s, &req, on_scan_done, r);
+			}
 			proto_request_clear(&req);
-			if (!r->scan && !r->sign) {
+			if (!busy && !r->scan && !r->sign) {
 				proto_reply_status(&r->reply, 500, "out of memory");
 				r->done = 1;
 				s->stats.errors_5xx++;
@@ -579,7 +591,13 @@ void conn_accept(struct srv *s)
 			return;
 		}
 	}
-	if (s->n_conns > s->cfg->max_connections || s->stopping) {
+	/* the connection closed to make room counts until its handles close */
+	int made_room = s->n_conns > s->cfg->max_connections && !s->stopping &&
+	                srv_shed_idle(s) == 0;
+	if (made_room)
+		log_msg(LOG_LVL_INFO, "conn %llu: at max_connections, the longest idle connection was "
+		        "closed to admit it", (unsigned long long)c->id);
+	if ((s->n_conns > s->cfg->max_connections && !made_room) || s->stopping) {
 		s->stats.connections_rejected++;
 		log_msg(LOG_LVL_WARN, "conn %llu: %s, refused", (unsigned long long)c->id,
 		        s->stopping ? "shutting down" : "too many connections");
@@ -591,6 +609,42 @@ void conn_accept(struct srv *s)
 	}
 	conn_update_reading(c);
 	conn_arm_timer(c);
+}
+
+static int conn_is_idle(const struct conn *c)
+{
+	return !c->closing && !c->eof && !c->cur && c->n_pending == 0 && !c->wr &&
+	       c->out.len == 0 && c->held.len == 0 && c->idle_since != 0 &&
+	       !proto_in_request(c->parser);
+}
+
+int srv_shed_idle(struct srv *s)
+{
+	/* the list runs newest first: on a tie the later one is older */
+	struct conn *best = NULL;
+	for (struct conn *c = s->conns; c; c = c->next)
+		if (conn_is_idle(c) && (!best || c->idle_since <= best->idle_since))
+			best = c;
+	uint64_t http_since = 0;
+	int http = http_oldest_idle(s, &http_since);
+	if (http && (!best || http_since <= best->idle_since)) {
+		http_shed_oldest_idle(s);
+	} else if (best) {
+		/* a 421 tells a client that reads it why, as on connect */
+		reply_now(best, PROTO_CMD_NONE, 421, "idle connection closed: too many connections");
+		best->eof = 1;
+		if (best->reading) {
+			uv_read_stop((uv_stream_t *)&best->pipe);
+			best->reading = 0;
+		}
+		conn_flush(best);
+		if (!best->closing && best->write_backlog == 0)
+			conn_close(best);
+	} else {
+		return -1;
+	}
+	s->stats.connections_shed++;
+	return 0;
 }
 
 void conn_shutdown_all(struct srv *s)

@@ -54,6 +54,7 @@ struct hconn {
 	struct proto_request req;     /* H_PEEK: the request, until the scan takes it */
 	struct buf peek;
 	uint64_t request_start;       /* loop time of the current request's first byte; 0: none */
+	uint64_t idle_since;          /* loop time it last began to wait for a request */
 	int legacy;                   /* RSPAMC/1.x request: legacy text reply, then close */
 	int keep_alive;
 	int reading;
@@ -437,6 +438,15 @@ static void start_scan(struct hconn *c)
 	if (nl && c->peek.len >= 5 && memcmp(c->peek.data, "From ", 5) == 0)
 		skip = (size_t)(nl - c->peek.data) + 1;
 	c->req.content_length -= skip;
+	if (!srv_msg_bytes_fit(s, c->req.content_length)) {
+		s->stats.requests_busy++;
+		log_msg(LOG_LVL_WARN, "http: %llu message bytes in flight, %llu more would pass "
+		        "max_inflight_bytes: refused with 503", (unsigned long long)s->msg_bytes,
+		        (unsigned long long)c->req.content_length);
+		proto_request_clear(&c->req);
+		hc_error(c, 503, SRV_BUSY_REASON);
+		return;
+	}
 	c->sc = scan_new(s, &c->req, on_scan_done, c);
 	proto_request_clear(&c->req);
 	if (!c->sc) {
@@ -583,6 +593,8 @@ static void hc_arm_timer(struct hconn *c)
 {
 	const struct srv_config *cfg = c->hs->srv->cfg;
 	if (c->request_start == 0) {
+		uint64_t now = uv_now(c->hs->srv->loop);
+		c->idle_since = now ? now : 1;
 		uv_timer_start(&c->timer, on_timer, cfg->idle_timeout, 0);
 		return;
 	}
@@ -592,6 +604,43 @@ static void hc_arm_timer(struct hconn *c)
 }
 
 /* ------------------------------------------------------------ listener */
+
+/* The same peer rules as the line protocol: SO_PEERCRED against
+ * allowed_peers on a UNIX socket, the address against allowed_networks
+ * over TCP. who names the peer for the log. */
+static int peer_allowed(struct hconn *c, char *who, size_t wlen)
+{
+	const struct srv_config *cfg = c->hs->srv->cfg;
+	uv_os_fd_t fd;
+	snprintf(who, wlen, "(unknown)");
+	if (uv_fileno(&c->u.h, &fd) < 0)
+		return 0;
+	if (c->hs->unix_path) {
+		if (cfg->n_allowed == 0)
+			return 1;
+		struct ucred cr;
+		socklen_t cl = sizeof cr;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || cl != sizeof cr)
+			return 0;
+		snprintf(who, wlen, "uid %ld pid %ld", (long)cr.uid, (long)cr.pid);
+		return cfg_peer_allowed(cfg, (unsigned)cr.uid);
+	}
+	struct sockaddr_storage sa;
+	int sl = sizeof sa;
+	if (uv_tcp_getpeername(&c->u.tcp, (struct sockaddr *)&sa, &sl) < 0)
+		return 0;
+	if (sa.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&sa;
+		inet_ntop(AF_INET, &a->sin_addr, who, (socklen_t)wlen);
+		return cfg_addr_allowed(cfg, 4, (const unsigned char *)&a->sin_addr);
+	}
+	if (sa.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&sa;
+		inet_ntop(AF_INET6, &a->sin6_addr, who, (socklen_t)wlen);
+		return cfg_addr_allowed(cfg, 6, a->sin6_addr.s6_addr);
+	}
+	return 0;
+}
 
 static void on_connection(uv_stream_t *l, int status)
 {
@@ -620,14 +669,52 @@ static void on_connection(uv_stream_t *l, int status)
 	hs->conns = c;
 	s->n_conns++;
 	s->stats.connections_total++;
-	if (uv_accept(l, &c->u.st) < 0 || s->n_conns > s->cfg->max_connections || s->stopping) {
-		if (s->n_conns > s->cfg->max_connections)
-			s->stats.connections_rejected++;
+	if (uv_accept(l, &c->u.st) < 0 || s->stopping) {
 		hc_close(c);
+		return;
+	}
+	/* the connection closed to make room counts until its handles close */
+	if (s->n_conns > s->cfg->max_connections && srv_shed_idle(s) < 0) {
+		s->stats.connections_rejected++;
+		hc_close(c);
+		return;
+	}
+	char who[INET6_ADDRSTRLEN + 48];
+	if (!peer_allowed(c, who, sizeof who)) {
+		s->stats.connections_rejected++;
+		log_msg(LOG_LVL_WARN, "http: peer %s not allowed (%s), refused", who,
+		        hs->unix_path ? "allowed_peers" : "allowed_networks");
+		hc_error(c, 403, "peer not allowed");
 		return;
 	}
 	hc_arm_timer(c);
 	resume_reading(c);
+}
+
+static struct hconn *oldest_idle(struct http_srv *hs)
+{
+	struct hconn *best = NULL;
+	for (struct hconn *c = hs ? hs->conns : NULL; c; c = c->next)
+		if (!c->closing && c->st == H_HEAD && c->request_start == 0 && c->in.len == 0 &&
+		    c->idle_since != 0 && (!best || c->idle_since <= best->idle_since))
+			best = c;
+	return best;
+}
+
+int http_oldest_idle(struct srv *s, uint64_t *since_r)
+{
+	struct hconn *c = oldest_idle(s->http);
+	if (!c)
+		return 0;
+	*since_r = c->idle_since;
+	return 1;
+}
+
+void http_shed_oldest_idle(struct srv *s)
+{
+	struct hconn *c = oldest_idle(s->http);
+	if (c)
+		hc_close(c);   /* an idle keep-alive connection: closing is its answer */
 }
 
 /* "unix:/path", "127.0.0.1:PORT", "[::1]:PORT". */
@@ -719,6 +806,13 @@ int http_start(struct srv *s, char *err, size_t errlen)
 		umask(old);
 		if (rc == 0 && chmod(hs->unix_path, cfg->socket_mode) < 0)
 			rc = uv_translate_sys_error(errno);
+		if (rc == 0 && srv_socket_group(cfg, hs->unix_path, err, errlen) < 0) {
+			unlink(hs->unix_path);
+			hs->stopping = 1;
+			hs->listening = 1;
+			uv_close(&hs->l.h, on_listener_closed);
+			return -1;
+		}
 	} else {
 		uv_tcp_init(s->loop, &hs->l.tcp);
 		rc = uv_tcp_bind(&hs->l.tcp, (const struct sockaddr *)&sa, 0);

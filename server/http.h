@@ -7,6 +7,7 @@
 #define ALIGND_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct srv;
 
@@ -16,5 +17,11 @@ int http_start(struct srv *s, char *err, size_t errlen);
 /* Stops accepting; idle connections close now, busy ones after their
  * reply. srv_maybe_finish() sees them through srv->n_conns. */
 void http_shutdown(struct srv *s);
+
+/* For srv_shed_idle(): whether an HTTP connection waits idle for its next
+ * request (1, with the loop time it began waiting), and closing the one
+ * that has waited longest. */
+int http_oldest_idle(struct srv *s, uint64_t *since_r);
+void http_shed_oldest_idle(struct srv *s);
 
 #endif

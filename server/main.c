@@ -183,6 +183,22 @@ static void on_connection(uv_stream_t *l, int status)
 	conn_accept(s);
 }
 
+int srv_socket_group(const struct srv_config *c, const char *path, char *err, size_t errlen)
+{
+	if (!c->socket_group || !*c->socket_group)
+		return 0;
+	struct group *g = getgrnam(c->socket_group);
+	if (!g) {
+		snprintf(err, errlen, "socket_group '%s': no such group", c->socket_group);
+		return -1;
+	}
+	if (chown(path, (uid_t)-1, g->gr_gid) < 0) {
+		snprintf(err, errlen, "chown %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int start_listening(struct srv *s, char *err, size_t errlen)
 {
 	const struct srv_config *c = s->cfg;
@@ -202,17 +218,8 @@ static int start_listening(struct srv *s, char *err, size_t errlen)
 		snprintf(err, errlen, "chmod %s: %s", c->socket, strerror(errno));
 		goto fail;
 	}
-	if (c->socket_group && *c->socket_group) {
-		struct group *g = getgrnam(c->socket_group);
-		if (!g) {
-			snprintf(err, errlen, "socket_group '%s': no such group", c->socket_group);
-			goto fail;
-		}
-		if (chown(c->socket, (uid_t)-1, g->gr_gid) < 0) {
-			snprintf(err, errlen, "chown %s: %s", c->socket, strerror(errno));
-			goto fail;
-		}
-	}
+	if (srv_socket_group(c, c->socket, err, errlen) < 0)
+		goto fail;
 	/* the kernel caps it at net.core.somaxconn; a burst of MTA processes
 	 * connecting at once waits in this queue */
 	rc = uv_listen((uv_stream_t *)&s->listener, SOMAXCONN, on_connection);

@@ -124,7 +124,15 @@ void metrics_write(const struct metrics_snapshot *m, struct buf *o)
 	one(o, "alignd_connections_total", "counter", "Client connections accepted.",
 	    m->conns_total);
 	one(o, "alignd_connections_rejected_total", "counter",
-	    "Connections closed at once because max_connections was reached.", m->conns_rejected);
+	    "Connections closed at once because max_connections was reached and none was idle.",
+	    m->conns_rejected);
+	one(o, "alignd_connections_shed_total", "counter",
+	    "Idle connections closed at max_connections to admit a new client.", m->conns_shed);
+	one(o, "alignd_requests_busy_total", "counter",
+	    "Scan and sign requests refused with 503 because max_inflight_bytes was reached.",
+	    m->requests_busy);
+	one(o, "alignd_message_bytes_in_flight", "gauge",
+	    "Message bytes held by scans and signing requests now.", m->msg_bytes);
 	one(o, "alignd_requests_total", "counter", "Requests read (every command).", m->requests);
 	family(o, "alignd_request_errors_total", "counter", "Error replies, by status class.");
 	sample1(o, "alignd_request_errors_total", "class", "4xx", m->errors_4xx);

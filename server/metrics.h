@@ -36,7 +36,8 @@ struct metrics_snapshot {
 	uint64_t start_time_s;        /* Unix time */
 	uint64_t uptime_s;
 	uint64_t workers;
-	uint64_t conns_open, conns_total, conns_rejected;
+	uint64_t conns_open, conns_total, conns_rejected, conns_shed;
+	uint64_t requests_busy, msg_bytes;
 	uint64_t requests, errors_4xx, errors_5xx, timeouts, bytes_in, reloads;
 	uint64_t scans_started, scans_in_flight, scans_abandoned;
 	uint64_t actions[METRICS_ACTIONS];

@@ -170,6 +170,7 @@ static void on_timer_closed(uv_handle_t *h)
 			free(sc->asked[i]);
 		free(sc->asked);
 		free(sc->msg);
+		s->msg_bytes -= sc->msg_cap;
 		cfg_unref(&sc->cfg);
 		free(sc);
 		srv_maybe_finish(s);
@@ -677,6 +678,7 @@ struct scan *scan_new(struct srv *s, struct proto_request *req,
 		return NULL;
 	}
 	sc->srv = s;
+	s->msg_bytes += sc->msg_cap;
 	sc->eng = s->eng;
 	sc->sdq.dq.lookup = tdq_lookup;
 	sc->sdq.sc = sc;

@@ -113,6 +113,7 @@ struct sign_req *sign_new(struct srv *s, struct proto_request *req,
 		return NULL;
 	}
 	r->srv = s;
+	s->msg_bytes += r->cap;
 	r->cfg = cfg_ref(s->cfg);
 	r->req = *req;
 	memset(req, 0, sizeof *req);
@@ -188,6 +189,7 @@ static void sign_free(struct sign_req *r)
 	proto_request_clear(&r->req);
 	buf_free(&r->reply);
 	free(r->msg);
+	s->msg_bytes -= r->cap;
 	free(r);
 	srv_maybe_finish(s);
 }

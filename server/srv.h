@@ -18,6 +18,8 @@ struct history;
 struct srv_stats {
 	uint64_t connections_total;
 	uint64_t connections_rejected;
+	uint64_t connections_shed;     /* idle ones closed to admit a new client */
+	uint64_t requests_busy;        /* refused: max_inflight_bytes reached */
 	uint64_t requests_total;
 	uint64_t scans_total;
 	uint64_t scans_in_flight;
@@ -57,7 +59,25 @@ struct srv {
 	unsigned workers;             /* worker-pool size in effect */
 	struct http_srv *http;        /* rspamd-compatible endpoint (server/http.c), or NULL */
 	struct history *hist;         /* history writer (server/history.c), or NULL */
+	uint64_t msg_bytes;           /* message bytes held by scans and signing requests */
 };
+
+/* Daemon-wide budget for message bytes (max_inflight_bytes): scan_new()
+ * and sign_new() take their announced size from it and give it back when
+ * they are freed; a request that does not fit is refused with 503 before
+ * either is made. */
+static inline int srv_msg_bytes_fit(const struct srv *s, uint64_t n)
+{
+	uint64_t max = s->cfg->max_inflight_bytes;
+	return n <= max && s->msg_bytes <= max - n;
+}
+
+#define SRV_BUSY_REASON "busy: too many message bytes in flight (max_inflight_bytes), try again later"
+
+/* conn.c: at max_connections, closes the connection (line protocol or
+ * HTTP) that has been idle longest, so a new client can be admitted; 0
+ * when one was closed, -1 when none is idle. */
+int srv_shed_idle(struct srv *s);
 
 /* conn.c */
 void conn_accept(struct srv *s);
@@ -65,6 +85,10 @@ void conn_accept(struct srv *s);
  * once their replies are written. */
 void conn_shutdown_all(struct srv *s);
 void conn_close_all(struct srv *s);
+
+/* main.c: gives a UNIX socket the group socket_group (no-op when unset);
+ * 0 or -1 with a reason */
+int srv_socket_group(const struct srv_config *c, const char *path, char *err, size_t errlen);
 
 /* main.c: checks whether shutdown can complete */
 void srv_maybe_finish(struct srv *s);

@@ -34,6 +34,9 @@ void stats_reply(struct srv *s, struct buf *out)
 	ADD("Connections-Current", s->n_conns);
 	ADD("Connections-Total", st->connections_total);
 	ADD("Connections-Rejected", st->connections_rejected);
+	ADD("Connections-Shed", st->connections_shed);
+	ADD("Requests-Busy", st->requests_busy);
+	ADD("Message-Bytes-In-Flight", s->msg_bytes);
 	ADD("Requests-Total", st->requests_total);
 	ADD("Scans-Total", st->scans_total);
 	ADD("Scans-In-Flight", st->scans_in_flight);
@@ -115,6 +118,9 @@ void stats_snapshot(struct srv *s, struct metrics_snapshot *m)
 	m->conns_open = s->n_conns;
 	m->conns_total = st->connections_total;
 	m->conns_rejected = st->connections_rejected;
+	m->conns_shed = st->connections_shed;
+	m->requests_busy = st->requests_busy;
+	m->msg_bytes = s->msg_bytes;
 	m->requests = st->requests_total;
 	m->errors_4xx = st->errors_4xx;
 	m->errors_5xx = st->errors_5xx;

@@ -131,6 +131,14 @@ static int ref_tag(void *arg, const char *tag, size_t tlen,
                    const char *val, size_t vlen)
 {
 	struct ref_tags *rt = arg;
+	/* whitespace inside a value is not part of it, as the engines read
+	 * it (dkv_native.c sig_tag): squeezed out in place, in the list's copy */
+	char *w = (char *)val;
+	size_t wl = 0;
+	for (size_t k = 0; k < vlen; k++)
+		if (val[k] != ' ' && val[k] != '\t' && val[k] != '\r' && val[k] != '\n')
+			w[wl++] = val[k];
+	vlen = wl;
 	/* RFC 6376 3.2: tag names are case-sensitive */
 	if (tlen == 1 && tag[0] == 'd') {
 		rt->d = val; rt->dl = vlen;
@@ -167,8 +175,8 @@ size_t dkv_list(const struct msg *m, struct dkv_sigref *refs, size_t max,
 		struct ref_tags rt = { 0 };
 		int dup = 0;
 		if (vl != (size_t)-1) {
-			(void)dkv_taglist(v, vl, ref_tag, &rt);
 			dup = dkv_sig_has_dup_tag(v, vl);
+			(void)dkv_taglist(v, vl, ref_tag, &rt);   /* squeezes values: last */
 		}
 		if (rt.d)
 			text_printable(r->d, sizeof r->d, rt.d, rt.dl);

@@ -93,43 +93,6 @@ int policy_add_lists(struct policy_conf *c, const char *list, char *err, size_t 
 	return each_item(list, add_domain_item, &a);
 }
 
-static int parse_net(const char *s, size_t n, struct policy_net *out)
-{
-	char buf[80];
-	if (n >= sizeof(buf))
-		return -1;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	char *slash = strchr(buf, '/');
-	long bits = -1;
-	if (slash) {
-		*slash = '\0';
-		char *end;
-		errno = 0;
-		bits = strtol(slash + 1, &end, 10);
-		if (errno || end == slash + 1 || *end)
-			return -1;
-	}
-	memset(out, 0, sizeof(*out));
-	if (inet_pton(AF_INET, buf, out->addr) == 1) {
-		out->family = 4;
-		if (bits < 0)
-			bits = 32;
-		if (bits > 32)
-			return -1;
-	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
-		out->family = 6;
-		if (bits < 0)
-			bits = 128;
-		if (bits > 128)
-			return -1;
-	} else {
-		return -1;
-	}
-	out->bits = (unsigned)bits;
-	return 0;
-}
-
 static int add_forwarder_item(void *arg, const char *s, size_t n)
 {
 	struct add_ctx *a = arg;
@@ -144,10 +107,10 @@ static int add_forwarder_item(void *arg, const char *s, size_t n)
 			goto bad;
 		return push_str(&c->fwd_domains, &c->n_fwd_domains, s + 5, n - 5);
 	}
-	struct policy_net net;
-	if (parse_net(s, n, &net) < 0)
+	struct net_prefix net;
+	if (net_prefix_parse(s, n, &net) < 0)
 		goto bad;
-	struct policy_net *nn = realloc(c->nets, (c->n_nets + 1) * sizeof(*nn));
+	struct net_prefix *nn = realloc(c->nets, (c->n_nets + 1) * sizeof(*nn));
 	if (!nn)
 		return -1;
 	c->nets = nn;
@@ -255,35 +218,6 @@ static int in_list(char *const *list, size_t n, const char *d)
 		if (within(d, list[i]))
 			return 1;
 	return 0;
-}
-
-static int net_match(const struct policy_net *net, const char *ip)
-{
-	unsigned char a[16];
-	int fam;
-	if (inet_pton(AF_INET, ip, a) == 1)
-		fam = 4;
-	else if (inet_pton(AF_INET6, ip, a) == 1) {
-		fam = 6;
-		/* an IPv4-mapped client is matched as IPv4 */
-		static const unsigned char mapped[12] = { 0,0,0,0,0,0,0,0,0,0,0xff,0xff };
-		if (net->family == 4 && memcmp(a, mapped, 12) == 0) {
-			memmove(a, a + 12, 4);
-			fam = 4;
-		}
-	} else
-		return 0;
-	if (fam != net->family)
-		return 0;
-	unsigned full = net->bits / 8, rest = net->bits % 8;
-	if (memcmp(a, net->addr, full) != 0)
-		return 0;
-	if (rest) {
-		unsigned char mask = (unsigned char)(0xff << (8 - rest));
-		if ((a[full] & mask) != (net->addr[full] & mask))
-			return 0;
-	}
-	return 1;
 }
 
 /* List-Id: "Name <label.domain>" (RFC 2919): the domain after the label. */
@@ -440,7 +374,7 @@ void policy_gather(const struct policy_conf *c, const struct policy_facts *f,
 	}
 	if (f->client_ip)
 		for (size_t i = 0; i < c->n_nets && !ev->forwarder; i++)
-			if (net_match(&c->nets[i], f->client_ip)) {
+			if (net_prefix_match_text(&c->nets[i], f->client_ip)) {
 				ev->forwarder = 1;
 				snprintf(ev->forwarder_why, sizeof(ev->forwarder_why),
 				         "client %s is a trusted forwarder", f->client_ip);

@@ -12,6 +12,7 @@
 
 #include "checks/auth.h"
 #include "checks/msg.h"
+#include "common/netprefix.h"
 
 #define POLICY_NAME_MAX 256
 
@@ -23,12 +24,6 @@ enum policy_mode {
 
 enum policy_exception { POLICY_EXC_NONE = 0, POLICY_EXC_ENFORCE, POLICY_EXC_NEVER_REJECT };
 
-struct policy_net {
-	int family;               /* 4 or 6 */
-	unsigned char addr[16];
-	unsigned bits;
-};
-
 struct policy_conf {
 	enum policy_mode mode;
 	/* a valid ARC chain from a sealer not in `sealers` lowers a reject to
@@ -37,7 +32,7 @@ struct policy_conf {
 	int untrusted_arc_lowers;
 	char **sealers;           /* trusted ARC sealing domains (lower case) */
 	size_t n_sealers;
-	struct policy_net *nets;  /* trusted forwarders by client address */
+	struct net_prefix *nets;  /* trusted forwarders by client address */
 	size_t n_nets;
 	char **helos;             /* trusted forwarders by HELO name */
 	size_t n_helos;

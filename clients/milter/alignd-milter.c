@@ -8,6 +8,7 @@
  * Security stance: trusts the MTA's envelope, not the message's headers. */
 #include "clients/dclient.h"
 #include "common/limits.h"
+#include "common/netprefix.h"
 #include "protocol/request.h"
 
 #include <arpa/inet.h>
@@ -53,11 +54,7 @@ static struct {
 	int debug;
 	/* outbound mail: signed by the daemon, not checked */
 	int outbound_auth;            /* SASL-authenticated clients ({auth_authen}) */
-	struct net {
-		int family;
-		unsigned char addr[16];
-		unsigned bits;
-	} internal[LIM_CLIENT_INTERNAL_NETS];
+	struct net_prefix internal[LIM_CLIENT_INTERNAL_NETS];
 	size_t n_internal;
 	const char *outbound_daemons; /* {daemon_name} values, comma-separated */
 } opt;
@@ -283,21 +280,9 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 /* Is ip inside one of the --internal networks? */
 static int in_internal(const char *ip)
 {
-	unsigned char a[16];
-	int fam = strchr(ip, ':') ? AF_INET6 : AF_INET;
-	if (inet_pton(fam, ip, a) != 1)
-		return 0;
-	for (size_t i = 0; i < opt.n_internal; i++) {
-		const struct net *n = &opt.internal[i];
-		if (n->family != fam)
-			continue;
-		unsigned full = n->bits / 8, rest = n->bits % 8;
-		if (memcmp(a, n->addr, full) != 0)
-			continue;
-		if (rest && ((a[full] ^ n->addr[full]) & (0xff << (8 - rest)) & 0xff))
-			continue;
-		return 1;
-	}
+	for (size_t i = 0; i < opt.n_internal; i++)
+		if (net_prefix_match_text(&opt.internal[i], ip))
+			return 1;
 	return 0;
 }
 
@@ -884,25 +869,17 @@ static int parse_ulong(const char *s, int base, unsigned long lo, unsigned long 
 /* "192.0.2.0/24,2001:db8::/32,198.51.100.7" */
 static int parse_nets(const char *v)
 {
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s", v) >= (int)sizeof(tmp))
-		return -1;
-	for (char *save = NULL, *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		if (opt.n_internal == LIM_CLIENT_INTERNAL_NETS)
-			return -1;
-		struct net *n = &opt.internal[opt.n_internal];
-		char *slash = strchr(t, '/');
-		if (slash)
-			*slash = '\0';
-		n->family = strchr(t, ':') ? AF_INET6 : AF_INET;
-		memset(n->addr, 0, sizeof(n->addr));
-		if (inet_pton(n->family, t, n->addr) != 1)
-			return -1;
-		unsigned long max = n->family == AF_INET6 ? 128 : 32, b = max;
-		if (slash && parse_ulong(slash + 1, 10, 0, max, &b) < 0)
-			return -1;
-		n->bits = (unsigned)b;
-		opt.n_internal++;
+	while (*v) {
+		size_t n = strcspn(v, ",");
+		if (n > 0) {
+			if (opt.n_internal == LIM_CLIENT_INTERNAL_NETS ||
+			    net_prefix_parse(v, n, &opt.internal[opt.n_internal]) < 0)
+				return -1;
+			opt.n_internal++;
+		}
+		v += n;
+		if (*v == ',')
+			v++;
 	}
 	return 0;
 }

@@ -4,6 +4,7 @@ loopback-only rule. The real daemon on a UNIX socket; no DNS world needed
 for framing (scans then see no DNS and still answer)."""
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -195,6 +196,87 @@ class HttpSlowloris(unittest.TestCase):
             print("trickled %d of %d bytes before the daemon answered %r" % (sent, len(req), got[:40]))
             self.assertLess(sent, len(req), "the whole trickled request was read")
             self.assertTrue(got.startswith(b"HTTP/1.1 408"), got[:80])
+        finally:
+            d.cleanup()
+
+
+class HttpLimits(unittest.TestCase):
+    """The daemon-wide limits hold on the HTTP endpoint too: idle keep-alive
+    connections are shed at max_connections, and max_inflight_bytes
+    refuses a message that does not fit with 503."""
+
+    def start(self, *args):
+        d = harness.Daemon("--set", "dns_timeout=300ms", *args)
+        path = os.path.join(d.dir, "http.sock")
+        d.args += ["--set", "http_listen=unix:" + path]
+        d.start()
+        return d, path
+
+    def http_conn(self, path):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(path)
+        return s
+
+    def test_idle_keepalive_connections_are_shed(self):
+        d, path = self.start("--set", "max_connections=6")
+        idle = []
+        try:
+            time.sleep(0.2)
+            for _ in range(6):
+                s = self.http_conn(path)
+                s.sendall(b"GET /ping HTTP/1.1\r\n\r\n")
+                self.assertIn(b"pong", s.recv(4096))
+                idle.append(s)
+            time.sleep(0.1)
+            # a line-protocol client still gets in: the oldest idle HTTP
+            # connection is closed for it
+            self.assertTrue(d.request(b"PING\r\n\r\n").startswith(b"ALIGND/1 200 PONG"))
+            idle[0].settimeout(3)
+            self.assertEqual(idle[0].recv(4096), b"", "the oldest idle connection was not closed")
+            idle[-1].sendall(b"GET /ping HTTP/1.1\r\n\r\n")
+            self.assertIn(b"pong", idle[-1].recv(4096))
+            m = re.search(rb"\nalignd_connections_shed_total (\d+)\n", self.metrics(path))
+            self.assertGreaterEqual(int(m.group(1)), 1)
+        finally:
+            for s in idle:
+                s.close()
+            d.cleanup()
+
+    def metrics(self, path):
+        with self.http_conn(path) as s:
+            s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            out = b""
+            while True:
+                c = s.recv(65536)
+                if not c:
+                    return out
+                out += c
+
+    def test_inflight_budget(self):
+        d, path = self.start("--set", "max_inflight_bytes=64K", "--set", "max_message_size=60K")
+        try:
+            held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            held.settimeout(10)
+            held.connect(d.socket)
+            big = MSG + b"x" * 50000
+            req = harness.scan_request(big)
+            held.sendall(req[:len(req) // 2])
+            time.sleep(0.2)
+            small = MSG + b"y" * 20000
+            with self.http_conn(path) as s:
+                s.sendall(head(b"POST /checkv2 HTTP/1.1", n=len(small)) + small)
+                got = s.recv(4096)
+            self.assertTrue(got.startswith(b"HTTP/1.1 503 busy"), got[:80])
+            self.assertIn(b"alignd_requests_busy_total 1", self.metrics(path))
+            held.sendall(req[len(req) // 2:])
+            self.assertTrue(harness.recv_reply(held).startswith(b"ALIGND/1 200"))
+            held.close()
+            time.sleep(0.2)
+            with self.http_conn(path) as s:
+                s.sendall(head(b"POST /checkv2 HTTP/1.1", n=len(small)) + small)
+                got = s.recv(4096)
+            self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:80])
         finally:
             d.cleanup()
 

@@ -5,9 +5,11 @@ checks the error the client gets, a ceiling on the daemon's memory (VmRSS /
 VmHWM from /proc) and that another client is still served quickly."""
 import os
 import random
+import re
 import resource
 import selectors
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -495,7 +497,9 @@ class SlowlorisTest(unittest.TestCase):
 
 
 class ConnectionLimitTest(unittest.TestCase):
-    def test_more_connections_than_the_limit(self):
+    def test_busy_connections_over_the_limit_refused(self):
+        """20 connections each in the middle of a request fill
+        max_connections = 20: none is idle, so a new one gets 421."""
         d = Daemon(*FAST_DNS, "--set", "max_connections=20").start()
         held = []
         try:
@@ -503,9 +507,9 @@ class ConnectionLimitTest(unittest.TestCase):
             time.sleep(0.2)
             for _ in range(20):
                 s = d.connect(timeout=5)
-                s.sendall(b"PING\r\n\r\n")
-                self.assertTrue(recv_reply(s).startswith(b"ALIGND/1 200 PONG"))
+                s.sendall(b"SCAN ALIGND/1\r\nContent-Length: 100\r\n\r\nFrom: a")
                 held.append(s)
+            time.sleep(0.2)
             refused = 0
             for _ in range(50):
                 with d.connect(timeout=5) as s:
@@ -516,13 +520,14 @@ class ConnectionLimitTest(unittest.TestCase):
                         pass
                     r = rb.reply()
                     self.assertEqual(status_code(r), 421, r)
+                    self.assertIn(b"too many connections", r)
                     self.assertTrue(rb.closed(timeout=3))
                     refused += 1
             self.assertEqual(refused, 50)
-            # the admitted ones keep working
+            # the admitted ones finish their requests
             for s in held:
-                s.sendall(b"PING\r\n\r\n")
-                self.assertTrue(recv_reply(s).startswith(b"ALIGND/1 200 PONG"))
+                s.sendall(b"x" * 93)
+                self.assertTrue(recv_reply(s).startswith(b"ALIGND/1 200"))
             # freeing slots admits new clients again
             for s in held[:5]:
                 s.close()
@@ -533,6 +538,93 @@ class ConnectionLimitTest(unittest.TestCase):
             for s in held:
                 s.close()
             d.cleanup()
+
+    def test_idle_flood_cannot_lock_out_clients(self):
+        """1,100 idle connections against max_connections = 1024 (the
+        default): every new client is still served, because the longest
+        idle connection is closed to admit it (with a 421 saying why)."""
+        if raise_nofile(3000) < 2500:
+            self.skipTest("RLIMIT_NOFILE hard limit too low")
+        d = Daemon(*FAST_DNS).start()
+        idle = []
+        try:
+            time.sleep(0.2)
+            for i in range(1100):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(5)
+                for attempt in range(500):
+                    try:
+                        s.connect(d.socket)
+                        break
+                    except BlockingIOError:
+                        time.sleep(0.01)
+                idle.append(s)
+            time.sleep(0.5)
+            lat = [ping_latency(d, timeout=3) for _ in range(30)]
+            report("idle-flood", idle=len(idle), max_ms=round(max(lat) * 1000, 1))
+            # the oldest idle ones were told and closed; the newest stay
+            first = RecvBuffer(idle[0])
+            r = first.reply()
+            self.assertEqual(status_code(r), 421, r)
+            self.assertIn(b"idle connection closed", r)
+            self.assertTrue(first.closed(timeout=3))
+            stats = d.request(b"STATS\r\n\r\n")
+            shed = int(re.search(rb"Connections-Shed: (\d+)", stats).group(1))
+            report("idle-flood", shed=shed)
+            self.assertGreaterEqual(shed, 1100 - 1024)
+            idle[-1].sendall(b"PING\r\n\r\n")
+            self.assertTrue(recv_reply(idle[-1]).startswith(b"ALIGND/1 200 PONG"))
+        finally:
+            for s in idle:
+                s.close()
+            d.cleanup()
+
+
+class InflightBudgetTest(unittest.TestCase):
+    """max_inflight_bytes bounds the message bytes of all requests
+    together: one more that does not fit gets 503 and the connection stays
+    usable; once bytes are given back, the same request is served."""
+
+    def test_budget(self):
+        d = Daemon(*FAST_DNS, "--set", "max_inflight_bytes=100K",
+                   "--set", "max_message_size=80K").start()
+        try:
+            big = SMALL + b"x" * (70 * 1024)
+            a = d.connect(timeout=5)
+            # 70 KB announced and half sent: held against the budget
+            req = scan_request(big)
+            a.sendall(req[:len(req) // 2])
+            time.sleep(0.2)
+            b = d.connect(timeout=5)
+            rb = RecvBuffer(b)
+            b.sendall(scan_request(SMALL + b"y" * (40 * 1024)))
+            r = rb.reply()
+            self.assertEqual(status_code(r), 503, r)
+            self.assertIn(b"max_inflight_bytes", r)
+            stats = d.request(b"STATS\r\n\r\n")
+            self.assertRegex(stats, rb"Requests-Busy: 1\r\n")
+            self.assertRegex(stats, rb"Message-Bytes-In-Flight: %d\r\n" % len(big))
+            # small ones still fit
+            b.sendall(scan_request(SMALL))
+            self.assertEqual(status_code(rb.reply()), 200)
+            # the held message completes and gives its bytes back
+            a.sendall(req[len(req) // 2:])
+            self.assertEqual(status_code(recv_reply(a)), 200)
+            a.close()
+            time.sleep(0.2)
+            b.sendall(scan_request(SMALL + b"y" * (40 * 1024)))
+            self.assertEqual(status_code(rb.reply()), 200)
+            b.close()
+            stats = d.request(b"STATS\r\n\r\n")
+            self.assertRegex(stats, rb"Message-Bytes-In-Flight: 0\r\n")
+        finally:
+            d.cleanup()
+
+    def test_message_size_above_budget_refused_at_start(self):
+        p = subprocess.run([os.environ["ALIGND"], "--check-config", "--set", "max_inflight_bytes=1M",
+                            "--set", "max_message_size=2M"], capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("above max_inflight_bytes", p.stderr + p.stdout)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Privilege and access: dropping root, the peer allowlist (SO_PEERCRED),
 socket mode. Needs root (the test command runs as root); skipped otherwise."""
+import grp
 import os
 import pwd
 import shutil
@@ -13,6 +14,12 @@ import unittest
 from harness import ALIGND, RecvBuffer, SIMPLE_MESSAGE, field, scan_request
 
 NOBODY = pwd.getpwnam("nobody")
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def status_of(pid):
@@ -177,6 +184,51 @@ class SecurityTest(unittest.TestCase):
         self.start(sock)           # default 0660, owner root
         got = connect_as(sock, NOBODY.pw_uid, b"PING\r\n\r\n")
         self.assertEqual(got, b"ERR PermissionError")
+
+    def test_http_socket_peer_allowlist(self):
+        """The HTTP endpoint's UNIX socket applies allowed_peers exactly as
+        the line protocol does (SO_PEERCRED), and gets socket_group."""
+        sock = os.path.join(self.dir, "d.sock")
+        hsock = os.path.join(self.dir, "h.sock")
+        self.start(sock, "--set", "socket_mode=0666", "--set", "allowed_peers=12345, daemon",
+                   "--set", "http_listen=unix:" + hsock, "--set", "socket_group=nogroup")
+        got = connect_as(hsock, NOBODY.pw_uid, b"GET /ping HTTP/1.0\r\n\r\n")
+        self.assertTrue(got.startswith(b"HTTP/1.1 403 peer not allowed"), got[:80])
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(hsock)
+            s.sendall(b"GET /ping HTTP/1.0\r\n\r\n")
+            self.assertIn(b"pong", RecvBuffer(s).reply())
+        with open(os.path.join(self.dir, "log")) as f:
+            self.assertIn("not allowed (allowed_peers), refused", f.read())
+        gid = grp.getgrnam("nogroup").gr_gid
+        self.assertEqual(os.stat(hsock).st_gid, gid)
+        self.assertEqual(os.stat(sock).st_gid, gid)
+
+    def test_http_tcp_allowed_networks(self):
+        """Over TCP the client address must be inside allowed_networks
+        (loopback by default); others get 403 and are logged."""
+        port = free_tcp_port()
+        sock = os.path.join(self.dir, "e.sock")
+        self.start(sock, "--set", "http_listen=127.0.0.1:%d" % port,
+                   "--set", "allowed_networks=192.0.2.0/24, 2001:db8::/32")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /ping HTTP/1.0\r\n\r\n")
+            got = RecvBuffer(s).reply()
+        self.assertTrue(got.startswith(b"HTTP/1.1 403 peer not allowed"), got[:80])
+        with open(os.path.join(self.dir, "log")) as f:
+            self.assertIn("peer 127.0.0.1 not allowed (allowed_networks), refused", f.read())
+        port2 = free_tcp_port()
+        self.start(os.path.join(self.dir, "f.sock"), "--set", "http_listen=127.0.0.1:%d" % port2)
+        with socket.create_connection(("127.0.0.1", port2), timeout=5) as s:
+            s.sendall(b"GET /ping HTTP/1.0\r\n\r\n")
+            self.assertIn(b"pong", RecvBuffer(s).reply())
+
+    def test_bad_allowed_networks(self):
+        for v in ("10.0.0.0/33", "example.com", "10.0.0.0/", "::1/129"):
+            p = subprocess.run([ALIGND, "--check-config", "--set", "allowed_networks=" + v],
+                               capture_output=True, timeout=20)
+            self.assertEqual(p.returncode, 1, v)
+            self.assertIn(b"allowed_networks", p.stderr)
 
     def test_bad_peer_name(self):
         p = subprocess.run([ALIGND, "--check-config", "--set", "allowed_peers=no-such-user-x"],
