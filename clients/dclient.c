@@ -113,12 +113,21 @@ static int push(char ***arr, size_t *n, const char *s, size_t len)
 	return 0;
 }
 
+/* A field the daemon sends once: a second one makes the reply invalid. */
+static int set_once(char **dst, const char *v, size_t vl)
+{
+	if (*dst)
+		return -1;
+	*dst = dupn(v, vl);
+	return *dst ? 0 : -1;
+}
+
 int dreply_parse(const char *buf, size_t len, struct dreply *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->code = proto_reply_code(buf, len);
-	if (r->code < 0)
-		return -1;
+	if (r->code < 100)
+		return -1;        /* "053" is no status the daemon sends */
 	const char *p = buf, *end = buf + len;
 	int first = 1, in_sig = 0;
 	while (p < end) {
@@ -128,6 +137,10 @@ int dreply_parse(const char *buf, size_t len, struct dreply *r)
 			ll--;
 		if (ll == 0)
 			break;
+		/* the daemon never sends a CR or NUL inside a line: a reply with
+		 * one is not the daemon's, and none reaches a header we add */
+		if (memchr(p, '\r', ll) != NULL || memchr(p, '\0', ll) != NULL)
+			return -1;
 		if (!first && (*p == ' ' || *p == '\t')) {
 			/* a continuation line: only DKIM-Signature fields have them */
 			if (in_sig) {
@@ -161,15 +174,21 @@ int dreply_parse(const char *buf, size_t len, struct dreply *r)
 				if (in_sig)
 					rc = push(&r->signatures, &r->n_signatures, v, vl);
 				else if (IS("Action"))
-					r->action = dupn(v, vl);
-				else if (IS("Score"))
-					r->score = strtod(v, NULL);
+					rc = set_once(&r->action, v, vl);
+				else if (IS("Score")) {
+					/* strtod reads to a NUL: only this line's bytes */
+					char num[64];
+					size_t k = vl < sizeof num - 1 ? vl : sizeof num - 1;
+					memcpy(num, v, k);
+					num[k] = '\0';
+					r->score = strtod(num, NULL);
+				}
 				else if (IS("SMTP-Reply"))
-					r->smtp_reply = dupn(v, vl);
+					rc = set_once(&r->smtp_reply, v, vl);
 				else if (IS("Symbol"))
 					rc = push(&r->symbols, &r->n_symbols, v, vl);
 				else if (IS("Authentication-Results"))
-					r->auth_results = dupn(v, vl);
+					rc = set_once(&r->auth_results, v, vl);
 				else if (IS("Add-Header"))
 					rc = push(&r->add_headers, &r->n_add_headers, v, vl);
 				else if (IS("Trace"))

@@ -33,6 +33,7 @@
 #define LIM_DNS_MEMO_MAX_TTL      3600u               /* seconds an answer is kept there at most */
 #define LIM_DNS_MEMO_MAX_ANSWER   (8u * 1024)         /* larger answers are not kept there */
 #define LIM_DNS_MEMO_BYTES        (32u * 1024 * 1024) /* all answers kept there together */
+#define LIM_DNS_OOM_RESERVE       64u                 /* lookups answered "out of memory" at once when malloc fails */
 #define LIM_DNS_SEEN_SLOTS        8192u               /* answers remembered for from_cache (power of 2) */
 
 /* ---- SPF (checks/spf) ---- */

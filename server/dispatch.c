@@ -11,12 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct defer_item {
-	struct defer_item *next;
-	void (*fn)(void *);
-	void *arg;
-};
-
 static void on_defer_idle(uv_idle_t *h)
 {
 	struct engines *e = h->data;
@@ -26,18 +20,14 @@ static void on_defer_idle(uv_idle_t *h)
 	uv_idle_stop(h);
 	while (it) {
 		struct defer_item *next = it->next;
-		it->fn(it->arg);
-		free(it);
+		it->next = NULL;
+		it->fn(it->arg);     /* may free the node's owner */
 		it = next;
 	}
 }
 
-void dispatch_defer(void *engines, void (*fn)(void *), void *arg)
+void dispatch_defer(struct engines *e, struct defer_item *it, void (*fn)(void *), void *arg)
 {
-	struct engines *e = engines;
-	struct defer_item *it = malloc(sizeof(*it));
-	if (!it)
-		abort();   /* a lost callback would leave a scan unanswered */
 	it->next = NULL;
 	it->fn = fn;
 	it->arg = arg;

@@ -13,7 +13,14 @@ struct srv;
 struct dnsq;
 struct dkv_lib;
 struct dmarc_psl;
-struct defer_item;
+/* One deferred call. The caller owns the node (inside the object that
+ * defers), so deferring allocates nothing and cannot fail; a node is on
+ * the queue at most once at a time. */
+struct defer_item {
+	struct defer_item *next;
+	void (*fn)(void *);
+	void *arg;
+};
 
 struct engines {
 	struct srv_dns *dns;
@@ -35,7 +42,8 @@ void dispatch_close(struct srv *s);
 /* Extra STATS lines; returns how many were written (at most max). */
 size_t dispatch_stats(struct srv *s, const char **names, uint64_t *values,
                       size_t max);
-/* Runs fn(arg) on a later loop turn (the checks' "never from inside" hook). */
-void dispatch_defer(void *engines, void (*fn)(void *), void *arg);
+/* Runs fn(arg) on a later loop turn (the checks' "never from inside"
+ * hook), queued through the caller's node. */
+void dispatch_defer(struct engines *e, struct defer_item *it, void (*fn)(void *), void *arg);
 
 #endif

@@ -89,7 +89,27 @@ struct srv_dns {
 	struct seen_slot *seen;
 	struct memo **memo;          /* LIM_DNS_MEMO_SLOTS, direct-mapped */
 	size_t memo_bytes;           /* held by entries in the table */
+	/* Lookups that start while malloc fails still owe one callback: they
+	 * take a node from here and are answered TEMPFAIL ("out of memory").
+	 * spare links the free ones. */
+	struct dns_q reserve[LIM_DNS_OOM_RESERVE];
+	struct dns_q *spare;
 };
+
+static int from_reserve(const struct srv_dns *d, const struct dns_q *q)
+{
+	return q >= d->reserve && q < d->reserve + LIM_DNS_OOM_RESERVE;
+}
+
+static void q_free(struct srv_dns *d, struct dns_q *q)
+{
+	if (from_reserve(d, q)) {
+		q->next = d->spare;
+		d->spare = q;
+	} else {
+		free(q);
+	}
+}
 
 static void q_append(struct qlist *l, struct dns_q *q)
 {
@@ -281,6 +301,13 @@ static void fill_from_result(struct srv_dns *d, struct dns_q *q,
 {
 	const struct ub_result *r = q->res;
 
+	if (q->ub_err == UB_SYNTAX) {
+		/* a label over 63 octets or an empty one: as an unusable name */
+		a->status = DNSQ_NXDOMAIN;
+		a->why = "unusable name: it cannot exist in the DNS";
+		d->st.rejected++;
+		return;
+	}
 	if (q->ub_err != 0 || !r) {
 		a->status = DNSQ_TEMPFAIL;
 		a->why = ub_strerror(q->ub_err);
@@ -407,7 +434,7 @@ static void deliver(struct srv_dns *d, struct dns_q *q)
 	if (q->res)
 		ub_resolve_free(q->res);
 	memo_unref(q->memo);
-	free(q);
+	q_free(d, q);
 }
 
 static void drain_ready(struct srv_dns *d)
@@ -534,10 +561,18 @@ static void dns_lookup(struct dnsq *dq, const char *name, uint16_t type,
 	struct dns_q *q = calloc(1, sizeof *q);
 	size_t n = 0;
 	int r;
+	int oom = 0;
 
+	if (!q && d->spare) {
+		/* no memory: the lookup fails, its one callback still comes */
+		q = d->spare;
+		d->spare = q->next;
+		memset(q, 0, sizeof *q);
+		oom = 1;
+	}
 	if (!q) {
-		/* Without memory there is no way to keep the promise of one
-		 * callback per lookup: an internal invariant, not peer input. */
+		/* LIM_DNS_OOM_RESERVE lookups at once without memory: the promise
+		 * of one callback per lookup cannot be kept */
 		fprintf(stderr, "alignd: out of memory starting a DNS lookup\n");
 		abort();
 	}
@@ -551,9 +586,17 @@ static void dns_lookup(struct dnsq *dq, const char *name, uint16_t type,
 	if (d->st.inflight > d->st.inflight_peak)
 		d->st.inflight_peak = d->st.inflight;
 
-	if (!name || !name_usable(name, &n)) {
+	if (oom) {
 		d->st.rejected++;
-		finish_local(d, q, DNSQ_TEMPFAIL, "unusable name");
+		finish_local(d, q, DNSQ_TEMPFAIL, "out of memory");
+		return;
+	}
+	if (!name || !name_usable(name, &n)) {
+		/* longer than a DNS name can be, or bytes no hostname has: no
+		 * answer could exist, so none is waited for (a permanent
+		 * outcome, not a temporary one a sender could provoke) */
+		d->st.rejected++;
+		finish_local(d, q, DNSQ_NXDOMAIN, "unusable name: it cannot exist in the DNS");
 		return;
 	}
 	memcpy(q->name, name, n);
@@ -581,7 +624,10 @@ static void dns_lookup(struct dnsq *dq, const char *name, uint16_t type,
 	                     &q->async_id);
 	if (r != 0) {
 		d->st.rejected++;
-		finish_local(d, q, DNSQ_TEMPFAIL, ub_strerror(r));
+		/* UB_SYNTAX: a label over 63 octets or an empty one; as above */
+		finish_local(d, q, r == UB_SYNTAX ? DNSQ_NXDOMAIN : DNSQ_TEMPFAIL,
+		             r == UB_SYNTAX ? "unusable name: it cannot exist in the DNS"
+		                            : ub_strerror(r));
 		return;
 	}
 	q->deadline_ms = uv_now(d->loop) + d->timeout_ms;
@@ -733,6 +779,10 @@ int srv_dns_new(uv_loop_t *loop, const struct dns_opts *o,
 	}
 	d->dq.lookup = dns_lookup;
 	d->loop = loop;
+	for (size_t i = 0; i < LIM_DNS_OOM_RESERVE; i++) {
+		d->reserve[i].next = d->spare;
+		d->spare = &d->reserve[i];
+	}
 	d->timeout_ms = o->timeout_ms ? o->timeout_ms : LIM_DNS_TIMEOUT_MS;
 	d->serve_stale = o->serve_stale;
 	d->max_inflight = o->max_inflight ? o->max_inflight

@@ -98,6 +98,10 @@ struct scan {
 	struct dmarc_opts dmarc_opts;
 	struct dmarc_eval *dmarc;
 	int dmarc_finishing, dmarc_done, dmarc_ran;
+	struct defer_item end_defer;   /* scan_end's step to the next loop turn */
+	struct defer_item dmarc_defer; /* dmarc_finish's, through scan_defer_dmarc */
+	void (*dmarc_defer_fn)(void *);
+	void *dmarc_defer_arg;
 	struct dmarc_result dmarc_res;
 };
 
@@ -142,8 +146,15 @@ static void tdq_lookup(struct dnsq *dq, const char *name, uint16_t type,
 	struct scan_dnsq *w = (struct scan_dnsq *)dq;
 	struct scan *sc = w->sc;
 	struct tdq_ctx *x = malloc(sizeof(*x));
-	if (!x)
-		abort();   /* a lost callback would leave a check hanging */
+	if (!x) {
+		/* no memory for the trace's wrapper: the lookup goes straight to
+		 * the resolver (which answers even then); the check waiting for
+		 * it keeps the scan alive on its own */
+		trace_add(&sc->trace, "dns", "query %s %s (answer not traced: out of memory)",
+		          rrtype_name(type), name);
+		dnsq_lookup(sc->eng->dq, name, type, cb, arg);
+		return;
+	}
 	x->sc = sc;
 	x->cb = cb;
 	x->arg = arg;
@@ -573,6 +584,26 @@ static void on_dmarc(void *arg, const struct dmarc_result *r)
 	scan_progress(sc);
 }
 
+/* DMARC defers one call per evaluation (dmarc_finish): through the
+ * scan's own node, so it allocates nothing. The evaluation may report
+ * before that call runs, so the scan stays until it has run. */
+static void scan_dmarc_deferred(void *arg)
+{
+	struct scan *sc = arg;
+	sc->dmarc_defer_fn(sc->dmarc_defer_arg);
+	sc->pending--;
+	scan_maybe_free(sc);
+}
+
+static void scan_defer_dmarc(void *arg, void (*fn)(void *), void *fn_arg)
+{
+	struct scan *sc = arg;
+	sc->dmarc_defer_fn = fn;
+	sc->dmarc_defer_arg = fn_arg;
+	sc->pending++;
+	dispatch_defer(sc->eng, &sc->dmarc_defer, scan_dmarc_deferred, sc);
+}
+
 static void start_dmarc(struct scan *sc)
 {
 	struct dmarc_author author;
@@ -582,8 +613,8 @@ static void start_dmarc(struct scan *sc)
 	o->mode = strcmp(sc->cfg->dmarc_mode, "rfc7489") == 0 ? DMARC_MODE_RFC7489
 	                                                       : DMARC_MODE_RFC9989;
 	o->psl = sc->eng->psl;
-	o->defer = dispatch_defer;
-	o->defer_arg = sc->eng;
+	o->defer = scan_defer_dmarc;
+	o->defer_arg = sc;
 	if (o->mode == DMARC_MODE_RFC7489 && !o->psl)
 		o->mode = DMARC_MODE_RFC9989;
 	/* no usable From (RFC 5322 3.6: exactly one, with a mailbox): the
@@ -787,7 +818,7 @@ void scan_end(struct scan *sc)
 	uv_timer_start(&sc->timer, on_deadline, sc->cfg->scan_timeout, 0);
 	/* progress on the next loop turn: done() never runs inside this call */
 	sc->pending++;
-	dispatch_defer(sc->eng, deferred_progress, sc);
+	dispatch_defer(sc->eng, &sc->end_defer, deferred_progress, sc);
 }
 
 void scan_abandon(struct scan *sc)

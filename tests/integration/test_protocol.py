@@ -202,14 +202,26 @@ class LimitsTest(unittest.TestCase):
             for s in keep:
                 s.sendall(b"PING\r\n\r\n")
                 self.assertEqual(recv_reply(s), b"ALIGND/1 200 PONG\r\n\r\n")
+            # all three idle: the oldest is closed to admit a fourth
             extra = d.connect()
-            rb = RecvBuffer(extra)
-            self.assertTrue(rb.reply().startswith(b"ALIGND/1 421 "))
+            extra.sendall(b"PING\r\n\r\n")
+            self.assertEqual(recv_reply(extra), b"ALIGND/1 200 PONG\r\n\r\n")
+            rb = RecvBuffer(keep[0])
+            self.assertTrue(rb.reply().startswith(b"ALIGND/1 421 idle connection closed"))
             self.assertTrue(rb.closed())
             # the others are undisturbed
-            keep[0].sendall(b"PING\r\n\r\n")
-            self.assertEqual(recv_reply(keep[0]), b"ALIGND/1 200 PONG\r\n\r\n")
-            for s in keep:
+            keep[1].sendall(b"PING\r\n\r\n")
+            self.assertEqual(recv_reply(keep[1]), b"ALIGND/1 200 PONG\r\n\r\n")
+            # with every connection inside a request, a newcomer gets 421
+            busy = keep[1:] + [extra]
+            for s in busy:
+                s.sendall(b"SCAN ALIGND/1\r\nContent-Length: 10\r\n\r\nab")
+            time.sleep(0.1)
+            more = d.connect()
+            rb = RecvBuffer(more)
+            self.assertTrue(rb.reply().startswith(b"ALIGND/1 421 too many connections"))
+            self.assertTrue(rb.closed())
+            for s in keep + [extra, more]:
                 s.close()
             time.sleep(0.2)
             self.assertEqual(d.request(b"PING\r\n\r\n"), b"ALIGND/1 200 PONG\r\n\r\n")
