@@ -171,6 +171,15 @@ void metrics_write(const struct metrics_snapshot *m, struct buf *o)
 			if (dkim_result((enum auth_res)r))
 				sample2(o, "alignd_dkim_results_total", "algorithm", dkim_algs[a],
 				        "result", auth_res_name((enum auth_res)r), out->dkim[a][r]);
+	family(o, "alignd_sign_requests_total", "counter",
+	       "SIGN requests (outbound signing), by outcome.");
+	sample1(o, "alignd_sign_requests_total", "result", "signed", m->sign[0]);
+	sample1(o, "alignd_sign_requests_total", "result", "refused", m->sign[1]);
+	sample1(o, "alignd_sign_requests_total", "result", "error", m->sign[2]);
+	family(o, "alignd_signatures_made_total", "counter",
+	       "DKIM-Signature fields made for outbound mail, by algorithm.");
+	sample1(o, "alignd_signatures_made_total", "algorithm", "rsa-sha256", m->signatures[0]);
+	sample1(o, "alignd_signatures_made_total", "algorithm", "ed25519-sha256", m->signatures[1]);
 	family(o, "alignd_dmarc_results_total", "counter",
 	       "DMARC results, by the disposition applied (RFC 7489 6.6.2).");
 	for (size_t r = 0; r < METRICS_DMARC_RESULTS; r++)

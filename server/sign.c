@@ -98,6 +98,7 @@ struct sign_req {
 	int status;
 	struct buf reply;
 	uint64_t elapsed_us;
+	unsigned n_rsa, n_ed25519;   /* signatures made, by algorithm */
 };
 
 struct sign_req *sign_new(struct srv *s, struct proto_request *req,
@@ -175,8 +176,15 @@ static void sign_work(uv_work_t *w)
 			proto_reply_status(&r->reply, 500, "out of memory");
 		}
 	}
-	for (size_t k = 0; k < n; k++)
+	for (size_t k = 0; k < n; k++) {
+		if (r->status == 200) {
+			if (strstr(fields[k], "a=ed25519-sha256") != NULL)
+				r->n_ed25519++;
+			else
+				r->n_rsa++;
+		}
 		free(fields[k]);
+	}
 	msg_free(&m);
 	r->elapsed_us = now_us() - t0;
 }
@@ -201,10 +209,18 @@ static void sign_after(uv_work_t *w, int status)
 	if (!r->abandoned) {
 		log_msg(LOG_LVL_DEBUG, "sign: %d in %llu us", r->status,
 		        (unsigned long long)r->elapsed_us);
-		if (r->status >= 500)
-			r->srv->stats.errors_5xx++;
-		else if (r->status >= 400)
-			r->srv->stats.errors_4xx++;
+		struct srv_stats *st = &r->srv->stats;
+		if (r->status >= 500) {
+			st->errors_5xx++;
+			st->sign_failed++;
+		} else if (r->status >= 400) {
+			st->errors_4xx++;
+			st->sign_refused++;
+		} else {
+			st->sign_signed++;
+			st->signatures_rsa += r->n_rsa;
+			st->signatures_ed25519 += r->n_ed25519;
+		}
 		if (r->reply.failed)
 			r->done(r->arg, "ALIGND/1 500 out of memory\r\n\r\n", 30, 500);
 		else

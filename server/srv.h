@@ -20,6 +20,11 @@ struct srv_stats {
 	uint64_t connections_rejected;
 	uint64_t connections_shed;     /* idle ones closed to admit a new client */
 	uint64_t requests_busy;        /* refused: max_inflight_bytes reached */
+	uint64_t sign_signed;          /* SIGN requests answered with signatures */
+	uint64_t sign_refused;         /* SIGN answered 4xx (no table, no key for the domain, bad message) */
+	uint64_t sign_failed;          /* SIGN answered 5xx */
+	uint64_t signatures_rsa;       /* DKIM-Signature fields made, rsa-sha256 */
+	uint64_t signatures_ed25519;   /* and ed25519-sha256 */
 	uint64_t requests_total;
 	uint64_t scans_total;
 	uint64_t scans_in_flight;

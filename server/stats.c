@@ -36,6 +36,11 @@ void stats_reply(struct srv *s, struct buf *out)
 	ADD("Connections-Rejected", st->connections_rejected);
 	ADD("Connections-Shed", st->connections_shed);
 	ADD("Requests-Busy", st->requests_busy);
+	ADD("Sign-Signed", st->sign_signed);
+	ADD("Sign-Refused", st->sign_refused);
+	ADD("Sign-Errors", st->sign_failed);
+	ADD("Signatures-RSA-SHA256", st->signatures_rsa);
+	ADD("Signatures-Ed25519-SHA256", st->signatures_ed25519);
 	ADD("Message-Bytes-In-Flight", s->msg_bytes);
 	ADD("Requests-Total", st->requests_total);
 	ADD("Scans-Total", st->scans_total);
@@ -120,6 +125,11 @@ void stats_snapshot(struct srv *s, struct metrics_snapshot *m)
 	m->conns_rejected = st->connections_rejected;
 	m->conns_shed = st->connections_shed;
 	m->requests_busy = st->requests_busy;
+	m->sign[0] = st->sign_signed;
+	m->sign[1] = st->sign_refused;
+	m->sign[2] = st->sign_failed;
+	m->signatures[0] = st->signatures_rsa;
+	m->signatures[1] = st->signatures_ed25519;
 	m->msg_bytes = s->msg_bytes;
 	m->requests = st->requests_total;
 	m->errors_4xx = st->errors_4xx;

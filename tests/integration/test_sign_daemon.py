@@ -122,6 +122,12 @@ class SignDaemon(unittest.TestCase):
             self.assertIn(b"a=ed25519-sha256", sigs[1])
             self.assertIn(b"c=relaxed/relaxed", sigs[0])
             self.assertEqual(self.py_verify_each(sigs, msg), [True, True])
+            # counted in STATS (and /metrics, from the same counters)
+            st = d.request(b"STATS\r\n\r\n")
+            self.assertEqual(field(st, "Sign-Signed"), "1")
+            self.assertEqual(field(st, "Signatures-RSA-SHA256"), "1")
+            self.assertEqual(field(st, "Signatures-Ed25519-SHA256"), "1")
+            self.assertEqual(field(st, "Sign-Refused"), "0")
             signed = b"".join(sigs) + msg
             # the same daemon verifies it against the published records
             rep = d.request(scan_request(signed, ip="192.0.2.10", helo="mail.example.com",
@@ -177,6 +183,11 @@ class SignDaemon(unittest.TestCase):
                 self.assertTrue(rep.startswith(b"ALIGND/1 400 cannot sign"), rep)
                 s.sendall(b"PING\r\n\r\n")
                 self.assertTrue(buf.reply().startswith(b"ALIGND/1 200 PONG"))
+                s.sendall(b"STATS\r\n\r\n")
+                st = buf.reply()
+                self.assertEqual(field(st, "Sign-Refused"), "1")
+                self.assertEqual(field(st, "Sign-Signed"), "2")    # with nothing to add
+                self.assertEqual(field(st, "Signatures-RSA-SHA256"), "0")
                 # SIGN needs a Content-Length
                 s.sendall(b"SIGN ALIGND/1\r\n\r\n")
                 self.assertTrue(buf.reply().startswith(b"ALIGND/1 411"))
