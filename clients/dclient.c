@@ -6,6 +6,10 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +35,80 @@ void dclient_init(struct dclient *c, int timeout_ms)
 	buf_init(&c->in, MAX_REPLY);
 }
 
+/* "tcp:HOST:PORT" or "tcp:[v6]:PORT": the daemon's listen_tcp */
+static int connect_tcp(struct dclient *c, const char *spec, char *err, size_t errlen)
+{
+	char host[256];
+	const char *colon = strrchr(spec, ':');
+	if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof host || !colon[1]) {
+		snprintf(err, errlen, "want tcp:HOST:PORT, not tcp:%s", spec);
+		return -1;
+	}
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = '\0';
+	char *h = host;
+	size_t hl = strlen(h);
+	if (hl > 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h[hl - 1] = '\0';
+		h++;
+	}
+	struct addrinfo hints, *res = NULL;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	int rc = getaddrinfo(h, colon + 1, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot resolve %s: %s", spec, gai_strerror(rc));
+		return -1;
+	}
+	int fd = -1, saved = 0;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			saved = errno;
+			continue;
+		}
+		/* within the client's timeout: a host that does not answer must
+		 * not hold the MTA for the kernel's two minutes */
+		int fl = fcntl(fd, F_GETFL);
+		if (fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0) {
+			int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
+			if (r < 0 && errno == EINPROGRESS) {
+				struct pollfd pf = { .fd = fd, .events = POLLOUT };
+				int soerr = 0;
+				socklen_t sl = sizeof soerr;
+				r = poll(&pf, 1, c->timeout_ms > 0 ? c->timeout_ms : -1);
+				if (r == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
+				    soerr == 0)
+					r = 0;
+				else
+					errno = r == 0 ? ETIMEDOUT : soerr ? soerr : errno;
+				if (r != 0)
+					r = -1;
+			}
+			if (r == 0 && fcntl(fd, F_SETFL, fl) == 0)
+				break;
+		}
+		saved = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot connect to tcp:%s: %s", spec, strerror(saved));
+		return -1;
+	}
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->fd = fd;
+	c->in.len = 0;
+	return 0;
+}
+
 int dclient_connect(struct dclient *c, const char *path, char *err, size_t errlen)
 {
+	if (strncmp(path, "tcp:", 4) == 0)
+		return connect_tcp(c, path + 4, err, errlen);
 	struct sockaddr_un sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;

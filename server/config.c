@@ -37,6 +37,8 @@ static const struct key keys[] = {
 	{ "allowed_peers",       K_STR,  O(allowed_peers), "", NULL, 0, 0 },
 	{ "allowed_networks",    K_STR,  O(allowed_networks), "127.0.0.0/8, ::1", NULL, 0, 0 },
 	{ "http_listen",         K_STR,  O(http_listen), "", NULL, 0, 0 },
+	{ "listen_tcp",          K_STR,  O(listen_tcp), "", NULL, 0, 0 },
+	{ "tcp_allow_remote",    K_BOOL, O(tcp_allow_remote), "no", NULL, 0, 0 },
 	{ "http_allow_remote",   K_BOOL, O(http_allow_remote), "no", NULL, 0, 0 },
 	{ "workers",             K_UINT, O(workers), "0", NULL, 0, 256 },
 	{ "max_message_size",    K_SIZE, O(max_message_size), "50M", NULL, 1024, (uint64_t)1 << 32 },

@@ -30,6 +30,8 @@ struct srv_config {
 	char *group;                  /* and this group (default: the user's) */
 	char *allowed_peers;          /* uids or user names allowed to connect */
 	char *allowed_networks;       /* TCP listeners: client networks allowed */
+	char *listen_tcp;             /* line protocol over TCP: ADDRESS:PORT, or "" */
+	int tcp_allow_remote;         /* listen_tcp may be a non-loopback address */
 	char *http_listen;            /* rspamd-compatible endpoint: "", unix:/path, ADDR:PORT */
 	int http_allow_remote;        /* allow a non-loopback http_listen address */
 

@@ -12,6 +12,8 @@
 #include "protocol/reply.h"
 #include "protocol/request.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <string.h>
@@ -28,7 +30,13 @@ struct preq {                    /* one request in the pipeline */
 };
 
 struct conn {
-	uv_pipe_t pipe;              /* first: handle->data is not needed */
+	union {                      /* first: the stream handle */
+		uv_handle_t h;
+		uv_stream_t st;
+		uv_pipe_t pipe;          /* the UNIX socket */
+		uv_tcp_t tcp;            /* listen_tcp */
+	} u;
+	int tcp;
 	uv_timer_t timer;
 	struct srv *srv;
 	struct conn *prev, *next;
@@ -112,7 +120,7 @@ static void conn_close(struct conn *c)
 	}
 	c->head = c->tail = c->cur = NULL;
 	c->n_pending = 0;
-	uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
+	uv_close(&c->u.h, on_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
@@ -194,7 +202,7 @@ static int conn_start_write(struct conn *c)
 		return -1;
 	}
 	uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
-	int rc = uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, on_write);
+	int rc = uv_write(&wr->w, &c->u.st, &b, 1, on_write);
 	if (rc < 0) {
 		free(wr->data);
 		free(wr);
@@ -334,11 +342,11 @@ static void conn_update_reading(struct conn *c)
 				return;
 		}
 		if (!c->reading) {
-			if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
+			if (uv_read_start(&c->u.st, on_alloc, on_read) == 0)
 				c->reading = 1;
 		}
 	} else if (c->reading) {
-		uv_read_stop((uv_stream_t *)&c->pipe);
+		uv_read_stop(&c->u.st);
 		c->reading = 0;
 	}
 }
@@ -382,7 +390,7 @@ static void on_timer(uv_timer_t *t)
 	s->stats.errors_4xx++;
 	c->eof = 1;
 	if (c->reading) {
-		uv_read_stop((uv_stream_t *)&c->pipe);
+		uv_read_stop(&c->u.st);
 		c->reading = 0;
 	}
 	conn_flush(c);
@@ -539,7 +547,29 @@ static void conn_process(struct conn *c, const char *data, size_t len)
 	conn_flush(c);
 }
 
-void conn_accept(struct srv *s)
+/* TCP: the client address must be inside allowed_networks. who names
+ * the peer for the log. */
+static int tcp_peer_allowed(struct conn *c, char *who, size_t wlen)
+{
+	struct sockaddr_storage sa;
+	int sl = sizeof sa;
+	snprintf(who, wlen, "(unknown)");
+	if (uv_tcp_getpeername(&c->u.tcp, (struct sockaddr *)&sa, &sl) < 0)
+		return 0;
+	if (sa.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&sa;
+		inet_ntop(AF_INET, &a->sin_addr, who, (socklen_t)wlen);
+		return cfg_addr_allowed(c->srv->cfg, 4, (const unsigned char *)&a->sin_addr);
+	}
+	if (sa.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&sa;
+		inet_ntop(AF_INET6, &a->sin6_addr, who, (socklen_t)wlen);
+		return cfg_addr_allowed(c->srv->cfg, 6, a->sin6_addr.s6_addr);
+	}
+	return 0;
+}
+
+void conn_accept(struct srv *s, uv_stream_t *listener, int tcp)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -547,9 +577,13 @@ void conn_accept(struct srv *s)
 	c->srv = s;
 	c->id = ++s->next_conn_id;
 	buf_init(&c->held, 0);
-	uv_pipe_init(s->loop, &c->pipe, 0);
+	c->tcp = tcp;
+	if (tcp)
+		uv_tcp_init(s->loop, &c->u.tcp);
+	else
+		uv_pipe_init(s->loop, &c->u.pipe, 0);
 	uv_timer_init(s->loop, &c->timer);
-	c->pipe.data = c;
+	c->u.h.data = c;
 	c->timer.data = c;
 	c->handles_open = 2;
 	c->next = s->conns;
@@ -557,7 +591,7 @@ void conn_accept(struct srv *s)
 		s->conns->prev = c;
 	s->conns = c;
 	s->n_conns++;
-	if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&c->pipe) < 0) {
+	if (uv_accept(listener, &c->u.st) < 0) {
 		conn_close(c);
 		return;
 	}
@@ -573,12 +607,22 @@ void conn_accept(struct srv *s)
 		conn_close(c);
 		return;
 	}
-	if (s->cfg->n_allowed) {
+	char who[INET6_ADDRSTRLEN + 8];
+	if (tcp && !tcp_peer_allowed(c, who, sizeof who)) {
+		s->stats.connections_rejected++;
+		log_msg(LOG_LVL_WARN, "conn %llu: peer %s not in allowed_networks, refused",
+		        (unsigned long long)c->id, who);
+		reply_now(c, PROTO_CMD_NONE, 403, "peer not allowed");
+		c->eof = 1;
+		conn_flush(c);
+		return;
+	}
+	if (!tcp && s->cfg->n_allowed) {
 		/* SO_PEERCRED: the kernel's word for who connected */
 		uv_os_fd_t fd;
 		struct ucred cr;
 		socklen_t cl = sizeof(cr);
-		if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+		if (uv_fileno(&c->u.h, &fd) < 0 ||
 		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 ||
 		    !cfg_peer_allowed(s->cfg, (unsigned)cr.uid)) {
 			s->stats.connections_rejected++;
@@ -634,7 +678,7 @@ int srv_shed_idle(struct srv *s)
 		reply_now(best, PROTO_CMD_NONE, 421, "idle connection closed: too many connections");
 		best->eof = 1;
 		if (best->reading) {
-			uv_read_stop((uv_stream_t *)&best->pipe);
+			uv_read_stop(&best->u.st);
 			best->reading = 0;
 		}
 		conn_flush(best);
@@ -663,7 +707,7 @@ void conn_shutdown_all(struct srv *s)
 					end_partial(c, 421, "shutting down, send it again later");
 				c->eof = 1;
 				if (c->reading) {
-					uv_read_stop((uv_stream_t *)&c->pipe);
+					uv_read_stop(&c->u.st);
 					c->reading = 0;
 				}
 				conn_flush(c);

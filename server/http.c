@@ -732,10 +732,17 @@ static int parse_listen(const char *v, int allow_remote, struct sockaddr_storage
 		*path_r = strdup(v + 5);
 		return *path_r ? 0 : -1;
 	}
+	return srv_parse_tcp_listen("http_listen", v, allow_remote, sa, err, errlen);
+}
+
+int srv_parse_tcp_listen(const char *key, const char *v, int allow_remote,
+                         struct sockaddr_storage *sa, char *err, size_t errlen)
+{
 	char host[64];
 	const char *colon = strrchr(v, ':');
 	if (!colon || (size_t)(colon - v) >= sizeof(host)) {
-		snprintf(err, errlen, "http_listen: want unix:/path or ADDRESS:PORT");
+		snprintf(err, errlen, "%s: want %sADDRESS:PORT", key,
+		         strcmp(key, "http_listen") == 0 ? "unix:/path or " : "");
 		return -1;
 	}
 	memcpy(host, v, (size_t)(colon - v));
@@ -750,7 +757,7 @@ static int parse_listen(const char *v, int allow_remote, struct sockaddr_storage
 	errno = 0;
 	unsigned long port = strtoul(colon + 1, &end, 10);
 	if (errno || *end || end == colon + 1 || port == 0 || port > 65535) {
-		snprintf(err, errlen, "http_listen: bad port in '%s'", v);
+		snprintf(err, errlen, "%s: bad port in '%s'", key, v);
 		return -1;
 	}
 	memset(sa, 0, sizeof(*sa));
@@ -766,12 +773,13 @@ static int parse_listen(const char *v, int allow_remote, struct sockaddr_storage
 		s6->sin6_port = htons((uint16_t)port);
 		loopback = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr);
 	} else {
-		snprintf(err, errlen, "http_listen: '%s' is not an IP address", h);
+		snprintf(err, errlen, "%s: '%s' is not an IP address", key, h);
 		return -1;
 	}
 	if (!loopback && !allow_remote) {
-		snprintf(err, errlen, "http_listen: %s is not a loopback address; the endpoint has "
-		         "no authentication (set http_allow_remote = yes to insist)", h);
+		snprintf(err, errlen, "%s: %s is not a loopback address; the endpoint has no "
+		         "authentication (set %s = yes to insist)", key, h,
+		         strcmp(key, "http_listen") == 0 ? "http_allow_remote" : "tcp_allow_remote");
 		return -1;
 	}
 	return 0;

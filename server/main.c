@@ -180,7 +180,44 @@ static void on_connection(uv_stream_t *l, int status)
 		log_msg(LOG_LVL_WARN, "accept: %s", uv_strerror(status));
 		return;
 	}
-	conn_accept(s);
+	conn_accept(s, l, 0);
+}
+
+static void on_tcp_connection(uv_stream_t *l, int status)
+{
+	struct srv *s = l->data;
+	if (status < 0) {
+		log_msg(LOG_LVL_WARN, "accept (listen_tcp): %s", uv_strerror(status));
+		return;
+	}
+	conn_accept(s, l, 1);
+}
+
+/* listen_tcp: the line protocol for MTA pools on other hosts; who may
+ * connect is allowed_networks (conn.c). */
+static int start_tcp_listening(struct srv *s, char *err, size_t errlen)
+{
+	const struct srv_config *c = s->cfg;
+	if (!c->listen_tcp || !*c->listen_tcp)
+		return 0;
+	struct sockaddr_storage sa;
+	if (srv_parse_tcp_listen("listen_tcp", c->listen_tcp, c->tcp_allow_remote, &sa,
+	                         err, errlen) < 0)
+		return -1;
+	uv_tcp_init(s->loop, &s->tcp_listener);
+	s->tcp_listener.data = s;
+	int rc = uv_tcp_bind(&s->tcp_listener, (const struct sockaddr *)&sa, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&s->tcp_listener, SOMAXCONN, on_tcp_connection);
+	if (rc < 0) {
+		snprintf(err, errlen, "listen_tcp %s: %s", c->listen_tcp, uv_strerror(rc));
+		uv_close((uv_handle_t *)&s->tcp_listener, NULL);
+		return -1;
+	}
+	s->tcp_listening = 1;
+	log_msg(LOG_LVL_INFO, "line protocol also on TCP %s (allowed_networks: %s)",
+	        c->listen_tcp, c->allowed_networks);
+	return 0;
 }
 
 int srv_socket_group(const struct srv_config *c, const char *path, char *err, size_t errlen)
@@ -377,6 +414,10 @@ static void begin_shutdown(struct srv *s, const char *why)
 		unlink(s->cfg->socket);
 		s->listening = 0;
 	}
+	if (s->tcp_listening) {
+		uv_close((uv_handle_t *)&s->tcp_listener, NULL);
+		s->tcp_listening = 0;
+	}
 	http_shutdown(s);
 	uv_timer_start(&s->shutdown_timer, on_shutdown_timer, s->cfg->shutdown_timeout, 0);
 	conn_shutdown_all(s);
@@ -398,8 +439,8 @@ static void on_signal(uv_signal_t *h, int signum)
 		}
 		/* what is bound at start-up stays as it is until a restart */
 		static const char *const fixed[] = { "socket", "workers", "DNS settings",
-		                                     "http_listen", "user/group" };
-		int changed[5] = {
+		                                     "http_listen", "user/group", "listen_tcp" };
+		int changed[6] = {
 			strcmp(n->socket, s->cfg->socket) != 0,
 			n->workers != s->cfg->workers,
 			strcmp(n->dns_mode, s->cfg->dns_mode) || strcmp(n->dns_forwarders, s->cfg->dns_forwarders) ||
@@ -408,8 +449,10 @@ static void on_signal(uv_signal_t *h, int signum)
 			n->dns_timeout != s->cfg->dns_timeout,
 			strcmp(n->http_listen, s->cfg->http_listen) != 0,
 			strcmp(n->user, s->cfg->user) != 0 || strcmp(n->group, s->cfg->group) != 0,
+			strcmp(n->listen_tcp, s->cfg->listen_tcp) != 0 ||
+			n->tcp_allow_remote != s->cfg->tcp_allow_remote,
 		};
-		for (int i = 0; i < 5; i++)
+		for (int i = 0; i < 6; i++)
 			if (changed[i])
 				log_msg(LOG_LVL_WARN, "reload: %s changed; takes effect after a restart", fixed[i]);
 		free(n->socket);
@@ -547,7 +590,7 @@ int main(int argc, char **argv)
 		dispatch_close(s);
 		return 1;
 	}
-	if (http_start(s, err, sizeof(err)) < 0) {
+	if (start_tcp_listening(s, err, sizeof(err)) < 0 || http_start(s, err, sizeof(err)) < 0) {
 		log_msg(LOG_LVL_ERR, "%s", err);
 		unlink(cfg->socket);
 		dispatch_close(s);

@@ -51,6 +51,8 @@ struct srv {
 	struct srv_config *cfg;       /* current; scans hold their own reference */
 	uv_pipe_t listener;
 	int listening;
+	uv_tcp_t tcp_listener;        /* listen_tcp */
+	int tcp_listening;
 	struct conn *conns;           /* doubly linked list */
 	uint64_t n_conns;
 	uint64_t next_conn_id;
@@ -84,8 +86,16 @@ static inline int srv_msg_bytes_fit(const struct srv *s, uint64_t n)
  * when one was closed, -1 when none is idle. */
 int srv_shed_idle(struct srv *s);
 
-/* conn.c */
-void conn_accept(struct srv *s);
+struct sockaddr_storage;
+/* http.c: "ADDRESS:PORT" or "[v6]:PORT" for the TCP listeners; a
+ * non-loopback address only with allow_remote (key names the setting in
+ * errors). 0 or -1 with err. */
+int srv_parse_tcp_listen(const char *key, const char *v, int allow_remote,
+                         struct sockaddr_storage *sa, char *err, size_t errlen);
+
+/* conn.c: accepts a line-protocol client from the UNIX (tcp 0) or the
+ * TCP listener (tcp 1) */
+void conn_accept(struct srv *s, uv_stream_t *listener, int tcp);
 /* Stops reading on every connection; closes idle ones; the others close
  * once their replies are written. */
 void conn_shutdown_all(struct srv *s);

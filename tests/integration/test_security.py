@@ -11,7 +11,7 @@ import tempfile
 import time
 import unittest
 
-from harness import ALIGND, RecvBuffer, SIMPLE_MESSAGE, field, scan_request
+from harness import ALIGND, RecvBuffer, SIMPLE_MESSAGE, field, run_alignc, scan_request
 
 NOBODY = pwd.getpwnam("nobody")
 
@@ -222,6 +222,43 @@ class SecurityTest(unittest.TestCase):
         with socket.create_connection(("127.0.0.1", port2), timeout=5) as s:
             s.sendall(b"GET /ping HTTP/1.0\r\n\r\n")
             self.assertIn(b"pong", RecvBuffer(s).reply())
+
+    def test_line_protocol_over_tcp(self):
+        """listen_tcp: the same line protocol for MTA pools, on loopback by
+        default; alignc reaches it as tcp:HOST:PORT; a client outside
+        allowed_networks gets 403 and is logged."""
+        port = free_tcp_port()
+        sock = os.path.join(self.dir, "t.sock")
+        self.start(sock, "--set", "listen_tcp=127.0.0.1:%d" % port)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"PING\r\n\r\nQUIT\r\n\r\n")
+            rb = RecvBuffer(s)
+            self.assertEqual(rb.reply(), b"ALIGND/1 200 PONG\r\n\r\n")
+            self.assertEqual(rb.reply(), b"ALIGND/1 200 BYE\r\n\r\n")
+        p = run_alignc("-s", "tcp:127.0.0.1:%d" % port, "--ip", "192.0.2.1",
+                       "--from", "a@example.org", "-", input=SIMPLE_MESSAGE)
+        self.assertIn(b"Action: ", p.stdout + p.stderr)
+        self.assertIn(p.returncode, (0, 1, 2, 3), p.stderr)
+        p = run_alignc("-s", "tcp:127.0.0.1:1", "-", input=SIMPLE_MESSAGE)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(b"cannot connect to tcp:127.0.0.1:1", p.stderr)
+        # outside allowed_networks
+        port2 = free_tcp_port()
+        self.start(os.path.join(self.dir, "u.sock"), "--set", "listen_tcp=127.0.0.1:%d" % port2,
+                   "--set", "allowed_networks=192.0.2.0/24")
+        with socket.create_connection(("127.0.0.1", port2), timeout=5) as s:
+            s.sendall(b"PING\r\n\r\n")
+            rb = RecvBuffer(s)
+            self.assertEqual(rb.reply(), b"ALIGND/1 403 peer not allowed\r\n\r\n")
+            self.assertTrue(rb.closed())
+        with open(os.path.join(self.dir, "log")) as f:
+            self.assertIn("peer 127.0.0.1 not in allowed_networks, refused", f.read())
+        # a non-loopback address needs tcp_allow_remote
+        p = subprocess.run([ALIGND, "--socket", os.path.join(self.dir, "v.sock"),
+                            "--set", "history=off", "--set", "listen_tcp=192.0.2.1:11335"],
+                           capture_output=True, timeout=20)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn(b"tcp_allow_remote", p.stderr)
 
     def test_bad_allowed_networks(self):
         for v in ("10.0.0.0/33", "example.com", "10.0.0.0/", "::1/129"):
