@@ -547,24 +547,23 @@ static void conn_process(struct conn *c, const char *data, size_t len)
 	conn_flush(c);
 }
 
-/* TCP: the client address must be inside allowed_networks. who names
- * the peer for the log. */
-static int tcp_peer_allowed(struct conn *c, char *who, size_t wlen)
+int srv_tcp_peer_allowed(const struct srv_config *cfg, const uv_tcp_t *t, char *who,
+                         size_t wlen)
 {
 	struct sockaddr_storage sa;
 	int sl = sizeof sa;
 	snprintf(who, wlen, "(unknown)");
-	if (uv_tcp_getpeername(&c->u.tcp, (struct sockaddr *)&sa, &sl) < 0)
+	if (uv_tcp_getpeername(t, (struct sockaddr *)&sa, &sl) < 0)
 		return 0;
 	if (sa.ss_family == AF_INET) {
 		const struct sockaddr_in *a = (const struct sockaddr_in *)&sa;
 		inet_ntop(AF_INET, &a->sin_addr, who, (socklen_t)wlen);
-		return cfg_addr_allowed(c->srv->cfg, 4, (const unsigned char *)&a->sin_addr);
+		return cfg_addr_allowed(cfg, 4, (const unsigned char *)&a->sin_addr);
 	}
 	if (sa.ss_family == AF_INET6) {
 		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&sa;
 		inet_ntop(AF_INET6, &a->sin6_addr, who, (socklen_t)wlen);
-		return cfg_addr_allowed(c->srv->cfg, 6, a->sin6_addr.s6_addr);
+		return cfg_addr_allowed(cfg, 6, a->sin6_addr.s6_addr);
 	}
 	return 0;
 }
@@ -608,7 +607,7 @@ void conn_accept(struct srv *s, uv_stream_t *listener, int tcp)
 		return;
 	}
 	char who[INET6_ADDRSTRLEN + 8];
-	if (tcp && !tcp_peer_allowed(c, who, sizeof who)) {
+	if (tcp && !srv_tcp_peer_allowed(s->cfg, &c->u.tcp, who, sizeof who)) {
 		s->stats.connections_rejected++;
 		log_msg(LOG_LVL_WARN, "conn %llu: peer %s not in allowed_networks, refused",
 		        (unsigned long long)c->id, who);

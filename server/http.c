@@ -625,21 +625,7 @@ static int peer_allowed(struct hconn *c, char *who, size_t wlen)
 		snprintf(who, wlen, "uid %ld pid %ld", (long)cr.uid, (long)cr.pid);
 		return cfg_peer_allowed(cfg, (unsigned)cr.uid);
 	}
-	struct sockaddr_storage sa;
-	int sl = sizeof sa;
-	if (uv_tcp_getpeername(&c->u.tcp, (struct sockaddr *)&sa, &sl) < 0)
-		return 0;
-	if (sa.ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)&sa;
-		inet_ntop(AF_INET, &a->sin_addr, who, (socklen_t)wlen);
-		return cfg_addr_allowed(cfg, 4, (const unsigned char *)&a->sin_addr);
-	}
-	if (sa.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&sa;
-		inet_ntop(AF_INET6, &a->sin6_addr, who, (socklen_t)wlen);
-		return cfg_addr_allowed(cfg, 6, a->sin6_addr.s6_addr);
-	}
-	return 0;
+	return srv_tcp_peer_allowed(cfg, &c->u.tcp, who, wlen);
 }
 
 static void on_connection(uv_stream_t *l, int status)

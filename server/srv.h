@@ -86,6 +86,11 @@ static inline int srv_msg_bytes_fit(const struct srv *s, uint64_t n)
  * when one was closed, -1 when none is idle. */
 int srv_shed_idle(struct srv *s);
 
+/* conn.c: is a TCP peer inside allowed_networks? who gets its address
+ * for the log (both TCP listeners use this). */
+int srv_tcp_peer_allowed(const struct srv_config *cfg, const uv_tcp_t *t, char *who,
+                         size_t wlen);
+
 struct sockaddr_storage;
 /* http.c: "ADDRESS:PORT" or "[v6]:PORT" for the TCP listeners; a
  * non-loopback address only with allow_remote (key names the setting in

@@ -52,6 +52,10 @@ int dkv_usable_name(const char *s, size_t len);
  * whitespace. 1 or 0. */
 int dkv_tag_name_ok(const char *t, size_t n);
 int dkv_text_ok(const char *s, size_t n);
+/* Whitespace inside a tag value is not part of it (RFC 6376 3.2 allows
+ * FWS in b=, bh=, h= ...; libopendkim drops it everywhere): squeezed out
+ * in place, inside the value's own span; returns the new length. */
+size_t dkv_squeeze_ws(char *v, size_t len);
 /* Index of a DKIM-Signature tag whose repetition makes the tag-list
  * invalid (RFC 6376 3.2: v a b c d h i l q s t x, and bh), or -1 for a
  * tag the engines ignore. */

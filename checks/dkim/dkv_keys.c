@@ -89,6 +89,15 @@ int dkv_tag_name_ok(const char *t, size_t n)
 	return 1;
 }
 
+size_t dkv_squeeze_ws(char *v, size_t len)
+{
+	size_t wl = 0;
+	for (size_t k = 0; k < len; k++)
+		if (v[k] != ' ' && v[k] != '\t' && v[k] != '\r' && v[k] != '\n')
+			v[wl++] = v[k];
+	return wl;
+}
+
 int dkv_text_ok(const char *s, size_t n)
 {
 	for (size_t k = 0; k < n; k++) {
@@ -131,14 +140,8 @@ static int ref_tag(void *arg, const char *tag, size_t tlen,
                    const char *val, size_t vlen)
 {
 	struct ref_tags *rt = arg;
-	/* whitespace inside a value is not part of it, as the engines read
-	 * it (dkv_native.c sig_tag): squeezed out in place, in the list's copy */
-	char *w = (char *)val;
-	size_t wl = 0;
-	for (size_t k = 0; k < vlen; k++)
-		if (val[k] != ' ' && val[k] != '\t' && val[k] != '\r' && val[k] != '\n')
-			w[wl++] = val[k];
-	vlen = wl;
+	/* values read as the engines read them (the list's own copy) */
+	vlen = dkv_squeeze_ws((char *)val, vlen);
 	/* RFC 6376 3.2: tag names are case-sensitive */
 	if (tlen == 1 && tag[0] == 'd') {
 		rt->d = val; rt->dl = vlen;

@@ -91,15 +91,7 @@ static int sig_tag(void *arg, const char *tag, size_t tlen, const char *val,
 		n->bad_list = 1;
 		return -1;
 	}
-	/* whitespace inside a value is not part of it (RFC 6376 3.2 allows
-	 * FWS in b=, bh=, h= ...; libopendkim drops it everywhere): squeezed
-	 * out in place, inside the value's own span */
-	char *w = (char *)val;
-	size_t wl = 0;
-	for (size_t k = 0; k < vlen; k++)
-		if (val[k] != ' ' && val[k] != '\t' && val[k] != '\r' && val[k] != '\n')
-			w[wl++] = val[k];
-	vlen = wl;
+	vlen = dkv_squeeze_ws((char *)val, vlen);   /* the buffer is ours */
 	if (tlen == 1) {
 		switch (tag[0]) {
 		case 'v': slot = &n->v; break;

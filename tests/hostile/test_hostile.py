@@ -411,6 +411,22 @@ class PingFloodTest(HostileBase):
         self.assertEqual(bytes(got), one * n)
 
 
+def connect_patiently(d, test, i):
+    """Connection number i to the daemon's socket. A UNIX socket's full
+    listen queue answers EAGAIN at once instead of waiting: retry while the
+    daemon catches up, for 5 s at most."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    for attempt in range(500):
+        try:
+            s.connect(d.socket)
+            return s
+        except BlockingIOError:
+            time.sleep(0.01)
+    s.close()
+    test.fail("connection %d: listen queue stayed full for 5 s" % i)
+
+
 def raise_nofile(want):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < want:
@@ -434,18 +450,7 @@ class SlowlorisTest(unittest.TestCase):
             p.start()
             t0 = time.monotonic()
             for i in range(self.N):
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.settimeout(5)
-                # a UNIX socket's full listen queue answers EAGAIN at once
-                # instead of waiting: retry while the daemon catches up
-                for attempt in range(500):
-                    try:
-                        s.connect(d.socket)
-                        break
-                    except BlockingIOError:
-                        time.sleep(0.01)
-                else:
-                    self.fail("connection %d: listen queue stayed full for 5 s" % i)
+                s = connect_patiently(d, self, i)
                 s.sendall(b"SCAN ALIGND/1\r\nHe")
                 s.setblocking(False)
                 socks.append(s)
@@ -550,15 +555,7 @@ class ConnectionLimitTest(unittest.TestCase):
         try:
             time.sleep(0.2)
             for i in range(1100):
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                s.settimeout(5)
-                for attempt in range(500):
-                    try:
-                        s.connect(d.socket)
-                        break
-                    except BlockingIOError:
-                        time.sleep(0.01)
-                idle.append(s)
+                idle.append(connect_patiently(d, self, i))
             time.sleep(0.5)
             lat = [ping_latency(d, timeout=3) for _ in range(30)]
             report("idle-flood", idle=len(idle), max_ms=round(max(lat) * 1000, 1))
