@@ -225,7 +225,16 @@ static void conn_flush(struct conn *c)
 			c->tail = NULL;
 		c->n_pending--;
 		int quit = r->cmd == PROTO_CMD_QUIT;
-		int rc = buf_add(&c->out, r->reply.data ? r->reply.data : "", r->reply.len);
+		if (r->reply.failed || r->reply.len == 0) {
+			/* building the reply ran out of memory: a truncated one would
+			 * leave the client waiting for its end */
+			buf_free(&r->reply);
+			buf_init(&r->reply, 0);
+			proto_reply_status(&r->reply, 500, "out of memory");
+			c->srv->stats.errors_5xx++;
+		}
+		int rc = r->reply.failed || r->reply.len == 0
+		         ? -1 : buf_add(&c->out, r->reply.data, r->reply.len);
 		free_preq(r);
 		if (rc < 0) {
 			log_msg(LOG_LVL_WARN, "conn %llu: out of memory for a reply, closing",
@@ -568,11 +577,51 @@ int srv_tcp_peer_allowed(const struct srv_config *cfg, const uv_tcp_t *t, char *
 	return 0;
 }
 
+static void on_drop_closed(uv_handle_t *h)
+{
+	struct srv *s = h->data;
+	s->drop_busy = 0;
+	s->stats.connections_rejected++;
+	/* a listener that had a client while the handle was in use resumes
+	 * through its own callback, memory permitting a real connection */
+	for (size_t i = 0; i < SRV_LISTENERS; i++) {
+		uv_stream_t *l = s->drop_waiting[i];
+		if (l) {
+			s->drop_waiting[i] = NULL;
+			l->connection_cb(l, 0);
+			return;
+		}
+	}
+}
+
+void srv_drop_unaccepted(struct srv *s, uv_stream_t *listener)
+{
+	if (s->drop_busy) {
+		for (size_t i = 0; i < SRV_LISTENERS; i++)
+			if (!s->drop_waiting[i] || s->drop_waiting[i] == listener) {
+				s->drop_waiting[i] = listener;
+				break;
+			}
+		return;
+	}
+	if (listener->type == UV_TCP)
+		uv_tcp_init(s->loop, &s->drop.tcp);
+	else
+		uv_pipe_init(s->loop, &s->drop.pipe, 0);
+	s->drop.h.data = s;
+	s->drop_busy = 1;
+	if (uv_accept(listener, &s->drop.st) == 0)
+		log_msg(LOG_LVL_WARN, "out of memory for a new connection: closed at once");
+	uv_close(&s->drop.h, on_drop_closed);
+}
+
 void conn_accept(struct srv *s, uv_stream_t *listener, int tcp)
 {
 	struct conn *c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		srv_drop_unaccepted(s, listener);
 		return;
+	}
 	c->srv = s;
 	c->id = ++s->next_conn_id;
 	buf_init(&c->held, 0);

@@ -637,8 +637,10 @@ static void on_connection(uv_stream_t *l, int status)
 		return;
 	}
 	struct hconn *c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		srv_drop_unaccepted(s, l);
 		return;
+	}
 	c->hs = hs;
 	if (hs->unix_path)
 		uv_pipe_init(s->loop, &c->u.pipe, 0);

@@ -27,6 +27,7 @@
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 struct key_lookup {
@@ -77,6 +78,7 @@ struct scan {
 	int timer_open;
 	unsigned pending;             /* asynchronous work not yet settled */
 	int body_done, reported, abandoned, timed_out;
+	int oom;                      /* a check lacked memory: the verdict is tempfail */
 	scan_done_cb done;
 	void *arg;
 
@@ -230,6 +232,7 @@ static void scan_report(struct scan *sc)
 		.timed_out = sc->timed_out,
 		.arc_oldest_pass = -1,
 		.header_error = sc->header_error,
+		.out_of_memory = sc->oom,
 	};
 	/* indirect-flow evidence (docs/policy.md), gathered for every message
 	 * so that Authentication-Results can say whom the ARC chain came from */
@@ -378,6 +381,18 @@ static void on_spf_helo(void *arg, const struct spf_result *r)
 	scan_progress(sc);
 }
 
+/* No memory to start check_host(): a temporary error, as the RFC 7208
+ * 2.6.6 result for a transient failure, never a silent "none" */
+static void spf_no_memory(struct scan *sc, struct spf_result *r, const char *domain)
+{
+	memset(r, 0, sizeof *r);
+	r->result = AUTH_TEMPERROR;
+	snprintf(r->domain, sizeof r->domain, "%s", domain ? domain : "");
+	snprintf(r->problem, sizeof r->problem, "out of memory");
+	trace_add(&sc->trace, "spf", "check_host not started: out of memory");
+	sc->oom = 1;
+}
+
 static void start_spf(struct scan *sc)
 {
 	const struct proto_request *q = &sc->req;
@@ -401,7 +416,11 @@ static void start_spf(struct scan *sc)
 		rq.engine = engine;
 		rq.receiver = cfg_authserv_id(sc->cfg);
 		sc->pending++;
-		spf_check_host(&sc->sdq.dq, &rq, &sc->trace, on_spf, sc);
+		if (spf_check_host(&sc->sdq.dq, &rq, &sc->trace, on_spf, sc) < 0) {
+			sc->pending--;
+			spf_no_memory(sc, &sc->spf, domain_of(q->mail_from));
+			sc->spf_done = sc->spf_ran = 1;
+		}
 	}
 	/* RFC 7208 2.3: checking HELO too is recommended; with a null sender
 	 * the MAIL FROM check above already is the HELO identity */
@@ -412,7 +431,11 @@ static void start_spf(struct scan *sc)
 		rq.engine = engine;
 		rq.receiver = cfg_authserv_id(sc->cfg);
 		sc->pending++;
-		spf_check_host(&sc->sdq.dq, &rq, &sc->trace, on_spf_helo, sc);
+		if (spf_check_host(&sc->sdq.dq, &rq, &sc->trace, on_spf_helo, sc) < 0) {
+			sc->pending--;
+			spf_no_memory(sc, &sc->spf_helo, q->helo);
+			sc->helo_done = sc->helo_ran = 1;
+		}
 	} else {
 		sc->helo_done = 1;
 	}
@@ -424,8 +447,10 @@ static void on_key(void *arg, const struct dnsq_answer *a)
 {
 	struct key_lookup *k = arg;
 	struct scan *sc = k->sc;
-	if (dkv_keyset_put(sc->keys, k->qname, a) < 0)
+	if (dkv_keyset_put(sc->keys, k->qname, a) < 0) {
 		trace_add(&sc->trace, "dkim", "cannot store the key answer for %s", k->qname);
+		sc->oom = 1;
+	}
 	free(k);
 	sc->key_lookups--;
 	sc->pending--;
@@ -442,12 +467,15 @@ static void want_key(struct scan *sc, const char *qname)
 	if (sc->n_asked >= LIM_DKIM_MAX_SIGNATURES * 8 + ARC_MAX_REFS)
 		return;             /* beyond the caps: the key stays missing (temperror) */
 	char **na = realloc(sc->asked, (sc->n_asked + 1) * sizeof(*na));
-	if (!na)
+	if (!na) {
+		sc->oom = 1;
 		return;
+	}
 	sc->asked = na;
 	struct key_lookup *k = malloc(sizeof(*k));
 	if (!k || !(sc->asked[sc->n_asked] = strdup(qname))) {
 		free(k);
+		sc->oom = 1;
 		return;
 	}
 	sc->n_asked++;
@@ -470,6 +498,7 @@ static void start_keys(struct scan *sc)
 	struct arc_listing sum;
 	size_t na = arefs ? arc_list(&sc->parsed, arefs, ARC_MAX_REFS, &sum) : 0;
 	if (!arefs) {
+		sc->oom = 1;
 		sum.decided = 1;
 		sum.result = AUTH_TEMPERROR;
 		snprintf(sum.reason, sizeof(sum.reason), "out of memory");
@@ -493,6 +522,7 @@ static void start_keys(struct scan *sc)
 	}
 	sc->keys = dkv_keyset_new();
 	if (!sc->keys) {
+		sc->oom = 1;
 		free(arefs);
 		sc->dkim_done = 1;
 		return;
@@ -545,6 +575,8 @@ static void crypto_after(uv_work_t *w, int status)
 	trace_free(&j->trace);
 	if (status == 0 && (j->rc < 0 || j->arc_rc < 0))
 		trace_add(&sc->trace, "dkim", "verification failed internally (%d, %d)", j->rc, j->arc_rc);
+	if (j->rc == -ENOMEM || j->arc_rc == -ENOMEM)
+		sc->oom = 1;
 	free(j);
 	sc->dkim_done = 1;
 	sc->pending--;
@@ -556,6 +588,7 @@ static void queue_crypto(struct scan *sc)
 	struct dkim_job *j = calloc(1, sizeof(*j));
 	sc->dkim_queued = 1;
 	if (!j) {
+		sc->oom = 1;
 		sc->dkim_done = 1;
 		return;
 	}
@@ -568,6 +601,7 @@ static void queue_crypto(struct scan *sc)
 		sc->pending--;
 		trace_free(&j->trace);
 		free(j);
+		sc->oom = 1;
 		sc->dkim_done = 1;
 	}
 }
@@ -607,7 +641,8 @@ static void scan_defer_dmarc(void *arg, void (*fn)(void *), void *fn_arg)
 static void start_dmarc(struct scan *sc)
 {
 	struct dmarc_author author;
-	dmarc_author(&sc->parsed, &author);
+	if (dmarc_author(&sc->parsed, &author) < 0 && author.status == DMARC_AUTHOR_NO_MEMORY)
+		sc->oom = 1;
 	struct dmarc_opts *o = &sc->dmarc_opts;
 	memset(o, 0, sizeof(*o));
 	o->mode = strcmp(sc->cfg->dmarc_mode, "rfc7489") == 0 ? DMARC_MODE_RFC7489
@@ -626,10 +661,12 @@ static void start_dmarc(struct scan *sc)
 	                     sc->cfg->policy.mode == POLICY_QUARANTINE_ONLY ? DMARC_DISP_QUARANTINE
 	                   : DMARC_DISP_REJECT;
 	sc->dmarc = dmarc_start(&sc->sdq.dq, o, &author, sc->deadline_us, &sc->trace);
-	if (sc->dmarc)
+	if (sc->dmarc) {
 		sc->pending++;   /* released by on_dmarc, once dmarc_finish ran */
-	else
+	} else {
+		sc->oom = 1;     /* it fails only without memory */
 		sc->dmarc_done = 1;
+	}
 }
 
 static void finish_dmarc(struct scan *sc)
@@ -740,7 +777,10 @@ static void scan_headers_ready(struct scan *sc)
 {
 	int rc = msg_parse(sc->msg, sc->hdr_end, &sc->parsed);
 	sc->headers_done = 1;
-	if (rc != MSG_OK) {
+	if (rc == MSG_E_NOMEM) {
+		sc->oom = 1;
+		trace_add(&sc->trace, "scan", "no memory to split the header section");
+	} else if (rc != MSG_OK) {
 		sc->header_error = rc == MSG_E_TOO_MANY ? "header section has too many fields"
 		                 : rc == MSG_E_LINE ? "a header field is too long"
 		                 : rc == MSG_E_BLOCK ? "header section too large"

@@ -15,6 +15,7 @@
 #include "protocol/reply.h"
 
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -155,7 +156,13 @@ static void sign_work(uv_work_t *w)
 		return;
 	}
 	struct msg m;
-	if (msg_parse(r->msg, r->len, &m) != 0) {
+	int prc = msg_parse(r->msg, r->len, &m);
+	if (prc == MSG_E_NOMEM) {
+		r->status = 500;
+		proto_reply_status(&r->reply, 500, "out of memory");
+		return;
+	}
+	if (prc != MSG_OK) {
 		r->status = 400;
 		proto_reply_status(&r->reply, 400, "cannot sign: the header section does not parse");
 		return;
@@ -163,8 +170,12 @@ static void sign_work(uv_work_t *w)
 	char *fields[LIM_DKIM_SIGN_KEYS] = { 0 };
 	size_t n = 0;
 	const char *domain = NULL;
-	if (sign_message(t, &m, (uint64_t)time(NULL), fields, LIM_DKIM_SIGN_KEYS,
-	                 &n, &domain, err, sizeof err) < 0) {
+	int src = sign_message(t, &m, (uint64_t)time(NULL), fields, LIM_DKIM_SIGN_KEYS,
+	                       &n, &domain, err, sizeof err);
+	if (src == -ENOMEM) {
+		r->status = 500;
+		proto_reply_status(&r->reply, 500, "out of memory");
+	} else if (src < 0) {
 		r->status = 400;
 		proto_reply_status(&r->reply, 400, err);
 	} else {

@@ -63,9 +63,9 @@ size_t signtab_pick(const struct signtab *t, const char *from, size_t *idx,
 
 /* Signs m with every entry signtab_pick gives for its author domain. The
  * fields (each ending in CRLF) go to fields[0..max), malloc'd; *n_r says
- * how many, *domain_r (borrowed from t) the signing domain. 0, or -1 with
- * a reason in err (a message that cannot be signed: no or several author
- * domains, a signing failure). Any thread. */
+ * how many, *domain_r (borrowed from t) the signing domain. 0, -ENOMEM
+ * (no memory: try again), or -1 with a reason in err (a message that cannot
+ * be signed: no or several author domains, a signing failure). Any thread. */
 int sign_message(const struct signtab *t, const struct msg *m, uint64_t now,
                  char **fields, size_t max, size_t *n_r,
                  const char **domain_r, char *err, size_t errlen);

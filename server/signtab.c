@@ -316,7 +316,11 @@ int sign_message(const struct signtab *t, const struct msg *m, uint64_t now,
 	size_t idx[LIM_DKIM_SIGN_KEYS];
 	*n_r = 0;
 	*domain_r = NULL;
-	if (dmarc_author(m, &a) < 0 || a.status != DMARC_AUTHOR_OK) {
+	if (dmarc_author(m, &a) < 0 && a.status == DMARC_AUTHOR_NO_MEMORY) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (a.status != DMARC_AUTHOR_OK) {
 		snprintf(err, errlen, "cannot sign: %s",
 		         a.status == DMARC_AUTHOR_OK ? "no author domain"
 		         : a.why ? a.why : "no single author domain");
@@ -328,7 +332,7 @@ int sign_message(const struct signtab *t, const struct msg *m, uint64_t now,
 	unsigned char bh[DKS_BODY_HASH_LEN];
 	if (n > 0 && dks_body_hash(m, t->body_simple, bh) != 0) {
 		snprintf(err, errlen, "out of memory");
-		return -1;
+		return -ENOMEM;
 	}
 	for (size_t k = 0; k < n; k++) {
 		const struct signtab_entry *e = &t->e[idx[k]];
@@ -340,14 +344,15 @@ int sign_message(const struct signtab *t, const struct msg *m, uint64_t now,
 			.body_hash = bh, .now = now, .expire = t->expire,
 		};
 		char e2[256];
-		if (dks_sign(m, &o, "\r\n", &fields[k], e2, sizeof e2) != 0) {
+		int rc = dks_sign(m, &o, "\r\n", &fields[k], e2, sizeof e2);
+		if (rc != 0) {
 			snprintf(err, errlen, "cannot sign with %s._domainkey.%s: %s",
 			         e->selector, e->domain, e2);
 			for (size_t q = 0; q < k; q++) {
 				free(fields[q]);
 				fields[q] = NULL;
 			}
-			return -1;
+			return rc == -ENOMEM ? -ENOMEM : -1;
 		}
 		*domain_r = e->domain;
 	}

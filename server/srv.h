@@ -46,6 +46,8 @@ struct srv_stats {
 	struct metrics_outcomes out;   /* results by kind, for /metrics */
 };
 
+#define SRV_LISTENERS 3   /* UNIX socket, listen_tcp, http_listen */
+
 struct srv {
 	uv_loop_t *loop;
 	struct srv_config *cfg;       /* current; scans hold their own reference */
@@ -67,6 +69,15 @@ struct srv {
 	struct http_srv *http;        /* rspamd-compatible endpoint (server/http.c), or NULL */
 	struct history *hist;         /* history writer (server/history.c), or NULL */
 	uint64_t msg_bytes;           /* message bytes held by scans and signing requests */
+	/* a client accepted with no memory for its connection (conn.c) */
+	union {
+		uv_handle_t h;
+		uv_stream_t st;
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+	} drop;
+	int drop_busy;                /* drop is closing */
+	uv_stream_t *drop_waiting[SRV_LISTENERS]; /* listeners with a client not yet taken */
 };
 
 /* Daemon-wide budget for message bytes (max_inflight_bytes): scan_new()
@@ -97,6 +108,12 @@ struct sockaddr_storage;
  * errors). 0 or -1 with err. */
 int srv_parse_tcp_listen(const char *key, const char *v, int allow_remote,
                          struct sockaddr_storage *sa, char *err, size_t errlen);
+
+/* conn.c: for a listener's connection callback that has no memory for
+ * the connection: the client libuv already took from the socket is
+ * accepted into srv's own handle and closed at once. Left unaccepted it
+ * would stop the listener for good. */
+void srv_drop_unaccepted(struct srv *s, uv_stream_t *listener);
 
 /* conn.c: accepts a line-protocol client from the UNIX (tcp 0) or the
  * TCP listener (tcp 1) */

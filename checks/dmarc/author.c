@@ -20,6 +20,7 @@ const char *dmarc_author_status_name(enum dmarc_author_status s)
 	case DMARC_AUTHOR_SYNTAX:       return "syntax";
 	case DMARC_AUTHOR_NO_DOMAIN:    return "no_domain";
 	case DMARC_AUTHOR_TOO_MANY:     return "too_many";
+	case DMARC_AUTHOR_NO_MEMORY:    return "no_memory";
 	}
 	return "syntax";
 }
@@ -502,9 +503,16 @@ static int parse_list(const char *v, size_t n, struct acc *c)
 	}
 }
 
+/* syntax_err: 0, 1 (does not parse) or 2 (no memory) */
 static int finish(struct acc *c, int syntax_err)
 {
 	struct dmarc_author *a = c->a;
+	if (syntax_err == 2) {
+		a->status = DMARC_AUTHOR_NO_MEMORY;
+		a->why = "out of memory";
+		a->n_domains = 0;
+		return -1;
+	}
 	if (syntax_err) {
 		a->status = DMARC_AUTHOR_SYNTAX;
 		a->why = "From field does not parse";
@@ -535,11 +543,12 @@ static int finish(struct acc *c, int syntax_err)
 	return 0;
 }
 
+/* 0, -1 (does not parse) or -2 (no memory) */
 static int parse_field(const char *v, size_t len, struct acc *c)
 {
 	char *buf = malloc(len + 1);
 	if (!buf)
-		return -1;
+		return -2;
 	size_t n = msg_unfold(v, len, buf, len + 1);
 	int rc = n == (size_t)-1 ? -1 : parse_list(buf, n, c);
 	free(buf);
@@ -551,7 +560,8 @@ int dmarc_author_value(const char *v, size_t len, struct dmarc_author *a)
 	memset(a, 0, sizeof(*a));
 	struct acc c = { .a = a };
 	a->n_fields = 1;
-	return finish(&c, parse_field(v, len, &c) < 0);
+	int rc = parse_field(v, len, &c);
+	return finish(&c, rc == -2 ? 2 : rc < 0);
 }
 
 int dmarc_author(const struct msg *m, struct dmarc_author *a)
@@ -568,8 +578,9 @@ int dmarc_author(const struct msg *m, struct dmarc_author *a)
 	int err = 0;
 	for (size_t i = 0; i < nf && !err; i++) {
 		const struct msg_field *f = msg_get(m, "From", i);
-		if (!f || parse_field(f->value, f->value_len, &c) < 0)
-			err = 1;
+		int rc = f ? parse_field(f->value, f->value_len, &c) : -1;
+		if (rc < 0)
+			err = rc == -2 ? 2 : 1;
 		if (a->n_mailboxes > LIM_DMARC_FROM_MAILBOXES)
 			err = 1;
 	}

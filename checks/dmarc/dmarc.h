@@ -30,6 +30,7 @@ enum dmarc_author_status {
 	DMARC_AUTHOR_NO_DOMAIN,     /* no mailbox, or one whose domain is empty, a
 	                               literal, or not a valid (IDNA) host name */
 	DMARC_AUTHOR_TOO_MANY,      /* more than LIM_DMARC_AUTHOR_DOMAINS domains */
+	DMARC_AUTHOR_NO_MEMORY,     /* not judged: no memory to unfold the field */
 };
 
 struct dmarc_author {

@@ -4,13 +4,12 @@
 
 #include <string.h>
 
-void spf_check_host(struct dnsq *dq, const struct spf_request *rq,
-                    struct trace *t, spf_done_cb done, void *arg)
+int spf_check_host(struct dnsq *dq, const struct spf_request *rq,
+                   struct trace *t, spf_done_cb done, void *arg)
 {
 	if (rq->engine == SPF_ENGINE_LIBSPF2)
-		spf_libspf2_check_host(dq, rq, t, done, arg);
-	else
-		spf_native_check_host(dq, rq, t, done, arg);
+		return spf_libspf2_check_host(dq, rq, t, done, arg);
+	return spf_native_check_host(dq, rq, t, done, arg);
 }
 
 void spf_request_mailfrom(struct spf_request *rq, const char *ip,

@@ -60,9 +60,12 @@ typedef void (*spf_done_cb)(void *arg, const struct spf_result *r);
  * has run and none of its lookups is pending. The dnsq implementation must
  * eventually answer every lookup (it owns the per-lookup deadline); answers
  * that land after rq->deadline_us count as timeouts and no lookup starts
- * after it. `t` (may be NULL) must outlive the evaluation's `done`. */
-void spf_check_host(struct dnsq *dq, const struct spf_request *rq,
-                    struct trace *t, spf_done_cb done, void *arg);
+ * after it. `t` (may be NULL) must outlive the evaluation's `done`.
+ * Returns 0, or -1 when there was no memory to start: then `done` will not
+ * run and nothing is left to free (the caller reports a temperror). */
+int spf_check_host(struct dnsq *dq, const struct spf_request *rq,
+                   struct trace *t, spf_done_cb done, void *arg)
+	__attribute__((warn_unused_result));
 
 /* Request builders (RFC 7208 2.3, 2.4). They only set pointers (borrowed);
  * the other fields are zeroed. mail_from NULL or "" is the null sender, for

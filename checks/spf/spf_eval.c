@@ -1007,7 +1007,8 @@ static void copy_name(char *dst, size_t cap, const char *src, int *too_long)
 	dst[n] = '\0';
 }
 
-static void start_immediate(struct spf_eval *ev, enum auth_res r, const char *why)
+/* 0, or -1 when not even that lookup could start: ev is freed then */
+static int start_immediate(struct spf_eval *ev, enum auth_res r, const char *why)
 {
 	ev->res.result = r;
 	sfmt(ev->res.problem, sizeof(ev->res.problem), "%s", why);
@@ -1015,15 +1016,20 @@ static void start_immediate(struct spf_eval *ev, enum auth_res r, const char *wh
 	          auth_res_name(r), why);
 	/* the result goes through one callback so that done never runs inside
 	 * spf_check_host(); "invalid." is answered by the resolver itself */
-	lookup(ev, "invalid", DNSQ_T_TXT, LK_DEFER, NULL, NULL, 0);
+	if (lookup(ev, "invalid", DNSQ_T_TXT, LK_DEFER, NULL, NULL, 0) < 0) {
+		trace_add(ev->t, "spf", "check_host(%s): out of memory", ev->res.domain);
+		eval_free(ev);
+		return -1;
+	}
+	return 0;
 }
 
-void spf_native_check_host(struct dnsq *dq, const struct spf_request *rq,
-                           struct trace *t, spf_done_cb done, void *arg)
+int spf_native_check_host(struct dnsq *dq, const struct spf_request *rq,
+                          struct trace *t, spf_done_cb done, void *arg)
 {
 	struct spf_eval *ev = calloc(1, sizeof(*ev));
 	if (!ev)
-		abort();   /* nothing to report through without memory */
+		return -1;
 	ev->dq = dq;
 	ev->t = t;
 	ev->done = done;
@@ -1034,8 +1040,13 @@ void spf_native_check_host(struct dnsq *dq, const struct spf_request *rq,
 	copy_name(ev->helo, sizeof(ev->helo), rq->helo, &helo_long);
 	copy_name(ev->receiver, sizeof(ev->receiver),
 	          rq->receiver ? rq->receiver : "unknown", &bad);
-	if (rq->default_explanation)
+	if (rq->default_explanation) {
 		ev->default_exp = strdup(rq->default_explanation);
+		if (!ev->default_exp) {
+			eval_free(ev);
+			return -1;
+		}
+	}
 	bad = 0;
 	const char *snd = rq->sender;
 	if (!snd || !*snd) {   /* RFC 7208 2.4: null sender: postmaster@<helo> */
@@ -1063,8 +1074,7 @@ void spf_native_check_host(struct dnsq *dq, const struct spf_request *rq,
 		ev->domain[dl - 1] = '\0';
 	sfmt(ev->res.domain, sizeof(ev->res.domain), "%s", ev->domain);
 	if (spf_parse_ip(rq->ip, ev->ip, &ev->ip6) < 0) {
-		start_immediate(ev, AUTH_PERMERROR, "client address is not an IP address");
-		return;
+		return start_immediate(ev, AUTH_PERMERROR, "client address is not an IP address");
 	}
 	sfmt(ev->ip_text, sizeof(ev->ip_text), "%s", "");
 	{
@@ -1081,20 +1091,20 @@ void spf_native_check_host(struct dnsq *dq, const struct spf_request *rq,
 	}
 	spf_ip_dots(ev->ip, ev->ip6, ev->ip_dots, sizeof(ev->ip_dots));
 	if (bad || !domain_ok(ev->domain)) {
-		start_immediate(ev, AUTH_NONE, "domain is malformed or not multi-label "
-		                "(RFC 7208 4.3)");
-		return;
+		return start_immediate(ev, AUTH_NONE, "domain is malformed or not multi-label "
+		                       "(RFC 7208 4.3)");
 	}
 	trace_add(ev->t, "spf", "check_host(%s, %s, %s@%s) native engine", ev->ip_text,
 	          ev->domain, ev->local, ev->sender_dom);
 	ev->root = node_new(ev, NULL, ev->domain, 0);
 	if (!ev->root) {
-		start_immediate(ev, AUTH_TEMPERROR, "out of memory");
-		return;
+		return start_immediate(ev, AUTH_TEMPERROR, "out of memory");
 	}
 	ev->cur = ev->root;
 	if (lookup(ev, ev->domain, DNSQ_T_TXT, LK_RECORD, ev->root, NULL, 0) < 0) {
-		start_immediate(ev, AUTH_TEMPERROR, "deadline passed before the first lookup");
-		return;
+		/* past the deadline, or no memory for the lookup */
+		return start_immediate(ev, AUTH_TEMPERROR, past_deadline(ev)
+		                       ? "deadline passed before the first lookup" : "out of memory");
 	}
+	return 0;
 }

@@ -627,7 +627,12 @@ static void l2_step(struct l2_eval *ev)
 			ev->native = 1;
 			struct spf_request nrq = ev->rq;
 			nrq.engine = SPF_ENGINE_NATIVE;
-			spf_native_check_host(ev->dq, &nrq, ev->t, native_done, ev);
+			if (spf_native_check_host(ev->dq, &nrq, ev->t, native_done, ev) == 0)
+				return;
+			ev->native = 0;
+			ev->res.result = AUTH_TEMPERROR;
+			snprintf(ev->res.problem, sizeof(ev->res.problem), "out of memory");
+			l2_deliver(ev);
 			return;
 		}
 		if (ev->limit_hit) {
@@ -709,13 +714,13 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-void spf_libspf2_check_host(struct dnsq *dq, const struct spf_request *rq,
-                            struct trace *t, spf_done_cb done, void *arg)
+int spf_libspf2_check_host(struct dnsq *dq, const struct spf_request *rq,
+                           struct trace *t, spf_done_cb done, void *arg)
 {
 	l2_hooks();
 	struct l2_eval *ev = calloc(1, sizeof(*ev));
 	if (!ev)
-		abort();   /* nothing to report through without memory */
+		return -1;
 	ev->dq = dq;
 	ev->t = t;
 	ev->done = done;
@@ -745,8 +750,11 @@ void spf_libspf2_check_host(struct dnsq *dq, const struct spf_request *rq,
 	ev->rq.receiver = ev->receiver;
 	ev->rq.domain = rq->domain ? ev->domain : NULL;
 	ev->rq.default_explanation = ev->default_exp;
-	if (!ev->ip || !ev->sender || !ev->domain || !ev->receiver)
-		abort();   /* as above */
+	if (!ev->ip || !ev->sender || !ev->domain || !ev->receiver ||
+	    (rq->helo && !ev->helo) || (rq->default_explanation && !ev->default_exp)) {
+		l2_free(ev);
+		return -1;
+	}
 	snprintf(ev->res.domain, sizeof(ev->res.domain), "%s", ev->domain);
 	ev->ip_ok = spf_parse_ip(ev->ip, ev->ipb, &ev->ip6) == 0;
 	trace_add(t, "spf", "check_host(%s, %s, %s) libspf2 engine", ev->ip, ev->domain,
@@ -754,18 +762,28 @@ void spf_libspf2_check_host(struct dnsq *dq, const struct spf_request *rq,
 	if (!ev->ip_ok) {
 		/* the native engine reports it, through a callback as always */
 		ev->native = 1;
-		spf_native_check_host(dq, &ev->rq, t, native_done, ev);
-		return;
+		if (spf_native_check_host(dq, &ev->rq, t, native_done, ev) < 0) {
+			l2_free(ev);
+			return -1;
+		}
+		return 0;
 	}
 	/* the first question is known: ask it now, run libspf2 when it lands
 	 * (so done never runs inside this call) */
 	struct l2_q *own = malloc(sizeof(*own));
-	if (!own || !(own->name = strdup(spf_name_ok(ev->domain) ? ev->domain : "invalid")))
-		abort();
+	if (own && !(own->name = strdup(spf_name_ok(ev->domain) ? ev->domain : "invalid"))) {
+		free(own);
+		own = NULL;
+	}
+	if (!own) {
+		l2_free(ev);
+		return -1;
+	}
 	own->type = DNSQ_T_TXT;
 	own->next = (struct l2_q *)ev;
 	ev->pending++;
 	ev->lookups++;
 	ev->max_parallel = 1;
 	dnsq_lookup(dq, own->name, DNSQ_T_TXT, l2_cb, own);
+	return 0;
 }

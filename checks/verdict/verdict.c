@@ -420,7 +420,15 @@ void verdict_build(const struct verdict_in *in, const struct verdict_opts *o,
 	if (in->header_error)
 		add_sym(v, o, VSYM_HEADER_UNPARSED, "%s", in->header_error);
 
-	if (forced >= 0) {
+	if (in->out_of_memory) {
+		/* a result computed without all of its inputs is no verdict:
+		 * neither a spoof let through nor good mail refused for good */
+		add_sym(v, o, VSYM_NO_MEMORY, "a check ran out of memory");
+		v->action = VERDICT_TEMPFAIL;
+		snprintf(v->smtp_reply, sizeof(v->smtp_reply),
+		         "451 4.3.0 Temporary local problem (out of memory), try again later");
+		trace_add(t, "verdict", "tempfail: a check ran out of memory");
+	} else if (forced >= 0) {
 		v->action = (enum verdict_action)forced;
 		trace_add(t, "verdict", "action %s forced by DMARC", verdict_action_name(v->action));
 	} else if (v->score >= o->reject_score) {

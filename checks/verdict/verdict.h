@@ -50,7 +50,8 @@ enum verdict_action { VERDICT_ACCEPT = 0, VERDICT_QUARANTINE, VERDICT_REJECT, VE
 	X(ARC_FAIL,              0.0) \
 	X(ARC_TEMPERROR,         0.0) \
 	X(SCAN_TIMEOUT,          0.0) \
-	X(HEADER_UNPARSED,       0.0)
+	X(HEADER_UNPARSED,       0.0) \
+	X(NO_MEMORY,             0.0)
 
 #define VERDICT_SYM_ENUM(name, w) VSYM_##name,
 enum verdict_sym { VERDICT_SYMBOLS(VERDICT_SYM_ENUM) VSYM_COUNT };
@@ -90,6 +91,7 @@ struct verdict_in {
 	int arc_oldest_pass;            /* header.oldest-pass (RFC 8617 10.1), -1: none */
 	int timed_out;                  /* the scan deadline passed */
 	const char *header_error;       /* the header section could not be split: why */
+	int out_of_memory;              /* a check lacked memory: the verdict is tempfail */
 };
 
 #define VERDICT_MAX_SYMBOLS 32

@@ -226,8 +226,10 @@ int run_check(struct memdns *m, const struct spf_request *rq, struct trace *t,
 {
 	memset(out, 0, sizeof(*out));
 	in_call = 1;
-	spf_check_host(memdns_dnsq(m), rq, t, done_cb, out);
+	int rc = spf_check_host(memdns_dnsq(m), rq, t, done_cb, out);
 	in_call = 0;
+	if (rc < 0)
+		return -1;
 	memdns_run(m);
 	return (out->calls == 1 && !out->reentrant) ? 0 : -1;
 }

@@ -75,7 +75,8 @@ static void run_gen(struct gen_dnsq *w, const struct spf_request *rq, struct run
 	w->dq.lookup = gen_lookup;
 	w->cur = w->max = 0;
 	in_call = 1;
-	spf_check_host(&w->dq, rq, NULL, done_cb, o);
+	if (spf_check_host(&w->dq, rq, NULL, done_cb, o) < 0)
+		o->calls = -1;   /* no memory: reported as a broken run */
 	in_call = 0;
 	memdns_run(w->m);
 }
