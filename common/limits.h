@@ -98,5 +98,7 @@
 #define LIM_REPORT_DESTS          8u                  /* rua= destinations used per domain */
 #define LIM_REPORT_MAX_XML        (256u * 1024 * 1024) /* one report before gzip */
 #define LIM_REPORT_SMTP_TIMEOUT_S 120u                /* one report submission */
+#define LIM_SUMMARY_DOMAINS       100000u             /* author domains in alignd-report --summary */
+#define LIM_SUMMARY_SOURCES       1000000u            /* (domain, client IP) pairs in --summary */
 
 #endif

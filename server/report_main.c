@@ -23,6 +23,7 @@
 #include "common/limits.h"
 #include "common/text.h"
 #include "report/report.h"
+#include "report/summary.h"
 #include "server/config.h"
 #include "server/dispatch.h"
 #include "server/dns.h"
@@ -56,6 +57,10 @@ struct tool {
 	struct { char domain[LIM_DNS_MAX_NAME + 1]; uint64_t at_ms; } paced[256];
 	size_t n_paced;
 	int temp_failures;
+	/* --summary */
+	struct rpt_summary *sum;
+	int json;
+	size_t top;
 };
 
 static void usage(FILE *f)
@@ -63,12 +68,18 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: alignd-report [-c FILE] [--set KEY=VALUE]... [--day YYYY-MM-DD]\n"
 	        "                     [--domain DOMAIN] [--dry-run] [--out DIR]\n"
+	        "       alignd-report [-c FILE] [--set KEY=VALUE]... --summary [--since 7d]\n"
+	        "                     [--domain DOMAIN] [--top N] [--json]\n"
 	        "Builds the DMARC aggregate reports (RFC 9990) of one UTC day (default:\n"
 	        "yesterday) from the history store, writes them under report_dir (or DIR)\n"
 	        "and sends them to each domain's verified rua= addresses. --dry-run\n"
 	        "writes the files and sends nothing. Exit: 0 done, 75 a send failed\n"
 	        "for now (a later run retries it), 69 store or DNS unusable, 64 usage,\n"
-	        "78 configuration.\n");
+	        "78 configuration.\n"
+	        "--summary prints, per author domain, the messages that passed and failed\n"
+	        "DMARC since --since (Nd, Nh, Nm or YYYY-MM-DD; default 7d) and the\n"
+	        "sending sources that failed most (--top, default 10; 0: all), as text\n"
+	        "or --json.\n");
 }
 
 static uint64_t now_ms(void)
@@ -195,7 +206,15 @@ static int on_record(void *arg, const struct store_record *r)
 {
 	struct tool *t = arg;
 	t->records++;
-	if (!r->policy_domain[0] || (t->only_domain && strcasecmp(t->only_domain, r->policy_domain) != 0)) {
+	if (t->sum) {
+		/* every record, with a DMARC record or not, under its From domain */
+		if (t->only_domain && strcasecmp(t->only_domain, r->from_domain) != 0 &&
+		    strcasecmp(t->only_domain, r->policy_domain) != 0) {
+			t->skipped++;
+			return 0;
+		}
+	} else if (!r->policy_domain[0] ||
+	           (t->only_domain && strcasecmp(t->only_domain, r->policy_domain) != 0)) {
 		t->skipped++;
 		return 0;
 	}
@@ -257,8 +276,13 @@ static int on_record(void *arg, const struct store_record *r)
 	m.policy.fo = fo && *fo ? fo : NULL;
 
 	int rc = 0;
-	struct dom *d = dom_get(t, r->policy_domain);
-	if (!d || rpt_agg_add(d->agg, &m) < 0) {
+	struct dom *d = NULL;
+	if (t->sum) {
+		if (rpt_summary_add(t->sum, &m) < 0) {
+			fprintf(stderr, "alignd-report: out of memory\n");
+			rc = -1;
+		}
+	} else if (!(d = dom_get(t, r->policy_domain)) || rpt_agg_add(d->agg, &m) < 0) {
 		fprintf(stderr, "alignd-report: out of memory\n");
 		rc = -1;
 	} else {
@@ -696,9 +720,73 @@ static int open_dns(struct tool *t, char *err, size_t errlen)
 	return 0;
 }
 
+/* --since: "7d", "12h", "30m" before now, or a UTC day "YYYY-MM-DD". */
+static int parse_since(const char *v, int64_t now, int64_t *since_r)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (end != v && errno == 0 && end[0] && !end[1] && n <= 100000) {
+		int64_t unit = end[0] == 'd' ? 86400 : end[0] == 'h' ? 3600 : end[0] == 'm' ? 60 : 0;
+		if (unit) {
+			*since_r = now - (int64_t)n * unit;
+			return 0;
+		}
+	}
+	return parse_day(v, since_r);
+}
+
+static int open_store(struct tool *t, struct store **st, char *err, size_t errlen)
+{
+	if (!*t->cfg->history || strcmp(t->cfg->history, "off") == 0) {
+		fprintf(stderr, "alignd-report: history = off: there is nothing to report from\n");
+		return EX_CONFIG_;
+	}
+	if (store_open(t->cfg->history, st, err, errlen) < 0) {
+		fprintf(stderr, "alignd-report: history store: %s\n", err);
+		return EX_UNAVAILABLE_;
+	}
+	return EX_OK_;
+}
+
+/* alignd-report --summary: the store's failing sources per author domain */
+static int run_summary(struct tool *t, const char *since_text)
+{
+	int64_t now = (int64_t)time(NULL), since;
+	if (parse_since(since_text ? since_text : "7d", now, &since) < 0) {
+		fprintf(stderr, "alignd-report: --since wants Nd, Nh, Nm or YYYY-MM-DD, not '%s'\n",
+		        since_text);
+		return EX_USAGE_;
+	}
+	char err[512];
+	struct store *st = NULL;
+	int rc = open_store(t, &st, err, sizeof(err));
+	if (rc != EX_OK_)
+		return rc;
+	struct store_query q = { .since = since, .until = now + 1, .domain = NULL };
+	if (store_query(st, &q, on_record, t, err, sizeof(err)) < 0) {
+		fprintf(stderr, "alignd-report: reading the history store: %s\n", err);
+		store_close(&st);
+		return EX_UNAVAILABLE_;
+	}
+	store_close(&st);
+	struct buf out;
+	buf_init(&out, 0);
+	rc = t->json ? rpt_summary_json(t->sum, since, now + 1, t->top, &out)
+	             : rpt_summary_text(t->sum, since, now + 1, t->top, &out);
+	if (rc < 0) {
+		fprintf(stderr, "alignd-report: out of memory\n");
+		buf_free(&out);
+		return EX_UNAVAILABLE_;
+	}
+	fwrite(out.data, 1, out.len, stdout);
+	buf_free(&out);
+	return EX_OK_;
+}
+
 /* Everything after the command line; main() frees what it leaves behind. */
 static int run(struct tool *t, const char *config, const char *const *sets, size_t nsets,
-               const char *day)
+               const char *day, const char *since)
 {
 	char err[512];
 	t->cfg = config ? cfg_load(config, err, sizeof(err)) : cfg_new_default();
@@ -723,6 +811,8 @@ static int run(struct tool *t, const char *config, const char *const *sets, size
 		fprintf(stderr, "alignd-report: %s\n", err);
 		return EX_CONFIG_;
 	}
+	if (t->sum)
+		return run_summary(t, since);
 
 	int64_t begin;
 	if (day) {
@@ -752,15 +842,10 @@ static int run(struct tool *t, const char *config, const char *const *sets, size
 		t->out_dir = dir;
 	}
 
-	if (!*t->cfg->history || strcmp(t->cfg->history, "off") == 0) {
-		fprintf(stderr, "alignd-report: history = off: there is nothing to report from\n");
-		return EX_CONFIG_;
-	}
 	struct store *st = NULL;
-	if (store_open(t->cfg->history, &st, err, sizeof(err)) < 0) {
-		fprintf(stderr, "alignd-report: history store: %s\n", err);
-		return EX_UNAVAILABLE_;
-	}
+	int orc = open_store(t, &st, err, sizeof(err));
+	if (orc != EX_OK_)
+		return orc;
 	struct store_query q = { .since = t->meta.begin, .until = t->meta.end + 1, .domain = t->only_domain };
 	if (store_query(st, &q, on_record, t, err, sizeof(err)) < 0) {
 		fprintf(stderr, "alignd-report: reading the history store: %s\n", err);
@@ -807,10 +892,15 @@ int main(int argc, char **argv)
 		{ "domain", required_argument, NULL, 'D' },
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "out", required_argument, NULL, 'o' },
+		{ "summary", no_argument, NULL, 's' },
+		{ "since", required_argument, NULL, 'a' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "top", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config = NULL, *day = NULL;
+	const char *config = NULL, *day = NULL, *since = NULL;
+	int summary = 0;
 	const char *sets[64];
 	size_t nsets = 0;
 	struct tool t;
@@ -830,6 +920,19 @@ int main(int argc, char **argv)
 		case 'D': t.only_domain = optarg; break;
 		case 'n': t.dry_run = 1; break;
 		case 'o': t.out_dir = optarg; break;
+		case 's': summary = 1; break;
+		case 'a': since = optarg; break;
+		case 'j': t.json = 1; break;
+		case 't': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (end == optarg || *end || v > 100000) {
+				fprintf(stderr, "alignd-report: --top wants a number\n");
+				return EX_USAGE_;
+			}
+			t.top = v;
+			break;
+		}
 		case 'h': usage(stdout); return EX_OK_;
 		default: usage(stderr); return EX_USAGE_;
 		}
@@ -838,7 +941,25 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EX_USAGE_;
 	}
-	int rc = run(&t, config, sets, nsets, day);
+	if (!summary && (since || t.json || t.top)) {
+		fprintf(stderr, "alignd-report: --since, --json and --top go with --summary\n");
+		return EX_USAGE_;
+	}
+	if (summary && (day || t.dry_run || t.out_dir)) {
+		fprintf(stderr, "alignd-report: --summary reads the store and sends nothing: "
+		        "no --day, --dry-run or --out\n");
+		return EX_USAGE_;
+	}
+	if (summary) {
+		if (!t.top)
+			t.top = 10;
+		if (!(t.sum = rpt_summary_new())) {
+			fprintf(stderr, "alignd-report: out of memory\n");
+			return EX_UNAVAILABLE_;
+		}
+	}
+	int rc = run(&t, config, sets, nsets, day, since);
+	rpt_summary_free(&t.sum);
 	for (size_t i = 0; i < t.cap; i++)
 		rpt_agg_free(&t.doms[i].agg);
 	free(t.doms);

@@ -9,6 +9,7 @@ small get nothing, a second run sends nothing again, and --dry-run sends
 nothing at all."""
 import datetime
 import glob
+import json
 import gzip
 import os
 import shutil
@@ -191,6 +192,45 @@ class ReportCase(unittest.TestCase):
         p = subprocess.run([REPORT, "--day", "2026-13-45", "--set", "history=" + self.history],
                            capture_output=True, text=True)
         self.assertEqual(p.returncode, 64)
+
+    def test_5_summary(self):
+        """alignd-report --summary: the same records, per author domain,
+        with the sources that failed most; text and JSON."""
+        base = [REPORT, "--set", "history=" + self.history, "--summary", "--since", "1d"]
+        p = subprocess.run(base + ["--json"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertEqual(doc["messages"], 7)
+        self.assertEqual(doc["failing"], 4)
+        doms = {d["domain"]: d for d in doc["domains"]}
+        self.assertEqual(set(doms), {"reports.example", "example.com"})
+        r = doms["reports.example"]
+        self.assertEqual((r["messages"], r["pass"], r["failing"]), (5, 3, 2))
+        self.assertEqual([(s["ip"], s["failing"], s["envelope_from"]) for s in r["sources"]],
+                         [("203.0.113.66", 2, "evil.example.net")])
+        e = doms["example.com"]
+        self.assertEqual((e["messages"], e["failing"]), (2, 2))
+        self.assertEqual(e["failing_dispositions"]["reject"], 2)
+        self.assertEqual(e["sources"][0]["ip"], "203.0.113.67")
+        # the order: most failures first (2 each: more messages first)
+        self.assertEqual(doc["domains"][0]["domain"], "reports.example")
+        p = subprocess.run(base + ["--domain", "example.com"], capture_output=True, text=True,
+                           timeout=60)
+        print(p.stdout)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("example.com: 2 messages, 0 pass, 2 fail (2 rejected", p.stdout)
+        self.assertIn("203.0.113.67", p.stdout)
+        self.assertNotIn("reports.example", p.stdout)
+        # nothing in the period
+        p = subprocess.run(base[:-1] + ["2000-01-01", "--json"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["messages"], 7)
+        p = subprocess.run([REPORT, "--summary", "--day", "2026-01-01"], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(p.returncode, 64, p.stderr)
+        p = subprocess.run(base[:-1] + ["yesterday"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 64, p.stderr)
 
 
 if __name__ == "__main__":
