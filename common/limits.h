@@ -98,6 +98,9 @@
 #define LIM_REPORT_DESTS          8u                  /* rua= destinations used per domain */
 #define LIM_REPORT_MAX_XML        (256u * 1024 * 1024) /* one report before gzip */
 #define LIM_REPORT_SMTP_TIMEOUT_S 120u                /* one report submission */
+#define LIM_REPORT_RETRY_FIRST_S  3600u               /* first wait after a report failed for now */
+#define LIM_REPORT_RETRY_MAX_S    86400u              /* the longest wait between retries */
+#define LIM_REPORT_RETRY_DAYS     64u                 /* past days a run retries at most */
 #define LIM_SUMMARY_DOMAINS       100000u             /* author domains in alignd-report --summary */
 #define LIM_SUMMARY_SOURCES       1000000u            /* (domain, client IP) pairs in --summary */
 

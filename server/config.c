@@ -96,6 +96,7 @@ static const struct key keys[] = {
 	{ "report_suppress",     K_STR,  O(report_suppress), "", NULL, 0, 0 },
 	{ "report_pace",         K_MS,   O(report_pace), "1s", NULL, 0, 3600000 },
 	{ "report_max_size",     K_SIZE, O(report_max_size), "10M", NULL, 1024, (uint64_t)1 << 30 },
+	{ "report_retry_days",   K_UINT, O(report_retry_days), "5", NULL, 0, LIM_REPORT_RETRY_DAYS },
 	{ "reject_score",        K_DOUBLE, O(reject_score), "15", NULL, 0, 0 },
 	{ "quarantine_score",    K_DOUBLE, O(quarantine_score), "6", NULL, 0, 0 },
 	{ "history",             K_STR,  O(history), "sqlite:/var/lib/alignd/history.sqlite", NULL, 0, 0 },

@@ -101,6 +101,7 @@ struct srv_config {
 	char *report_suppress;        /* domains never reported to */
 	uint64_t report_pace;         /* milliseconds between two sends to one domain */
 	uint64_t report_max_size;     /* largest gzip file sent */
+	unsigned report_retry_days;   /* a report failing for now is retried this long */
 	double reject_score;          /* total score at which mail is rejected */
 	double quarantine_score;
 

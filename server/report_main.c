@@ -3,6 +3,7 @@
  * verified rua= destination, written under report_dir and sent by SMTP
  * (libcurl); a ledger there makes a re-run send nothing twice. One thread;
  * DNS through the daemon's validating resolver on a private loop. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -22,6 +23,7 @@
 #include "common/buf.h"
 #include "common/limits.h"
 #include "common/text.h"
+#include "report/ledger.h"
 #include "report/report.h"
 #include "report/summary.h"
 #include "server/config.h"
@@ -57,6 +59,7 @@ struct tool {
 	struct { char domain[LIM_DNS_MAX_NAME + 1]; uint64_t at_ms; } paced[256];
 	size_t n_paced;
 	int temp_failures;
+	int status;                 /* --status */
 	/* --summary */
 	struct rpt_summary *sum;
 	int json;
@@ -70,12 +73,16 @@ static void usage(FILE *f)
 	        "                     [--domain DOMAIN] [--dry-run] [--out DIR]\n"
 	        "       alignd-report [-c FILE] [--set KEY=VALUE]... --summary [--since 7d]\n"
 	        "                     [--domain DOMAIN] [--top N] [--json]\n"
+	        "       alignd-report [-c FILE] [--set KEY=VALUE]... --status [--domain DOMAIN]\n"
 	        "Builds the DMARC aggregate reports (RFC 9990) of one UTC day (default:\n"
 	        "yesterday) from the history store, writes them under report_dir (or DIR)\n"
 	        "and sends them to each domain's verified rua= addresses. --dry-run\n"
-	        "writes the files and sends nothing. Exit: 0 done, 75 a send failed\n"
-	        "for now (a later run retries it), 69 store or DNS unusable, 64 usage,\n"
-	        "78 configuration.\n"
+	        "writes the files and sends nothing. Without --day, reports of earlier\n"
+	        "days that failed for now are tried again (back-off from 1 h to 24 h,\n"
+	        "for report_retry_days). Exit: 0 done, 75 a send failed for now (a\n"
+	        "later run retries it), 69 store or DNS unusable, 64 usage, 78\n"
+	        "configuration.\n"
+	        "--status lists what became of each report at each destination.\n"
 	        "--summary prints, per author domain, the messages that passed and failed\n"
 	        "DMARC since --since (Nd, Nh, Nm or YYYY-MM-DD; default 7d) and the\n"
 	        "sending sources that failed most (--top, default 10; 0: all), as text\n"
@@ -437,29 +444,28 @@ static void ledger_name(char *out, size_t cap, const char *id, const char *addr)
 		out[n] = '\0';
 }
 
-/* 1 when this report already went to addr (or failed for good there). */
-static int ledger_done(const char *dir, const char *id, const char *addr, char *state, size_t cap)
+/* The entry for (id, addr): 1 read, 0 none. */
+static int ledger_read(const char *dir, const char *id, const char *addr, struct rpt_ledger *l)
 {
-	char name[512], path[4096];
+	char name[512], path[4096], line[600];
 	ledger_name(name, sizeof(name), id, addr);
 	snprintf(path, sizeof(path), "%s/ledger/%s", dir, name);
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return 0;
-	if (!fgets(state, (int)cap, f))
-		state[0] = '\0';
-	state[strcspn(state, "\n")] = '\0';
+	int ok = fgets(line, (int)sizeof(line), f) != NULL && rpt_ledger_parse(line, l) == 0;
 	fclose(f);
-	return 1;
+	return ok;
 }
 
-static void ledger_note(const char *dir, const char *id, const char *addr, const char *what)
+static void ledger_write(const char *dir, const char *id, const char *addr,
+                         const struct rpt_ledger *l)
 {
 	char name[512], ldir[4096], line[600];
 	ledger_name(name, sizeof(name), id, addr);
 	snprintf(ldir, sizeof(ldir), "%s/ledger", dir);
-	int n = snprintf(line, sizeof(line), "%s %lld\n", what, (long long)time(NULL));
-	if (mkdirs(ldir) < 0 || write_atomic(ldir, name, line, (size_t)n) < 0)
+	size_t n = rpt_ledger_format(l, line, sizeof(line));
+	if (n == 0 || mkdirs(ldir) < 0 || write_atomic(ldir, name, line, n) < 0)
 		fprintf(stderr, "alignd-report: cannot write the ledger entry %s/%s: %s\n",
 		        ldir, name, strerror(errno));
 }
@@ -627,7 +633,6 @@ static void report_domain(struct tool *t, struct dom *d)
 
 	for (int i = 0; i < nd; i++) {
 		const char *to = dests[i].addr, *why = NULL;
-		char state[128];
 		if (suppressed(t, dests[i].domain)) {
 			printf("  %s: suppressed\n", to);
 			continue;
@@ -649,8 +654,25 @@ static void report_domain(struct tool *t, struct dom *d)
 				t->temp_failures++;
 			continue;
 		}
-		if (ledger_done(t->cfg->report_dir, id, to, state, sizeof(state))) {
-			printf("  %s: already done (%s)\n", to, state);
+		struct rpt_ledger led;
+		int have = ledger_read(t->cfg->report_dir, id, to, &led);
+		int64_t now = (int64_t)time(NULL), due;
+		enum rpt_ledger_next next = rpt_ledger_next(have ? &led : NULL, now,
+		                                            t->cfg->report_retry_days, &due);
+		if (next == RPT_NEXT_DONE) {
+			printf("  %s: already done (%s)\n", to, rpt_ledger_state_name(led.state));
+			continue;
+		}
+		if (next == RPT_NEXT_EXPIRE) {
+			led.state = RPT_LEDGER_EXPIRED;
+			if (!t->dry_run)
+				ledger_write(t->cfg->report_dir, id, to, &led);
+			printf("  %s: expired after %u attempts: %s\n", to, led.attempts, led.reason);
+			continue;
+		}
+		if (next == RPT_NEXT_WAIT) {
+			printf("  %s: failed for now (%u attempts), next try in %lld min: %s\n", to,
+			       led.attempts, (long long)((due - now + 59) / 60), led.reason);
 			continue;
 		}
 		if (t->dry_run) {
@@ -669,16 +691,23 @@ static void report_domain(struct tool *t, struct dom *d)
 		char res[256];
 		int sr = smtp_send(t, to, &msg, res, sizeof(res));
 		buf_free(&msg);
+		struct rpt_ledger nl = {
+			.state = sr == 0 ? RPT_LEDGER_SENT : sr > 0 ? RPT_LEDGER_REFUSED : RPT_LEDGER_FAILED,
+			.attempts = (have ? led.attempts : 0) + 1,
+			.last = (int64_t)time(NULL),
+			.day = t->meta.begin,
+		};
+		snprintf(nl.domain, sizeof(nl.domain), "%s", d->name);
+		snprintf(nl.reason, sizeof(nl.reason), "%s", res);
+		ledger_write(t->cfg->report_dir, id, to, &nl);
 		if (sr == 0) {
-			ledger_note(t->cfg->report_dir, id, to, "sent");
 			printf("  %s: sent\n", to);
 		} else if (sr > 0) {
 			/* a dead rua= address is not retried every day (RFC 9990 3.2) */
-			ledger_note(t->cfg->report_dir, id, to, "refused");
 			printf("  %s: refused for good: %s\n", to, res);
 		} else {
 			t->temp_failures++;
-			printf("  %s: failed for now: %s\n", to, res);
+			printf("  %s: failed for now: %s (a later run tries again)\n", to, res);
 		}
 	}
 out:
@@ -718,6 +747,229 @@ static int open_dns(struct tool *t, char *err, size_t errlen)
 	t->dq = srv_dns_dnsq(t->dns);
 	t->psl = dmarc_psl_open(NULL);
 	return 0;
+}
+
+static void clear_doms(struct tool *t)
+{
+	for (size_t i = 0; i < t->cap; i++)
+		rpt_agg_free(&t->doms[i].agg);
+	free(t->doms);
+	t->doms = NULL;
+	t->cap = t->n = 0;
+	t->records = t->skipped = 0;
+}
+
+/* One UTC day: its records, its reports, their sending. */
+static int report_day(struct tool *t, struct store *st, int64_t begin, const char *label)
+{
+	char err[512];
+	clear_doms(t);
+	t->meta = (struct rpt_meta){
+		.org_name = t->org, .email = t->email, .receiver = t->receiver,
+		.generator = "alignd " ALIGND_VERSION,
+		/* RFC 9990 2.1: whole UTC days, both ends inclusive */
+		.begin = begin, .end = begin + 86399,
+	};
+	struct store_query q = { .since = t->meta.begin, .until = t->meta.end + 1, .domain = t->only_domain };
+	if (store_query(st, &q, on_record, t, err, sizeof(err)) < 0) {
+		fprintf(stderr, "alignd-report: reading the history store: %s\n", err);
+		return EX_UNAVAILABLE_;
+	}
+	printf("alignd-report: %s%llu records of %s UTC, %zu policy domains\n",
+	       t->dry_run ? "dry run: " : "", (unsigned long long)t->records, label, t->n);
+	if (!t->n)
+		return EX_OK_;
+	if (!t->dns) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || open_dns(t, err, sizeof(err)) < 0) {
+			fprintf(stderr, "alignd-report: DNS: %s\n", err);
+			return EX_UNAVAILABLE_;
+		}
+	}
+	/* in name order, so that runs are easy to compare */
+	struct dom **order = calloc(t->n, sizeof(*order));
+	if (!order) {
+		fprintf(stderr, "alignd-report: out of memory\n");
+		return EX_UNAVAILABLE_;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < t->cap; i++)
+		if (t->doms[i].agg)
+			order[k++] = &t->doms[i];
+	qsort(order, k, sizeof(*order), cmp_dom);
+	for (size_t i = 0; i < k; i++)
+		report_domain(t, order[i]);
+	free(order);
+	return EX_OK_;
+}
+
+/* Calls fn for every readable ledger entry; returns how many. */
+static size_t ledger_each(const struct tool *t,
+                          void (*fn)(void *arg, const char *name, const struct rpt_ledger *l),
+                          void *arg)
+{
+	char ldir[4096];
+	snprintf(ldir, sizeof(ldir), "%s/ledger", t->cfg->report_dir);
+	DIR *dh = opendir(ldir);
+	if (!dh)
+		return 0;
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(dh)) != NULL) {
+		if (e->d_name[0] == '.' || !strchr(e->d_name, '!') || strstr(e->d_name, ".tmp"))
+			continue;
+		char path[4600], line[600];
+		snprintf(path, sizeof(path), "%s/%s", ldir, e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		struct rpt_ledger l;
+		if (fgets(line, (int)sizeof(line), f) && rpt_ledger_parse(line, &l) == 0) {
+			fn(arg, e->d_name, &l);
+			n++;
+		}
+		fclose(f);
+	}
+	closedir(dh);
+	return n;
+}
+
+struct retry_scan {
+	const struct tool *t;
+	int64_t skip, *days;
+	size_t n, cap;
+};
+
+static void note_retry_day(void *arg, const char *name, const struct rpt_ledger *l)
+{
+	struct retry_scan *r = arg;
+	if (l->state != RPT_LEDGER_FAILED || l->day < 0 || l->day == r->skip)
+		return;
+	int64_t due;
+	if (rpt_ledger_next(l, (int64_t)time(NULL), r->t->cfg->report_retry_days, &due) ==
+	    RPT_NEXT_EXPIRE) {
+		/* its day may be gone from the store: expired here, not rebuilt */
+		const char *dest = strchr(name, '!');
+		printf("%s: %s: expired after %u attempts: %s\n", l->domain[0] ? l->domain : "-",
+		       dest ? dest + 1 : name, l->attempts, l->reason);
+		if (!r->t->dry_run) {
+			struct rpt_ledger x = *l;
+			x.state = RPT_LEDGER_EXPIRED;
+			char ldir[4096], line[600];
+			snprintf(ldir, sizeof(ldir), "%s/ledger", r->t->cfg->report_dir);
+			size_t n = rpt_ledger_format(&x, line, sizeof(line));
+			if (n == 0 || write_atomic(ldir, name, line, n) < 0)
+				fprintf(stderr, "alignd-report: cannot write the ledger entry %s/%s: %s\n",
+				        ldir, name, strerror(errno));
+		}
+		return;
+	}
+	for (size_t i = 0; i < r->n; i++)
+		if (r->days[i] == l->day)
+			return;
+	if (r->n < r->cap)
+		r->days[r->n++] = l->day;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The days (other than skip) with a report that failed for now, oldest
+ * first: rebuilt from the store, their destinations are retried or
+ * expired by the ledger's rule. */
+static size_t ledger_retry_days(const struct tool *t, int64_t skip, int64_t *days, size_t cap)
+{
+	struct retry_scan r = { t, skip, days, 0, cap };
+	ledger_each(t, note_retry_day, &r);
+	qsort(days, r.n, sizeof(*days), cmp_i64);
+	return r.n;
+}
+
+struct status_row {
+	char name[512];
+	struct rpt_ledger l;
+};
+
+struct status_list {
+	struct status_row *rows;
+	size_t n, cap;
+	int nomem;
+};
+
+static void note_status(void *arg, const char *name, const struct rpt_ledger *l)
+{
+	struct status_list *sl = arg;
+	if (sl->n == sl->cap) {
+		size_t nc = sl->cap ? sl->cap * 2 : 64;
+		struct status_row *nr = realloc(sl->rows, nc * sizeof(*nr));
+		if (!nr) {
+			sl->nomem = 1;
+			return;
+		}
+		sl->rows = nr;
+		sl->cap = nc;
+	}
+	struct status_row *r = &sl->rows[sl->n++];
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->l = *l;
+}
+
+static int cmp_status(const void *a, const void *b)
+{
+	const struct status_row *x = a, *y = b;
+	if (x->l.day != y->l.day)
+		return x->l.day > y->l.day ? -1 : 1;
+	int c = strcmp(x->l.domain, y->l.domain);
+	return c ? c : strcmp(x->name, y->name);
+}
+
+/* alignd-report --status: what became of every report at every destination */
+static int run_status(struct tool *t)
+{
+	struct status_list sl = { 0 };
+	ledger_each(t, note_status, &sl);
+	if (sl.nomem) {
+		free(sl.rows);
+		fprintf(stderr, "alignd-report: out of memory\n");
+		return EX_UNAVAILABLE_;
+	}
+	qsort(sl.rows, sl.n, sizeof(*sl.rows), cmp_status);
+	unsigned count[4] = { 0 };
+	int64_t now = (int64_t)time(NULL);
+	printf("%-10s  %-30s  %-34s  %-24s  %8s  %s\n", "day", "policy domain", "destination",
+	       "state", "attempts", "last answer");
+	for (size_t i = 0; i < sl.n; i++) {
+		const struct rpt_ledger *l = &sl.rows[i].l;
+		if (t->only_domain && strcasecmp(t->only_domain, l->domain) != 0)
+			continue;
+		count[l->state]++;
+		char dayb[16] = "-";
+		if (l->day >= 0) {
+			time_t b = (time_t)l->day;
+			struct tm tm;
+			gmtime_r(&b, &tm);
+			strftime(dayb, sizeof(dayb), "%Y-%m-%d", &tm);
+		}
+		const char *dest = strchr(sl.rows[i].name, '!');
+		char state[48];
+		int64_t due;
+		if (l->state == RPT_LEDGER_FAILED &&
+		    rpt_ledger_next(l, now, t->cfg->report_retry_days, &due) == RPT_NEXT_WAIT)
+			snprintf(state, sizeof(state), "failed, retry in %lld min",
+			         (long long)((due - now + 59) / 60));
+		else
+			snprintf(state, sizeof(state), "%s", rpt_ledger_state_name(l->state));
+		printf("%-10s  %-30s  %-34s  %-24s  %8u  %s\n", dayb, l->domain[0] ? l->domain : "-",
+		       dest ? dest + 1 : sl.rows[i].name, state, l->attempts,
+		       l->reason[0] ? l->reason : "-");
+	}
+	printf("%u sent, %u refused for good, %u failed for now, %u expired\n",
+	       count[RPT_LEDGER_SENT], count[RPT_LEDGER_REFUSED], count[RPT_LEDGER_FAILED],
+	       count[RPT_LEDGER_EXPIRED]);
+	free(sl.rows);
+	return EX_OK_;
 }
 
 /* --since: "7d", "12h", "30m" before now, or a UTC day "YYYY-MM-DD". */
@@ -830,56 +1082,42 @@ static int run(struct tool *t, const char *config, const char *const *sets, size
 		snprintf(t->email, sizeof(t->email), "%s", t->cfg->report_email);
 	else
 		snprintf(t->email, sizeof(t->email), "dmarc-noreply@%s", asid);
-	t->meta = (struct rpt_meta){
-		.org_name = t->org, .email = t->email, .receiver = t->receiver,
-		.generator = "alignd " ALIGND_VERSION,
-		/* RFC 9990 2.1: whole UTC days, both ends inclusive */
-		.begin = begin, .end = begin + 86399,
-	};
 	if (!t->out_dir) {
 		static char dir[4096];
 		snprintf(dir, sizeof(dir), "%s/out", t->cfg->report_dir);
 		t->out_dir = dir;
 	}
+	if (t->status)
+		return run_status(t);
 
 	struct store *st = NULL;
-	int orc = open_store(t, &st, err, sizeof(err));
-	if (orc != EX_OK_)
-		return orc;
-	struct store_query q = { .since = t->meta.begin, .until = t->meta.end + 1, .domain = t->only_domain };
-	if (store_query(st, &q, on_record, t, err, sizeof(err)) < 0) {
-		fprintf(stderr, "alignd-report: reading the history store: %s\n", err);
-		store_close(&st);
-		return EX_UNAVAILABLE_;
+	int rc = open_store(t, &st, err, sizeof(err));
+	if (rc != EX_OK_)
+		return rc;
+	rc = report_day(t, st, begin, day ? day : "yesterday");
+	if (rc == EX_OK_ && !day) {
+		/* earlier days with a report that failed for now */
+		int64_t days[LIM_REPORT_RETRY_DAYS];
+		size_t nd = ledger_retry_days(t, begin, days, LIM_REPORT_RETRY_DAYS);
+		for (size_t i = 0; i < nd && rc == EX_OK_; i++) {
+			char label[32];
+			time_t b = (time_t)days[i];
+			struct tm tm;
+			gmtime_r(&b, &tm);
+			strftime(label, sizeof(label), "%Y-%m-%d (retry)", &tm);
+			rc = report_day(t, st, days[i], label);
+		}
 	}
 	store_close(&st);
-	printf("alignd-report: %s%llu records of %s UTC, %zu policy domains\n",
-	       t->dry_run ? "dry run: " : "", (unsigned long long)t->records, day ? day : "yesterday", t->n);
-
-	int rc = EX_OK_;
-	if (t->n) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || open_dns(t, err, sizeof(err)) < 0) {
-			fprintf(stderr, "alignd-report: DNS: %s\n", err);
-			return EX_UNAVAILABLE_;
-		}
-		/* in name order, so that runs are easy to compare */
-		struct dom **order = calloc(t->n, sizeof(*order));
-		size_t k = 0;
-		for (size_t i = 0; order && i < t->cap; i++)
-			if (t->doms[i].agg)
-				order[k++] = &t->doms[i];
-		qsort(order, k, sizeof(*order), cmp_dom);
-		for (size_t i = 0; i < k; i++)
-			report_domain(t, order[i]);
-		free(order);
+	if (t->dns) {
 		srv_dns_close(&t->dns);
 		uv_run(&t->loop, UV_RUN_DEFAULT);
 		uv_loop_close(&t->loop);
 		dmarc_psl_close(&t->psl);
 		curl_global_cleanup();
-		if (t->temp_failures)
-			rc = EX_TEMPFAIL_;
 	}
+	if (rc == EX_OK_ && t->temp_failures)
+		rc = EX_TEMPFAIL_;
 	return rc;
 }
 
@@ -893,6 +1131,7 @@ int main(int argc, char **argv)
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "summary", no_argument, NULL, 's' },
+		{ "status", no_argument, NULL, 'T' },
 		{ "since", required_argument, NULL, 'a' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "top", required_argument, NULL, 't' },
@@ -921,6 +1160,7 @@ int main(int argc, char **argv)
 		case 'n': t.dry_run = 1; break;
 		case 'o': t.out_dir = optarg; break;
 		case 's': summary = 1; break;
+		case 'T': t.status = 1; break;
 		case 'a': since = optarg; break;
 		case 'j': t.json = 1; break;
 		case 't': {
@@ -945,6 +1185,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "alignd-report: --since, --json and --top go with --summary\n");
 		return EX_USAGE_;
 	}
+	if (t.status && (summary || day || t.dry_run || t.out_dir)) {
+		fprintf(stderr, "alignd-report: --status only reads the ledger\n");
+		return EX_USAGE_;
+	}
 	if (summary && (day || t.dry_run || t.out_dir)) {
 		fprintf(stderr, "alignd-report: --summary reads the store and sends nothing: "
 		        "no --day, --dry-run or --out\n");
@@ -960,9 +1204,7 @@ int main(int argc, char **argv)
 	}
 	int rc = run(&t, config, sets, nsets, day, since);
 	rpt_summary_free(&t.sum);
-	for (size_t i = 0; i < t.cap; i++)
-		rpt_agg_free(&t.doms[i].agg);
-	free(t.doms);
+	clear_doms(&t);
 	cfg_unref(&t.cfg);
 	return rc;
 }

@@ -232,6 +232,84 @@ class ReportCase(unittest.TestCase):
         p = subprocess.run(base[:-1] + ["yesterday"], capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 64, p.stderr)
 
+    def test_6_retry_backoff_expiry(self):
+        """A report that fails for now is kept in the ledger, not retried
+        before its back-off, sent when due, and expires after
+        report_retry_days; --status shows each step."""
+        rdir = os.path.join(self.tmp, "reports-retry")
+        today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+
+        def report(*extra, smtp=None, day=True):
+            cmd = [REPORT, "--set", "history=" + self.history,
+                   "--set", "authserv_id=mx.test.example",
+                   "--set", "unbound_config=" + self.world.unbound_conf,
+                   "--set", "dns_trust_anchor=", "--set", "dns_mode=recursive",
+                   "--set", "report_dir=" + rdir,
+                   "--set", "report_smtp=" + (smtp or "smtp://127.0.0.1:%d" % self.postfix.port),
+                   "--set", "report_smtp_tls=off", "--set", "report_pace=0",
+                   "--domain", "example.com"] + (["--day", today] if day else []) + list(extra)
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            print("$ alignd-report %s\n%s%s" % (" ".join(extra), p.stdout, p.stderr))
+            return p
+
+        def status():
+            p = subprocess.run([REPORT, "--set", "report_dir=" + rdir, "--status"],
+                               capture_output=True, text=True, timeout=60)
+            print(p.stdout, p.stderr)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return p.stdout
+
+        def ledger():
+            d = os.path.join(rdir, "ledger")
+            out = {}
+            for n in os.listdir(d):
+                with open(os.path.join(d, n)) as f:
+                    out[n] = f.read()
+            return out
+
+        before = len(self.postfix.mailbox("examplecom/"))
+        # nobody listens on port 9: failed for now, exit 75
+        p = report(smtp="smtp://127.0.0.1:9")
+        self.assertEqual(p.returncode, 75, p.stdout)
+        self.assertIn("dmarc@example.com: failed for now", p.stdout)
+        (name, line), = ledger().items()
+        self.assertTrue(name.endswith("!dmarc@example.com"), name)
+        self.assertTrue(line.startswith("failed 1 "), line)
+        self.assertIn(" example.com ", line)
+        st = status()
+        self.assertIn("failed, retry in", st)
+        self.assertIn("0 sent, 0 refused for good, 1 failed for now, 0 expired", st)
+        # before its back-off: not tried again, nothing sent
+        p = report()
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertIn("failed for now (1 attempts), next try in", p.stdout)
+        time.sleep(1)
+        self.assertEqual(len(self.postfix.mailbox("examplecom/")), before)
+        # an hour later (the ledger's clock turned back): sent, second attempt
+        word = line.split(" ")
+        word[2] = str(int(word[2]) - 3601)
+        with open(os.path.join(rdir, "ledger", name), "w") as f:
+            f.write(" ".join(word))
+        p = report()
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertIn("dmarc@example.com: sent", p.stdout)
+        self.postfix.wait_mail("examplecom/", before + 1)
+        self.assertTrue(ledger()[name].startswith("sent 2 "), ledger()[name])
+        # a run without --day retries earlier days: a failure from 10 days
+        # ago (no records left for it) expires, and --status says so
+        old_day = (int(time.time()) // 86400 - 10) * 86400
+        with open(os.path.join(rdir, "ledger", "0123456789abcdef0123456789abcdef!rua@old.example"),
+                  "w") as f:
+            f.write("failed 4 %d %d old.example Connection refused (SMTP 0)\n"
+                    % (old_day + 86400 * 3, old_day))
+        p = report(day=False)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertIn("rua@old.example: expired after 4 attempts", p.stdout)
+        st = status()
+        self.assertIn("1 sent, 0 refused for good, 0 failed for now, 1 expired", st)
+        self.assertRegex(st, r"old\.example\s+rua@old\.example\s+expired\s+4\s+Connection refused")
+        self.assertEqual(len(self.postfix.mailbox("examplecom/")), before + 1)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
