@@ -231,8 +231,10 @@ class Postfix:
     SMTP time through alignd-milter; mode 'filter' through the
     content_filter pipe to alignd-filter."""
 
-    def __init__(self, mode, daemon_socket, milter_args=(), filter_args=(), boxes=None):
+    def __init__(self, mode, daemon_socket, milter_args=(), filter_args=(), boxes=None,
+                 message_size_limit=None):
         self.mode = mode
+        self.message_size_limit = message_size_limit   # None: Postfix's default (10 MB)
         if boxes is not None:       # mode 'plain': no alignd, only these mailboxes
             self.BOXES = dict(boxes)
         self.dir = tempfile.mkdtemp(prefix="alignd-postfix-")
@@ -308,6 +310,10 @@ milter_default_action = tempfail
 milter_content_timeout = 120s
 """.format(d=d, uid=nobody.pw_uid, gid=nobody.pw_gid,
            domains=" ".join(sorted({a.split("@")[1] for a in self.BOXES})))
+        if self.message_size_limit:
+            # virtual(8) refuses to start with a mailbox limit below it
+            main += "message_size_limit = %d\nvirtual_mailbox_limit = %d\n" % (
+                self.message_size_limit, self.message_size_limit)
         smtpd_opts = ""
         if self.mode == "milter":
             main += "smtpd_milters = unix:%s\n" % self.milter_sock
