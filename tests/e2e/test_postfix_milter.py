@@ -49,13 +49,9 @@ class PostfixMilter(sc.WorldCase):
         """The milter again with more options (after base, by default
         BASE_MILTER_ARGS); Postfix connects to it anew for each SMTP
         session. Its exit must have been clean."""
-        self.pf.stop_milter()
-        self.assertEqual(self.pf.milter_rc, 0, self.pf.milter_text()[-3000:])
-        # a socket file left behind would pass for the new one's
-        if os.path.exists(self.pf.milter_sock):
-            os.unlink(self.pf.milter_sock)
-        self.pf.milter_args = list(self.BASE_MILTER_ARGS if base is None else base) + list(extra)
-        self.pf.start_milter()
+        rc = self.pf.restart_milter(list(self.BASE_MILTER_ARGS if base is None else base) +
+                                    list(extra))
+        self.assertEqual(rc, 0, self.pf.milter_text()[-3000:])
 
     def send(self, s):
         return self.pf.send(s.mail_from, sc.INBOX, s.msg, client_ip=s.client_ip, helo=s.helo)
