@@ -700,8 +700,10 @@ class NetNamespace:
             self.holder = None
 
 
-# The lines of a sendmail.mc that docs/MTA.md shows, with the paths of
-# the private instance; the rest keeps it inside its directory.
+# sendmail.mc of the private instance: the INPUT_MAIL_FILTER line is the
+# one docs/MTA.md shows (with this instance's socket); the rest keeps
+# Sendmail inside its directory, off DNS, with a local mailer that writes
+# files.
 SENDMAIL_MC = """\
 divert(-1)
 # written by alignd's end-to-end tests
