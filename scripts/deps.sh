@@ -12,7 +12,7 @@ BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build
 TEST_PKGS="$BUILD_PKGS python3 python3-yaml python3-dkim python3-dnspython
   python3-msgpack python3-authres python3-nacl python3-cryptography openssl
   netcat-openbsd nsd ldnsutils libxml2-utils postgresql sqlite3
-  postfix swaks libnss-wrapper valgrind clang libclang-rt-14-dev
+  postfix swaks libnss-wrapper m4 iproute2 valgrind clang libclang-rt-14-dev
   debhelper dpkg-dev lintian prometheus"
 
 case "${1:-build}" in

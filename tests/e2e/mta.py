@@ -115,10 +115,12 @@ class SmtpResult:
 
 
 def swaks(port, mail_from, rcpt, msg, client_ip=None, helo=None, timeout=SMTP_TIMEOUT,
-          login=None):
+          login=None, wrap=(), local_addr=None):
     """One SMTP transaction on 127.0.0.1:port; XCLIENT makes Postfix see the
     scenario's client address and HELO name (and, with login, a client
-    that authenticated with SASL as that user)."""
+    that authenticated with SASL as that user). An MTA without XCLIENT
+    sees the client address when swaks runs in a network namespace that
+    has it (wrap: the nsenter command) and sends from local_addr."""
     data = dot_stuff(msg)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
@@ -126,7 +128,7 @@ def swaks(port, mail_from, rcpt, msg, client_ip=None, helo=None, timeout=SMTP_TI
     with tempfile.NamedTemporaryFile(prefix="alignd-e2e-", suffix=".eml", delete=False) as f:
         f.write(data)
         path = f.name
-    cmd = [SWAKS, "--server", "127.0.0.1", "--port", str(port),
+    cmd = list(wrap) + [SWAKS, "--server", "127.0.0.1", "--port", str(port),
            "--from", mail_from, "--to", rcpt, "--helo", helo or "client.test",
            "--data", "@" + path, "--no-data-fixup", "--timeout", str(timeout),
            "--suppress-data"]
@@ -136,11 +138,30 @@ def swaks(port, mail_from, rcpt, msg, client_ip=None, helo=None, timeout=SMTP_TI
                 "--xclient-name", "[UNAVAILABLE]", "--xclient-no-verify"]
         if login:
             cmd += ["--xclient-login", login]
+    if local_addr:
+        cmd += ["--local-interface", local_addr]
     try:
         p = subprocess.run(cmd, capture_output=True, timeout=timeout + 30)
     finally:
         os.unlink(path)
     return SmtpResult(p)
+
+
+def kill_processes_in(path):
+    """SIGKILL to every process whose working directory is under path:
+    what an MTA of a fixture left behind after its orderly stop."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cwd = os.readlink("/proc/%s/cwd" % pid)
+        except OSError:
+            continue
+        if cwd.startswith(path + "/"):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
 
 
 # ---------------------------------------------------------------- Postfix
@@ -225,28 +246,84 @@ class AltConfigDir:
         self._locked(remove)
 
 
-class Postfix:
+class MilterHost:
+    """The alignd-milter process of an MTA fixture: listens on
+    self.milter_sock, asks self.daemon_socket, logs to milter.log in
+    self.dir; milter_args, milter_env (None: this process's environment)
+    and, once stopped, milter_rc."""
+
+    def init_milter(self, daemon_socket, milter_args):
+        self.daemon_socket = daemon_socket
+        self.milter_args = list(milter_args)
+        self.milter = None
+        self.milter_env = None
+        self.milter_rc = None
+        self.milter_sock = os.path.join(self.dir, "milter", "milter.sock")
+
+    def start_milter(self):
+        self.milter_log = open(os.path.join(self.dir, "milter.log"), "ab")
+        cmd = [MILTER, "-p", "unix:" + self.milter_sock, "-m", "0666",
+               "-s", self.daemon_socket, "-d"] + self.milter_args
+        self.milter = subprocess.Popen(cmd, stdout=self.milter_log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, env=self.milter_env)
+        end = time.monotonic() + 10
+        while not os.path.exists(self.milter_sock):
+            if self.milter.poll() is not None or time.monotonic() > end:
+                raise RuntimeError("alignd-milter did not start:\n" + self.milter_text())
+            time.sleep(0.05)
+
+    def milter_text(self):
+        try:
+            with open(os.path.join(self.dir, "milter.log"), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop_milter(self):
+        if self.milter and self.milter.poll() is None:
+            self.milter.send_signal(signal.SIGTERM)
+            try:
+                self.milter.wait(10)
+            except subprocess.TimeoutExpired:
+                self.milter.kill()
+                self.milter.wait()
+        if self.milter:
+            self.milter_log.close()
+            self.milter_rc = self.milter.returncode
+            self.milter = None
+
+    def restart_milter(self, args):
+        """The milter again with these options; the MTA connects to it anew
+        for each SMTP session. Returns the old one's exit status."""
+        self.stop_milter()
+        rc = self.milter_rc
+        # a socket file left behind would pass for the new one's
+        if os.path.exists(self.milter_sock):
+            os.unlink(self.milter_sock)
+        self.milter_args = list(args)
+        self.start_milter()
+        return rc
+
+
+class Postfix(MilterHost):
     """A private Postfix instance: config, queue, log and mailboxes in one
     temporary directory; smtpd on 127.0.0.1:port. mode 'milter' checks at
     SMTP time through alignd-milter; mode 'filter' through the
     content_filter pipe to alignd-filter."""
 
-    def __init__(self, mode, daemon_socket, milter_args=(), filter_args=(), boxes=None):
+    def __init__(self, mode, daemon_socket, milter_args=(), filter_args=(), boxes=None,
+                 message_size_limit=None):
         self.mode = mode
+        self.message_size_limit = message_size_limit   # None: Postfix's default (10 MB)
         if boxes is not None:       # mode 'plain': no alignd, only these mailboxes
             self.BOXES = dict(boxes)
         self.dir = tempfile.mkdtemp(prefix="alignd-postfix-")
         world_dir_readable(self.dir)
         self.port = free_tcp_port()
-        self.daemon_socket = daemon_socket
-        self.milter_args = list(milter_args)
+        self.init_milter(daemon_socket, milter_args)
         self.filter_args = list(filter_args)
-        self.milter = None
-        self.milter_env = None        # None: this process's environment
-        self.milter_rc = None
         self.started = False
         self.mail = os.path.join(self.dir, "mail")
-        self.milter_sock = os.path.join(self.dir, "milter", "milter.sock")
         self.maillog = os.path.join(self.dir, "maillog")
         self.env = dict(os.environ, MAIL_CONFIG=self.dir)
 
@@ -308,6 +385,10 @@ milter_default_action = tempfail
 milter_content_timeout = 120s
 """.format(d=d, uid=nobody.pw_uid, gid=nobody.pw_gid,
            domains=" ".join(sorted({a.split("@")[1] for a in self.BOXES})))
+        if self.message_size_limit:
+            # virtual(8) refuses to start with a mailbox limit below it
+            main += "message_size_limit = %d\nvirtual_mailbox_limit = %d\n" % (
+                self.message_size_limit, self.message_size_limit)
         smtpd_opts = ""
         if self.mode == "milter":
             main += "smtpd_milters = unix:%s\n" % self.milter_sock
@@ -366,25 +447,6 @@ postlog   unix-dgram n  -       n       -       1       postlogd
                 p.stdout.decode(), p.stderr.decode(), self.log()))
         self.wait_port()
         return self
-
-    def start_milter(self):
-        self.milter_log = open(os.path.join(self.dir, "milter.log"), "ab")
-        cmd = [MILTER, "-p", "unix:" + self.milter_sock, "-m", "0666",
-               "-s", self.daemon_socket, "-d"] + self.milter_args
-        self.milter = subprocess.Popen(cmd, stdout=self.milter_log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=self.milter_env)
-        end = time.monotonic() + 10
-        while not os.path.exists(self.milter_sock):
-            if self.milter.poll() is not None or time.monotonic() > end:
-                raise RuntimeError("alignd-milter did not start:\n" + self.milter_text())
-            time.sleep(0.05)
-
-    def milter_text(self):
-        try:
-            with open(os.path.join(self.dir, "milter.log"), "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
 
     def wait_port(self, timeout=20):
         end = time.monotonic() + timeout
@@ -457,34 +519,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
             self.started = False
         self.stop_milter()
 
-    def stop_milter(self):
-        if self.milter and self.milter.poll() is None:
-            self.milter.send_signal(signal.SIGTERM)
-            try:
-                self.milter.wait(10)
-            except subprocess.TimeoutExpired:
-                self.milter.kill()
-                self.milter.wait()
-        if self.milter:
-            self.milter_log.close()
-            self.milter_rc = self.milter.returncode
-            self.milter = None
-
     def _kill_leftovers(self):
-        """Postfix processes of this instance that outlived 'postfix stop'
-        (found by the private directory in their command line or cwd)."""
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                cwd = os.readlink("/proc/%s/cwd" % pid)
-            except OSError:
-                continue
-            if cwd.startswith(self.dir + "/"):
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except OSError:
-                    pass
+        """Postfix processes of this instance that outlived 'postfix stop'."""
+        kill_processes_in(self.dir)
 
     def cleanup(self):
         try:
@@ -610,3 +647,306 @@ class Exim:
 
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- Sendmail
+
+SENDMAIL_DEBS = ["sendmail-bin", "sendmail-cf", "libwrap0"]
+# the documentation networks (RFC 5737) that the scenarios' clients use
+CLIENT_NETS = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"]
+
+
+class NetNamespace:
+    """A private network namespace that has only its loopback interface,
+    with the documentation networks on it as well: an MTA without XCLIENT
+    running there sees an SMTP client at the scenario's address. A holder
+    process keeps it; it goes when the holder and whatever was started
+    in it (wrap()) have ended."""
+
+    def __init__(self, nets=CLIENT_NETS):
+        self.nets = list(nets)
+        self.holder = None
+
+    @staticmethod
+    def unavailable():
+        for tool in ("unshare", "nsenter", "ip"):
+            if not shutil.which(tool):
+                return "%s is not installed" % tool
+        return None
+
+    def start(self):
+        script = "ip link set lo up && " + "".join(
+            "ip addr add %s dev lo && " % n for n in self.nets) + "echo ready && exec sleep 3600"
+        self.holder = subprocess.Popen(["unshare", "--net", "sh", "-c", script],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       stdin=subprocess.DEVNULL)
+        line = self.holder.stdout.readline()
+        if line.strip() != b"ready":
+            self.holder.wait(10)
+            err = self.holder.stderr.read().decode("utf-8", "replace")
+            self.holder = None
+            raise RuntimeError("no network namespace: %s" % err)
+
+    def wrap(self):
+        """The command prefix that runs a program in the namespace."""
+        return ["nsenter", "--target", str(self.holder.pid), "--net"]
+
+    def stop(self):
+        if self.holder:
+            self.holder.kill()
+            self.holder.wait()
+            self.holder.stdout.close()
+            self.holder.stderr.close()
+            self.holder = None
+
+
+# sendmail.mc of the private instance: the INPUT_MAIL_FILTER line is the
+# one docs/MTA.md shows (with this instance's socket); the rest keeps
+# Sendmail inside its directory, off DNS, with a local mailer that writes
+# files.
+SENDMAIL_MC = """\
+divert(-1)
+# written by alignd's end-to-end tests
+divert(0)dnl
+OSTYPE(`linux')dnl
+define(`confDOMAIN_NAME', `mx.test.example')dnl
+define(`QUEUE_DIR', `{d}/queue')dnl
+define(`STATUS_FILE', `{d}/sendmail.st')dnl
+define(`confPID_FILE', `{d}/sendmail.pid')dnl
+define(`ALIAS_FILE', `')dnl
+define(`confSERVICE_SWITCH_FILE', `{d}/service.switch')dnl
+define(`confHOSTS_FILE', `{d}/hosts')dnl
+define(`confDONT_PROBE_INTERFACES', `True')dnl
+define(`confTO_IDENT', `0')dnl
+define(`confDELIVERY_MODE', `background')dnl
+dnl the private directory lies in the sticky /tmp
+define(`confDONT_BLAME_SENDMAIL', `TrustStickyBit')dnl
+FEATURE(`no_default_msa')dnl
+FEATURE(`nocanonify')dnl
+FEATURE(`accept_unresolvable_domains')dnl
+DAEMON_OPTIONS(`Port={port}, Addr=127.0.0.1, Name=MTA')dnl
+LOCAL_DOMAIN(`test.example')dnl
+dnl local mail: one file per message under {d}/mail/USER, no passwd check
+define(`LOCAL_MAILER_PATH', `{d}/bin/deliver')dnl
+define(`LOCAL_MAILER_ARGS', `deliver $u')dnl
+define(`LOCAL_MAILER_FLAGS', `Pn')dnl
+MODIFY_MAILER_FLAGS(`LOCAL', `-wA5:|/@')dnl
+INPUT_MAIL_FILTER(`alignd', `S=local:{sock}, F={flags}, T=C:10s;S:30s;R:120s;E:5m')dnl
+MAILER(`local')dnl
+MAILER(`smtp')dnl
+"""
+
+DELIVER = """\
+#!/bin/sh
+# deliver USER: the message on stdin into {d}/mail/USER/, one file each
+case "$1" in ''|*[!a-z0-9._-]*) exit 67 ;; esac
+box={d}/mail/$1
+mkdir -p "$box" || exit 73
+f="$box/$(date +%s%N).$$"
+cat > "$f.tmp" && mv "$f.tmp" "$f.eml" || exit 75
+"""
+
+
+class Sendmail(MilterHost):
+    """Debian's sendmail-bin unpacked (not installed: it conflicts with
+    Postfix) and run as a private daemon on 127.0.0.1 inside a
+    NetNamespace, with a sendmail.cf made by m4 from sendmail-cf, its own
+    queue, a local mailer that writes files into self.mail/USER, and
+    INPUT_MAIL_FILTER pointing at the alignd-milter of this fixture.
+    flags: the F= of the filter (T: tempfail while the milter is down)."""
+
+    PORT = 25     # the namespace has no other servers
+
+    def __init__(self, cache_dir, daemon_socket, milter_args=(), flags="T"):
+        self.cache = cache_dir
+        self.root = os.path.join(cache_dir, "sendmail-root")
+        self.binary = os.path.join(self.root, "usr/libexec/sendmail/sendmail")
+        self.dir = tempfile.mkdtemp(prefix="alignd-sendmail-")
+        world_dir_readable(self.dir)
+        self.init_milter(daemon_socket, milter_args)
+        self.flags = flags
+        self.port = self.PORT
+        self.mail = os.path.join(self.dir, "mail")
+        self.queue_dir = os.path.join(self.dir, "queue")
+        self.cf = os.path.join(self.dir, "sendmail.cf")
+        self.ns = NetNamespace()
+        self.pid = None
+        # Sendmail resolves the machine's own name at start and, when it
+        # cannot, sleeps and retries: the namespace has no DNS, so names
+        # come from a hosts file of the instance through nss_wrapper
+        self.env = dict(os.environ,
+                        LD_LIBRARY_PATH=os.path.join(self.root, "usr/lib/x86_64-linux-gnu"),
+                        LD_PRELOAD=NSS_WRAPPER,
+                        NSS_WRAPPER_HOSTS=os.path.join(self.dir, "hosts"))
+        # sanitizer settings of the test build are not Sendmail's
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            self.env.pop(k, None)
+
+    def unavailable(self):
+        """Why Sendmail cannot run here, or None (after unpacking it into
+        the cache on first use)."""
+        if os.geteuid() != 0:
+            return "Sendmail's daemon must be started as root"
+        why = NetNamespace.unavailable()
+        if why:
+            return why
+        if not os.path.exists(NSS_WRAPPER):
+            return "libnss-wrapper is not installed"
+        for tool in ("m4", "apt-get", "dpkg-deb", SWAKS):
+            if not shutil.which(tool):
+                return "%s is not installed" % tool
+        if not os.path.exists(self.binary):
+            os.makedirs(self.cache, exist_ok=True)
+            dl = os.path.join(self.cache, "sendmail-debs")
+            os.makedirs(dl, exist_ok=True)
+            p = subprocess.run(["apt-get", "download"] + SENDMAIL_DEBS, cwd=dl,
+                               capture_output=True, timeout=300)
+            if p.returncode != 0:
+                return "apt-get download failed: %s" % p.stderr.decode()[-500:]
+            tmp = tempfile.mkdtemp(prefix="sendmail-root-", dir=self.cache)
+            for deb in glob.glob(os.path.join(dl, "*.deb")):
+                subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True, timeout=120)
+            # set-gid smmsp in the package: the loader would ignore
+            # LD_LIBRARY_PATH (libwrap0 is unpacked, not installed), and
+            # root needs no extra group
+            os.chmod(os.path.join(tmp, "usr/libexec/sendmail/sendmail"), 0o755)
+            os.rename(tmp, self.root)
+        p = subprocess.run(["ldd", self.binary], env=self.env, capture_output=True, timeout=30)
+        missing = [l.split()[0] for l in p.stdout.decode().splitlines() if "not found" in l]
+        if missing:
+            return "libraries of sendmail missing: %s" % " ".join(missing)
+        return None
+
+    def _write_config(self):
+        d = self.dir
+        for sub, mode in (("queue", 0o700), ("mail", 0o777), ("milter", 0o755), ("bin", 0o755)):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+            os.chmod(os.path.join(d, sub), mode)
+        deliver = os.path.join(d, "bin", "deliver")
+        with open(deliver, "w") as f:
+            f.write(DELIVER.replace("{d}", d))
+        os.chmod(deliver, 0o755)
+        # no DNS for Sendmail itself: names from this hosts file only
+        with open(os.path.join(d, "service.switch"), "w") as f:
+            f.write("hosts files\naliases files\n")
+        with open(os.path.join(d, "hosts"), "w") as f:
+            f.write("127.0.0.1 mx.test.example localhost %s\n" % os.uname().nodename)
+        mc = SENDMAIL_MC.replace("{d}", d).replace("{port}", str(self.port)) \
+            .replace("{sock}", self.milter_sock).replace("{flags}", self.flags)
+        with open(os.path.join(d, "sendmail.mc"), "w") as f:
+            f.write(mc)
+        cfdir = os.path.join(self.root, "usr/share/sendmail/cf")
+        p = subprocess.run(["m4", "-D_CF_DIR_=%s/" % cfdir, os.path.join(cfdir, "m4/cf.m4"),
+                            os.path.join(d, "sendmail.mc")], capture_output=True, timeout=60)
+        if p.returncode != 0 or p.stderr.strip():
+            raise RuntimeError("m4 sendmail.mc: %s" % p.stderr.decode())
+        with open(self.cf, "wb") as f:
+            f.write(p.stdout)
+
+    def run(self, *args, timeout=60):
+        """The sendmail binary with this configuration (outside the
+        namespace: for the queue commands)."""
+        return subprocess.run([self.binary, "-C", self.cf] + list(args), env=self.env,
+                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def start(self):
+        self._write_config()
+        self.start_milter()
+        self.ns.start()
+        pidf = os.path.join(self.dir, "sendmail.pid")
+        # -bd forks the daemon and returns; the daemon keeps the standard
+        # descriptors, so they go to a file, not to a pipe read to its end
+        out = os.path.join(self.dir, "sendmail.out")
+        with open(out, "ab") as f:
+            p = subprocess.run(self.ns.wrap() + [self.binary, "-C", self.cf, "-bd"],
+                               env=self.env, stdout=f, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError("sendmail -bd failed: %s" % self.output())
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            try:
+                with open(pidf) as f:
+                    self.pid = int(f.readline())
+                if self.listening():
+                    return self
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("sendmail is not listening: %s" % self.output())
+
+    def output(self):
+        """What the daemon wrote on its standard output and error."""
+        try:
+            with open(os.path.join(self.dir, "sendmail.out"), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def listening(self):
+        """Whether the daemon's namespace has 127.0.0.1:port in LISTEN
+        (read from /proc: this process is not in that namespace)."""
+        want = "0100007F:%04X" % self.port
+        with open("/proc/%d/net/tcp" % self.pid) as f:
+            return any(l.split()[1] == want and l.split()[3] == "0A"
+                       for l in f.readlines()[1:])
+
+    def send(self, mail_from, rcpt, msg, client_ip, helo=None):
+        """One SMTP transaction from client_ip, inside the namespace."""
+        return swaks(self.port, mail_from, rcpt, msg, helo=helo, wrap=self.ns.wrap(),
+                     local_addr=client_ip)
+
+    def mailbox(self, user):
+        """Messages delivered to user, oldest first, as email.message.Message."""
+        out = []
+        for p in sorted(glob.glob(os.path.join(self.mail, user, "*.eml")), key=os.path.getmtime):
+            with open(p, "rb") as f:
+                out.append(email.message_from_bytes(f.read()))
+        return out
+
+    def queue_files(self, prefix):
+        """Queue control files: 'qf' (queued) or 'hf' (quarantined), each
+        as (queue id, {letter: [lines]}) with continuation lines joined."""
+        out = []
+        for p in sorted(glob.glob(os.path.join(self.queue_dir, prefix + "*"))):
+            lines = {}
+            last = None
+            with open(p, "rb") as f:
+                for raw in f.read().decode("utf-8", "replace").split("\n"):
+                    if raw[:1] in (" ", "\t") and last is not None:
+                        lines[last][-1] += "\n" + raw
+                    elif raw:
+                        last = raw[0]
+                        lines.setdefault(last, []).append(raw[1:])
+            out.append((os.path.basename(p)[2:], lines))
+        return out
+
+    def mailq_quarantined(self):
+        """mailq -qQ: the quarantined queue as Sendmail lists it."""
+        p = self.run("-bp", "-qQ")
+        return p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
+
+    def remove_queued(self, qid):
+        for p in glob.glob(os.path.join(self.queue_dir, "*" + qid)):
+            os.unlink(p)
+
+    def stop(self):
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                end = time.monotonic() + 10
+                while time.monotonic() < end and os.path.exists("/proc/%d" % self.pid):
+                    time.sleep(0.1)
+            except ProcessLookupError:
+                pass
+            self.pid = None
+        # SMTP or delivery children work in the queue directory
+        kill_processes_in(self.dir)
+        self.ns.stop()
+        self.stop_milter()
+
+    def cleanup(self):
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
