@@ -79,6 +79,10 @@
 #define LIM_HISTORY_PURGE_S       300u                /* retention runs this often (and at start) */
 #define LIM_HISTORY_PURGE_ROWS    20000u              /* rows one retention step deletes; the next step follows the next batch */
 #define LIM_HISTORY_DROP_LOG_S    10u                 /* at most one "queue full" line this often */
+#define LIM_FAILURE_HEADERS       (64u * 1024)        /* header bytes kept for one failure report */
+#define LIM_FAILURE_BATCH         1000u               /* failure reports one run of alignd-report --failures considers */
+#define LIM_FAILURE_LOOKBACK_S    3600u               /* how far back a first (or late) --failures run looks */
+#define LIM_FAILURE_RATE_MAX      10000u              /* failure_report_rate at most */
 
 /* ---- MTA clients (clients/) ---- */
 #define LIM_AUTHSERV_ID           256u                /* longest authserv-id compared (RFC 8601 2.2) */

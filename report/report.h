@@ -169,6 +169,9 @@ struct rpt_dest {
  * rua= tag at all. */
 int rpt_rua_parse(const char *txt, size_t len, struct rpt_dest *out, size_t cap,
                   unsigned *skipped_r);
+/* The same for ruf= (RFC 9991 failure report destinations). */
+int rpt_ruf_parse(const char *txt, size_t len, struct rpt_dest *out, size_t cap,
+                  unsigned *skipped_r);
 
 /* A verification record (RFC 9990 3.1 / RFC 9989: the TXT at
  * <policy-domain>._report._dmarc.<destination-domain>) authorises the

@@ -100,8 +100,8 @@ static int parse_uri(const char *s, size_t n, struct rpt_dest *d)
 	return o > 0 && usable_addr(d->addr, o, &d->domain);
 }
 
-int rpt_rua_parse(const char *txt, size_t len, struct rpt_dest *out, size_t cap,
-                  unsigned *skipped_r)
+static int uri_list(const char *txt, size_t len, const char *which, struct rpt_dest *out,
+                    size_t cap, unsigned *skipped_r)
 {
 	*skipped_r = 0;
 	size_t off = 0;
@@ -118,9 +118,9 @@ int rpt_rua_parse(const char *txt, size_t len, struct rpt_dest *out, size_t cap,
 		const char *name = tag, *val = eq + 1;
 		size_t nn = (size_t)(eq - tag), vn = tn - nn - 1;
 		text_trim(&name, &nn);
-		if (!text_ieq(name, nn, "rua"))
+		if (!text_ieq(name, nn, which))
 			continue;
-		/* RFC 9989 4.7: the first rua= counts; a duplicated tag makes the
+		/* RFC 9989 4.7: the first rua= (ruf=) counts; a duplicated tag makes the
 		 * record invalid, which the policy parser reports, not us */
 		size_t n = 0, p = 0;
 		while (p <= vn) {
@@ -148,6 +148,18 @@ int rpt_rua_parse(const char *txt, size_t len, struct rpt_dest *out, size_t cap,
 		return (int)n;
 	}
 	return -1;
+}
+
+int rpt_rua_parse(const char *txt, size_t len, struct rpt_dest *out, size_t cap,
+                  unsigned *skipped_r)
+{
+	return uri_list(txt, len, "rua", out, cap, skipped_r);
+}
+
+int rpt_ruf_parse(const char *txt, size_t len, struct rpt_dest *out, size_t cap,
+                  unsigned *skipped_r)
+{
+	return uri_list(txt, len, "ruf", out, cap, skipped_r);
 }
 
 int rpt_verify_record(const char *txt, size_t len)

@@ -102,6 +102,9 @@ struct srv_config {
 	uint64_t report_pace;         /* milliseconds between two sends to one domain */
 	uint64_t report_max_size;     /* largest gzip file sent */
 	unsigned report_retry_days;   /* a report failing for now is retried this long */
+	int failure_reports;          /* RFC 9991 failure reports: keep the headers, send them */
+	int failure_report_redact;    /* RFC 6590: recipient addresses hidden */
+	unsigned failure_report_rate; /* failure reports per policy domain per hour */
 	double reject_score;          /* total score at which mail is rejected */
 	double quarantine_score;
 

@@ -9,6 +9,8 @@
 #include "server/log.h"
 #include "server/srv.h"
 #include "common/limits.h"
+#include "common/text.h"
+#include "checks/dmarc/dmarc.h"
 #include "store/evidence.h"
 #include "store/store.h"
 
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -297,6 +300,48 @@ static void note_drop(struct history *h)
 	}
 }
 
+/* RFC 9991: may a failure report be due? Only when enabled, for a record
+ * with a usable ruf= whose fo= asks for this outcome; never for mail that
+ * an explicit override accepted, nor for reports and other automatic mail
+ * (RFC 3834 Auto-Submitted, multipart/report): no report about a report. */
+static int failure_due(const struct srv_config *cfg, const struct verdict_in *in,
+                       const struct policy_facts *f, const struct verdict *v)
+{
+	const struct dmarc_result *d = in->dmarc;
+	if (!cfg->failure_reports || !f || !f->m || d->where == DMARC_AT_NONE ||
+	    d->rec.ruf_valid == 0 || (d->res != DMARC_RES_FAIL && d->res != DMARC_RES_PASS))
+		return 0;
+	int dkim_failed = 0;
+	for (size_t i = 0; in->dkim && i < in->dkim->n; i++)
+		if (in->dkim->sigs[i].res == AUTH_FAIL)
+			dkim_failed = 1;
+	int spf_failed = in->spf && in->spf->result == AUTH_FAIL;
+	if (!dmarc_fo_wants(d->rec.fo, d->dkim_aligned == 1, d->spf_aligned == 1, dkim_failed,
+	                    spf_failed))
+		return 0;
+	if (v->action == VERDICT_ACCEPT && ((in->policy && in->policy->override) ||
+	                                    d->override != DMARC_OVR_NONE))
+		return 0;
+	const struct msg_field *as = msg_get(f->m, "Auto-Submitted", 0);
+	if (as) {
+		const char *p = as->value;
+		size_t n = as->value_len;
+		text_trim(&p, &n);
+		if (!(n >= 2 && strncasecmp(p, "no", 2) == 0 && (n == 2 || p[2] == ';' || p[2] == ' ' ||
+		                                                  p[2] == '(')))
+			return 0;
+	}
+	const struct msg_field *ct = msg_get(f->m, "Content-Type", 0);
+	if (ct) {
+		const char *p = ct->value;
+		size_t n = ct->value_len;
+		text_trim(&p, &n);
+		if (n >= 16 && strncasecmp(p, "multipart/report", 16) == 0)
+			return 0;
+	}
+	return 1;
+}
+
 void history_add(struct srv *s, const struct srv_config *cfg, const struct proto_request *req,
                  const struct verdict_in *in, const struct policy_facts *facts,
                  const struct policy_evidence *ev, const struct verdict *v)
@@ -334,6 +379,13 @@ void history_add(struct srv *s, const struct srv_config *cfg, const struct proto
 		.pd = in->policy,
 		.action = verdict_action_name(v->action),
 	};
+	if (failure_due(cfg, in, facts, v) && facts->m->n_fields > 0) {
+		const char *hs = facts->m->fields[0].line;
+		size_t n = (size_t)(facts->m->body - hs);
+		sc.failure_headers = hs;
+		sc.failure_headers_len = n > LIM_FAILURE_HEADERS ? LIM_FAILURE_HEADERS : n;
+		sc.auth_results = v->ar.failed ? NULL : v->ar.data;
+	}
 	struct store_record *r = malloc(sizeof(*r));
 	if (!r || store_record_from_scan(&sc, r) < 0) {
 		free(r);

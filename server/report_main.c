@@ -60,6 +60,7 @@ struct tool {
 	size_t n_paced;
 	int temp_failures;
 	int status;                 /* --status */
+	int failures;               /* --failures */
 	/* --summary */
 	struct rpt_summary *sum;
 	int json;
@@ -74,6 +75,7 @@ static void usage(FILE *f)
 	        "       alignd-report [-c FILE] [--set KEY=VALUE]... --summary [--since 7d]\n"
 	        "                     [--domain DOMAIN] [--top N] [--json]\n"
 	        "       alignd-report [-c FILE] [--set KEY=VALUE]... --status [--domain DOMAIN]\n"
+	        "       alignd-report [-c FILE] [--set KEY=VALUE]... --failures [--dry-run]\n"
 	        "Builds the DMARC aggregate reports (RFC 9990) of one UTC day (default:\n"
 	        "yesterday) from the history store, writes them under report_dir (or DIR)\n"
 	        "and sends them to each domain's verified rua= addresses. --dry-run\n"
@@ -83,6 +85,8 @@ static void usage(FILE *f)
 	        "later run retries it), 69 store or DNS unusable, 64 usage, 78\n"
 	        "configuration.\n"
 	        "--status lists what became of each report at each destination.\n"
+	        "--failures sends the RFC 9991 failure reports of the messages stored\n"
+	        "since its last run (failure_reports = yes; run it every few minutes).\n"
 	        "--summary prints, per author domain, the messages that passed and failed\n"
 	        "DMARC since --since (Nd, Nh, Nm or YYYY-MM-DD; default 7d) and the\n"
 	        "sending sources that failed most (--top, default 10; 0: all), as text\n"
@@ -972,6 +976,323 @@ static int run_status(struct tool *t)
 	return EX_OK_;
 }
 
+/* ---- failure reports (RFC 9991) ---- */
+
+static int open_store(struct tool *t, struct store **st, char *err, size_t errlen);
+
+/* One stored message whose failure report may be due, copied out of the
+ * store's callback. */
+struct fcase {
+	int64_t id, time;
+	char client_ip[64], from_domain[STORE_DOMAIN_MAX], policy_domain[STORE_DOMAIN_MAX];
+	char action[STORE_WORD_MAX];
+	char *mail_from, *rcpt, *auth_results, *headers;
+	char dkim_d[STORE_DOMAIN_MAX], dkim_s[STORE_DOMAIN_MAX];
+	int dkim_aligned, spf_aligned;
+};
+
+struct fscan {
+	struct fcase *c;
+	size_t n, cap;
+	int64_t after_id, last_id;
+	int nomem;
+};
+
+static void fcase_free(struct fcase *c)
+{
+	free(c->mail_from);
+	free(c->rcpt);
+	free(c->auth_results);
+	free(c->headers);
+}
+
+static char *dup_or_null(const char *v)
+{
+	return v ? strdup(v) : NULL;
+}
+
+static int on_failure_record(void *arg, const struct store_record *r)
+{
+	struct fscan *f = arg;
+	if (r->id <= f->after_id)
+		return 0;
+	f->last_id = r->id;
+	if (!r->evidence || !strstr(r->evidence, "\"failure\""))
+		return 0;
+	if (f->n == f->cap)
+		return 1;   /* the rest waits for the next run */
+	json_error_t je;
+	json_t *ev = json_loads(r->evidence, 0, &je);
+	json_t *fr = json_object_get(ev, "failure");
+	const char *h = json_string_value(json_object_get(fr, "headers"));
+	if (!h) {
+		json_decref(ev);
+		return 0;
+	}
+	struct fcase *c = &f->c[f->n];
+	memset(c, 0, sizeof(*c));
+	c->id = r->id;
+	c->time = r->time;
+	snprintf(c->client_ip, sizeof(c->client_ip), "%s", r->client_ip);
+	snprintf(c->from_domain, sizeof(c->from_domain), "%s", r->from_domain);
+	snprintf(c->policy_domain, sizeof(c->policy_domain), "%s", r->policy_domain);
+	snprintf(c->action, sizeof(c->action), "%s", r->action);
+	c->headers = strdup(h);
+	c->mail_from = dup_or_null(jstr(json_object_get(ev, "envelope"), "mail_from", NULL));
+	c->rcpt = dup_or_null(json_string_value(json_object_get(fr, "rcpt")));
+	c->auth_results = dup_or_null(json_string_value(json_object_get(fr, "auth_results")));
+	c->dkim_aligned = jint(ev, "dmarc", "dkim_aligned") == 1;
+	c->spf_aligned = jint(ev, "dmarc", "spf_aligned") == 1;
+	for (size_t i = 0; i < r->n_dkim; i++)
+		if (strcmp(r->dkim[i].result, "pass") != 0) {
+			snprintf(c->dkim_d, sizeof(c->dkim_d), "%s", r->dkim[i].d);
+			snprintf(c->dkim_s, sizeof(c->dkim_s), "%s", r->dkim[i].s);
+			break;
+		}
+	json_decref(ev);
+	if (!c->headers) {
+		fcase_free(c);
+		f->nomem = 1;
+		return 1;
+	}
+	f->n++;
+	return 0;
+}
+
+/* The cursor: the last store record id looked at, and when. */
+static void cursor_read(const struct tool *t, int64_t *id, int64_t *when)
+{
+	char path[4200], line[128];
+	snprintf(path, sizeof(path), "%s/failure.cursor", t->cfg->report_dir);
+	*id = 0;
+	*when = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	long long a, b;
+	if (fgets(line, sizeof(line), f) && sscanf(line, "%lld %lld", &a, &b) == 2) {
+		*id = a;
+		*when = b;
+	}
+	fclose(f);
+}
+
+static int cursor_write(const struct tool *t, int64_t id, int64_t when)
+{
+	char line[64];
+	int n = snprintf(line, sizeof(line), "%lld %lld\n", (long long)id, (long long)when);
+	if (mkdirs(t->cfg->report_dir) < 0 ||
+	    write_atomic(t->cfg->report_dir, "failure.cursor", line, (size_t)n) < 0) {
+		fprintf(stderr, "alignd-report: cannot write %s/failure.cursor: %s\n",
+		        t->cfg->report_dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* failure_report_rate per policy domain per hour, across runs: one file
+ * per domain with the times of the reports sent in the last hour. */
+static int rate_take(const struct tool *t, const char *domain, int64_t now)
+{
+	char dir[4200], path[4700], name[LIM_DNS_MAX_NAME + 1];
+	snprintf(dir, sizeof(dir), "%s/failure-rate", t->cfg->report_dir);
+	snprintf(name, sizeof(name), "%s", domain);
+	for (char *p = name; *p; p++)
+		if (*p == '/')
+			*p = '_';
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	int64_t kept[LIM_FAILURE_RATE_MAX];
+	size_t n = 0;
+	FILE *f = fopen(path, "r");
+	if (f) {
+		long long v;
+		while (n < LIM_FAILURE_RATE_MAX && fscanf(f, "%lld", &v) == 1)
+			if (v > now - 3600 && v <= now)
+				kept[n++] = v;
+		fclose(f);
+	}
+	if (n >= t->cfg->failure_report_rate)
+		return 0;
+	kept[n++] = now;
+	char buf[LIM_FAILURE_RATE_MAX * 24];
+	size_t off = 0;
+	for (size_t i = 0; i < n; i++)
+		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%lld\n", (long long)kept[i]);
+	if (mkdirs(dir) < 0 || write_atomic(dir, name, buf, off) < 0)
+		fprintf(stderr, "alignd-report: cannot write %s: %s\n", path, strerror(errno));
+	return 1;
+}
+
+static enum rpt_delivery delivery_of(const char *action)
+{
+	return strcmp(action, "reject") == 0 ? RPT_REJECT
+	     : strcmp(action, "quarantine") == 0 ? RPT_SPAM
+	     : strcmp(action, "accept") == 0 ? RPT_DELIVERED : RPT_OTHER;
+}
+
+/* One message: its domain's ruf= destinations, verified, rate-limited. */
+static void failure_one(struct tool *t, const struct fcase *c, unsigned *sent)
+{
+	char dmarc_name[LIM_DNS_MAX_NAME + 16];
+	snprintf(dmarc_name, sizeof(dmarc_name), "_dmarc.%s", c->policy_domain);
+	struct txt_wait w;
+	int found = txt_lookup(t, dmarc_name, is_dmarc, &w);
+	if (found <= 0) {
+		printf("record %lld (%s): no report: %s\n", (long long)c->id, c->policy_domain,
+		       found < 0 ? "DMARC record lookup failed" : "no DMARC record now");
+		return;
+	}
+	struct rpt_dest dests[LIM_REPORT_DESTS];
+	unsigned skipped = 0;
+	int nd = rpt_ruf_parse(w.txt, w.len, dests, LIM_REPORT_DESTS, &skipped);
+	if (nd <= 0) {
+		printf("record %lld (%s): no report: %s\n", (long long)c->id, c->policy_domain,
+		       nd < 0 ? "no ruf= tag now" : "no usable ruf= destination");
+		return;
+	}
+	if (suppressed(t, c->policy_domain)) {
+		printf("record %lld (%s): suppressed\n", (long long)c->id, c->policy_domain);
+		return;
+	}
+	/* the Subject for the text part, unfolded */
+	char subject[LIM_REPORT_FIELD] = "";
+	struct msg m;
+	size_t hl = strlen(c->headers);
+	if (msg_parse(c->headers, hl, &m) == 0) {
+		const struct msg_field *sf = msg_get(&m, "Subject", 0);
+		if (sf && msg_unfold(sf->value, sf->value_len, subject, sizeof(subject)) == (size_t)-1)
+			subject[0] = '\0';
+		msg_free(&m);
+	}
+	struct rpt_failure f = {
+		.arrival = c->time, .source_ip = c->client_ip, .mail_from = c->mail_from,
+		.rcpt_to = c->rcpt, .reported_domain = c->from_domain, .auth_results = c->auth_results,
+		.dkim_aligned = c->dkim_aligned, .spf_aligned = c->spf_aligned,
+		.delivery = delivery_of(c->action),
+		.dkim_domain = c->dkim_d[0] ? c->dkim_d : NULL,
+		.dkim_selector = c->dkim_s[0] ? c->dkim_s : NULL,
+		.headers = c->headers, .headers_len = hl,
+		.subject = subject[0] ? subject : NULL,
+		.redact = t->cfg->failure_report_redact,
+	};
+	/* one slot of the domain's hourly rate per message, whatever the
+	 * number of its destinations */
+	if (!t->dry_run && !rate_take(t, c->policy_domain, (int64_t)time(NULL))) {
+		printf("record %lld: not sent, failure_report_rate (%u an hour) reached for %s\n",
+		       (long long)c->id, t->cfg->failure_report_rate, c->policy_domain);
+		return;
+	}
+	for (int i = 0; i < nd; i++) {
+		const char *to = dests[i].addr, *why = NULL;
+		if (suppressed(t, dests[i].domain)) {
+			printf("  %s: suppressed\n", to);
+			continue;
+		}
+		int ok = dest_allowed(t, c->policy_domain, dests[i].domain, &why);
+		if (ok <= 0) {
+			printf("  record %lld: %s: not sent, %s\n", (long long)c->id, to, why);
+			continue;
+		}
+		struct buf msg;
+		buf_init(&msg, 0);
+		if (rpt_failure_message(&t->meta, &f, to, (int64_t)time(NULL), &msg) < 0) {
+			printf("  record %lld: %s: cannot build the report\n", (long long)c->id, to);
+			buf_free(&msg);
+			continue;
+		}
+		if (dests[i].max_size && msg.len > dests[i].max_size) {
+			printf("  record %lld: %s: not sent, %zu bytes over its limit\n", (long long)c->id,
+			       to, msg.len);
+			buf_free(&msg);
+			continue;
+		}
+		if (t->dry_run) {
+			printf("  record %lld: %s: would send (%zu bytes)\n", (long long)c->id, to, msg.len);
+			buf_free(&msg);
+			continue;
+		}
+		pace(t, dests[i].domain);
+		char res[256];
+		int sr = smtp_send(t, to, &msg, res, sizeof(res));
+		buf_free(&msg);
+		if (sr == 0)
+			(*sent)++;
+		else
+			t->temp_failures += sr < 0;
+		/* failure reports are not queued: one that fails is reported here */
+		printf("  record %lld: %s: %s%s\n", (long long)c->id, to,
+		       sr == 0 ? "sent" : sr > 0 ? "refused: " : "failed (not retried): ",
+		       sr == 0 ? "" : res);
+	}
+}
+
+/* alignd-report --failures: the failure reports of the messages stored
+ * since the last run (the store is the spool) */
+static int run_failures(struct tool *t)
+{
+	if (!t->cfg->failure_reports) {
+		fprintf(stderr, "alignd-report: failure_reports = no: nothing to do\n");
+		return EX_OK_;
+	}
+	char err[512];
+	struct store *st = NULL;
+	int rc = open_store(t, &st, err, sizeof(err));
+	if (rc != EX_OK_)
+		return rc;
+	int64_t now = (int64_t)time(NULL), after_id, when;
+	cursor_read(t, &after_id, &when);
+	/* a first run, or one after a long pause, looks back one hour at most:
+	 * a failure report is news, not history */
+	int64_t since = when > now - LIM_FAILURE_LOOKBACK_S ? when - 60 : now - LIM_FAILURE_LOOKBACK_S;
+	if (after_id == 0)
+		after_id = -1;
+	struct fscan f = { .after_id = after_id, .last_id = after_id,
+	                   .c = calloc(LIM_FAILURE_BATCH, sizeof(struct fcase)),
+	                   .cap = LIM_FAILURE_BATCH };
+	if (!f.c) {
+		store_close(&st);
+		fprintf(stderr, "alignd-report: out of memory\n");
+		return EX_UNAVAILABLE_;
+	}
+	struct store_query q = { .since = since, .until = now + 1 };
+	if (store_query(st, &q, on_failure_record, &f, err, sizeof(err)) < 0) {
+		fprintf(stderr, "alignd-report: reading the history store: %s\n", err);
+		rc = EX_UNAVAILABLE_;
+	}
+	store_close(&st);
+	unsigned sent = 0;
+	if (rc == EX_OK_ && !f.nomem) {
+		t->meta = (struct rpt_meta){
+			.org_name = t->org, .email = t->email, .receiver = t->receiver,
+			.generator = "alignd " ALIGND_VERSION,
+		};
+		printf("alignd-report: %zu failure reports may be due\n", f.n);
+		if (f.n && (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 ||
+		            open_dns(t, err, sizeof(err)) < 0)) {
+			fprintf(stderr, "alignd-report: DNS: %s\n", err);
+			rc = EX_UNAVAILABLE_;
+		}
+		for (size_t i = 0; rc == EX_OK_ && i < f.n; i++) {
+			failure_one(t, &f.c[i], &sent);
+			/* a crash sends at most the last message's reports again */
+			if (!t->dry_run && cursor_write(t, f.c[i].id, now) < 0)
+				rc = EX_UNAVAILABLE_;
+		}
+		if (rc == EX_OK_ && !t->dry_run && f.last_id > 0 && cursor_write(t, f.last_id, now) < 0)
+			rc = EX_UNAVAILABLE_;
+		printf("alignd-report: %u failure reports sent\n", sent);
+	} else if (f.nomem) {
+		fprintf(stderr, "alignd-report: out of memory\n");
+		rc = EX_UNAVAILABLE_;
+	}
+	for (size_t i = 0; i < f.n; i++)
+		fcase_free(&f.c[i]);
+	free(f.c);
+	if (rc == EX_OK_ && t->temp_failures)
+		rc = EX_TEMPFAIL_;
+	return rc;
+}
+
 /* --since: "7d", "12h", "30m" before now, or a UTC day "YYYY-MM-DD". */
 static int parse_since(const char *v, int64_t now, int64_t *since_r)
 {
@@ -1089,6 +1410,17 @@ static int run(struct tool *t, const char *config, const char *const *sets, size
 	}
 	if (t->status)
 		return run_status(t);
+	if (t->failures) {
+		int frc = run_failures(t);
+		if (t->dns) {
+			srv_dns_close(&t->dns);
+			uv_run(&t->loop, UV_RUN_DEFAULT);
+			uv_loop_close(&t->loop);
+			dmarc_psl_close(&t->psl);
+			curl_global_cleanup();
+		}
+		return frc;
+	}
 
 	struct store *st = NULL;
 	int rc = open_store(t, &st, err, sizeof(err));
@@ -1132,6 +1464,7 @@ int main(int argc, char **argv)
 		{ "out", required_argument, NULL, 'o' },
 		{ "summary", no_argument, NULL, 's' },
 		{ "status", no_argument, NULL, 'T' },
+		{ "failures", no_argument, NULL, 'F' },
 		{ "since", required_argument, NULL, 'a' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "top", required_argument, NULL, 't' },
@@ -1161,6 +1494,7 @@ int main(int argc, char **argv)
 		case 'o': t.out_dir = optarg; break;
 		case 's': summary = 1; break;
 		case 'T': t.status = 1; break;
+		case 'F': t.failures = 1; break;
 		case 'a': since = optarg; break;
 		case 'j': t.json = 1; break;
 		case 't': {
@@ -1183,6 +1517,10 @@ int main(int argc, char **argv)
 	}
 	if (!summary && (since || t.json || t.top)) {
 		fprintf(stderr, "alignd-report: --since, --json and --top go with --summary\n");
+		return EX_USAGE_;
+	}
+	if (t.failures && (summary || t.status || day || t.out_dir)) {
+		fprintf(stderr, "alignd-report: --failures goes alone (with --dry-run at most)\n");
 		return EX_USAGE_;
 	}
 	if (t.status && (summary || day || t.dry_run || t.out_dir)) {

@@ -121,6 +121,22 @@ static void header_value(struct jb *b, json_t *o, const char *key, const struct 
 	set(b, o, key, f ? jstrn(f->value, f->value_len) : json_null());
 }
 
+/* A header section as a JSON string: line structure kept, anything else
+ * outside printable ASCII made '?' (JSON strings are UTF-8) */
+static json_t *jheaders(const char *h, size_t len)
+{
+	char *buf = malloc(len + 1);
+	if (!buf)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)h[i];
+		buf[i] = (c == '\r' || c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f)) ? (char)c : '?';
+	}
+	json_t *j = json_stringn(buf, len);
+	free(buf);
+	return j;
+}
+
 static json_t *evidence_json(struct jb *b, const struct store_scan *s, const struct store_record *r)
 {
 	const struct dmarc_result *d = s->dmarc;
@@ -282,6 +298,13 @@ static json_t *evidence_json(struct jb *b, const struct store_scan *s, const str
 	set(b, doc, "overrides", ov);
 	set(b, doc, "disposition", jstr(r->disposition));
 	set(b, doc, "action", jstr(s->action));
+	if (s->failure_headers) {
+		json_t *fr = json_object();
+		set(b, fr, "headers", jheaders(s->failure_headers, s->failure_headers_len));
+		set(b, fr, "auth_results", jstr(s->auth_results));
+		set(b, fr, "rcpt", s->n_rcpt ? jstr(s->rcpt[0]) : json_null());
+		set(b, doc, "failure", fr);
+	}
 	return doc;
 }
 

@@ -31,6 +31,12 @@ struct store_scan {
 	const struct policy_evidence *ev;    /* what it found */
 	const struct policy_decision *pd;    /* NULL: no override decision was made */
 	const char *action;                  /* the verdict's action name */
+	/* RFC 9991: set when a failure report may be due (the daemon decides);
+	 * the header section is kept in the evidence for alignd-report
+	 * --failures, bytes outside printable ASCII (CR, LF and TAB kept) as '?' */
+	const char *failure_headers;
+	size_t failure_headers_len;
+	const char *auth_results;            /* our Authentication-Results value */
 };
 
 /* Fills *r (cleared first; free with store_record_clear). 0 or -1 (memory). */

@@ -106,6 +106,14 @@ int dmarc_record_parse(const char *txt, size_t len, enum dmarc_mode mode,
 
 const char *dmarc_policy_name(enum dmarc_policy p);
 
+/* RFC 9991 / RFC 9989 4.8 fo=: does this outcome ask for a failure report?
+ * fo is the record's raw value ("" or NULL: "0"). 0: neither DKIM nor SPF
+ * gave an aligned pass; 1: one of them did not; d: a DKIM signature failed
+ * to verify, aligned or not; s: SPF failed, aligned or not. Options are
+ * colon-separated and any of them suffices. 1 or 0. */
+int dmarc_fo_wants(const char *fo, int dkim_aligned, int spf_aligned, int dkim_failed,
+                   int spf_failed);
+
 /* ------------------------------------------------------------------ */
 /* Public suffix list for RFC 7489 mode                                 */
 

@@ -356,3 +356,20 @@ int dmarc_record_parse(const char *txt, size_t len, enum dmarc_mode mode,
 	}
 	return r->status;
 }
+
+int dmarc_fo_wants(const char *fo, int dkim_aligned, int spf_aligned, int dkim_failed,
+                   int spf_failed)
+{
+	if (!fo || !*fo)
+		fo = "0";
+	for (const char *p = fo; *p; p++) {
+		switch (*p) {
+		case '0': if (!dkim_aligned && !spf_aligned) return 1; break;
+		case '1': if (!dkim_aligned || !spf_aligned) return 1; break;
+		case 'd': case 'D': if (dkim_failed) return 1; break;
+		case 's': case 'S': if (spf_failed) return 1; break;
+		default: break;   /* ':' and spaces */
+		}
+	}
+	return 0;
+}

@@ -123,9 +123,28 @@ static void test_misc(void)
 	CHECK(dmarc_record_parse(big, sizeof(big), N9, &r) == NOT, "oversized record");
 }
 
+/* fo= (RFC 9991): which outcomes ask for a failure report */
+static void test_fo(void)
+{
+	/* dkim_aligned, spf_aligned, dkim_failed, spf_failed */
+	CHECK(dmarc_fo_wants(NULL, 0, 0, 0, 0) == 1, "default 0: both unaligned");
+	CHECK(dmarc_fo_wants("", 1, 0, 1, 1) == 0, "default 0: DKIM aligned");
+	CHECK(dmarc_fo_wants("0", 0, 1, 0, 0) == 0, "0: SPF aligned");
+	CHECK(dmarc_fo_wants("1", 1, 0, 0, 0) == 1, "1: SPF unaligned");
+	CHECK(dmarc_fo_wants("1", 1, 1, 1, 1) == 0, "1: both aligned");
+	CHECK(dmarc_fo_wants("d", 1, 1, 1, 0) == 1, "d: a signature failed");
+	CHECK(dmarc_fo_wants("d", 0, 0, 0, 1) == 0, "d: no signature failed");
+	CHECK(dmarc_fo_wants("s", 1, 1, 0, 1) == 1, "s: SPF failed");
+	CHECK(dmarc_fo_wants("s", 0, 0, 1, 0) == 0, "s: SPF did not fail");
+	CHECK(dmarc_fo_wants("d:s", 1, 1, 0, 1) == 1, "d:s");
+	CHECK(dmarc_fo_wants("0 : D", 1, 1, 1, 0) == 1, "spaces and case");
+	CHECK(dmarc_fo_wants("1:d", 1, 1, 0, 0) == 0, "1:d, nothing failed");
+}
+
 int main(void)
 {
 	test_table();
 	test_misc();
+	test_fo();
 	return dm_result("test_record");
 }

@@ -33,7 +33,8 @@ NS = {"d": "urn:ietf:params:xml:ns:dmarc-2.0"}
 
 BOXES = {"agg@reports.example": "agg/", "ext@thirdparty.example": "ext/",
          "nover@unverified.example": "nover/", "tiny@reports.example": "tiny/",
-         "dmarc@example.com": "examplecom/"}
+         "dmarc@example.com": "examplecom/", "ruf@failures.example": "ruf/",
+         "ruf@thirdparty.example": "rufext/", "ruf@unverified.example": "rufnover/"}
 
 
 def message(frm, subject):
@@ -309,6 +310,98 @@ class ReportCase(unittest.TestCase):
         self.assertIn("1 sent, 0 refused for good, 0 failed for now, 1 expired", st)
         self.assertRegex(st, r"old\.example\s+rua@old\.example\s+expired\s+4\s+Connection refused")
         self.assertEqual(len(self.postfix.mailbox("examplecom/")), before + 1)
+
+    def test_7_failure_reports(self):
+        """RFC 9991 failure reports: off by default; when on, one per
+        failing message of a domain with ruf=, to verified destinations,
+        redacted, rate-limited per domain and hour, none about reports or
+        automatic mail, none twice."""
+        hist = "sqlite:" + os.path.join(self.tmp, "failures.sqlite")
+        rdir = os.path.join(self.tmp, "reports-failures")
+        d = harness.Daemon("--set", "history=" + hist, "--set", "failure_reports=yes",
+                           world=self.world)
+        d.start()
+        try:
+            spoof = lambda subj, extra=(): harness.scan_request(
+                mta.make_message("Boss <boss@failures.example>", "carol@inbox.example", subj,
+                                 extra_headers=extra),
+                ip="203.0.113.70", helo="mail.test", mail_from="x@evil.example.net",
+                rcpt=["carol@inbox.example"])
+            for req in [spoof("wire money 1"), spoof("wire money 2"), spoof("wire money 3"),
+                        # automatic mail and reports get no report (loop guard)
+                        spoof("out of office", ["Auto-Submitted: auto-replied"]),
+                        spoof("a report", ["MIME-Version: 1.0", "Content-Type: multipart/report; "
+                                           "report-type=feedback-report; boundary=x"]),
+                        # a passing message, and a domain without ruf=
+                        harness.scan_request(mta.make_message("<ok@failures.example>",
+                                                              "carol@inbox.example", "fine"),
+                                             ip="192.0.2.61", helo="mail.test",
+                                             mail_from="ok@failures.example"),
+                        harness.scan_request(mta.make_message("<ceo@example.com>",
+                                                              "carol@inbox.example", "other"),
+                                             ip="203.0.113.70", helo="mail.test",
+                                             mail_from="x@evil.example.net")]:
+                r = d.request(req)
+                self.assertIn(b" 200 ", r.split(b"\r\n", 1)[0], r)
+            self.assertEqual(d.stop(), 0, d.logtext()[-3000:])
+        finally:
+            d.cleanup()
+        base = [REPORT, "--set", "history=" + hist, "--set", "authserv_id=mx.test.example",
+                "--set", "unbound_config=" + self.world.unbound_conf,
+                "--set", "dns_trust_anchor=", "--set", "dns_mode=recursive",
+                "--set", "report_dir=" + rdir,
+                "--set", "report_smtp=smtp://127.0.0.1:%d" % self.postfix.port,
+                "--set", "report_smtp_tls=off", "--set", "report_pace=0",
+                "--set", "report_email=dmarc-noreply@test.example"]
+
+        def failures(*extra):
+            p = subprocess.run(base + ["--failures"] + list(extra), capture_output=True,
+                               text=True, timeout=120)
+            print("$ alignd-report --failures %s\n%s%s" % (" ".join(extra), p.stdout, p.stderr))
+            return p
+
+        # off: nothing
+        p = failures("--set", "failure_reports=no")
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("failure_reports = no", p.stderr)
+        p = failures("--set", "failure_reports=yes", "--set", "failure_report_rate=2")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        # three spoofs were stored with their headers; the rate lets two through
+        self.assertIn("3 failure reports may be due", p.stdout)
+        self.assertIn("failure_report_rate (2 an hour) reached for failures.example", p.stdout)
+        self.assertIn("ruf@unverified.example: not sent, external destination without", p.stdout)
+        own = self.postfix.wait_mail("ruf/", 2)
+        ext = self.postfix.wait_mail("rufext/", 2)
+        self.assertEqual((len(own), len(ext)), (2, 2))
+        self.assertEqual(self.postfix.mailbox("rufnover/"), [])
+        subjects = sorted(m["Subject"] for m in own)
+        self.assertEqual(subjects, ["DMARC failure report for failures.example from 203.0.113.70"] * 2)
+        m = own[0]
+        self.assertEqual(m.get_content_type(), "multipart/report")
+        self.assertEqual(m.get_param("report-type"), "feedback-report")
+        parts = m.get_payload()
+        self.assertEqual([x.get_content_type() for x in parts],
+                         ["text/plain", "message/feedback-report", "text/rfc822-headers"])
+        fb = parts[1].get_payload()
+        fb = fb[0].as_string() if isinstance(fb, list) else fb
+        for want in ("Feedback-Type: auth-failure", "Auth-Failure: dmarc",
+                     "Reported-Domain: failures.example", "Source-IP: 203.0.113.70",
+                     "Delivery-Result: reject", "Identity-Alignment: none",
+                     "Original-Mail-From: <redacted@evil.example.net>",
+                     "Original-Rcpt-To: <redacted@inbox.example>",
+                     "Authentication-Results: mx.test.example;"):
+            self.assertIn(want, fb)
+        hdrs = parts[2].get_payload()
+        self.assertIn("From: Boss <boss@failures.example>", hdrs)
+        self.assertIn("To: (redacted)", hdrs)
+        self.assertNotIn("carol@", hdrs)
+        self.assertIn("Subject: wire money", hdrs)
+        # a second run finds nothing new: the cursor moved past every record
+        p = failures("--set", "failure_reports=yes")
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("0 failure reports may be due", p.stdout)
+        time.sleep(1)
+        self.assertEqual(len(self.postfix.mailbox("ruf/")), 2)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ USER = 'alignd'
 BINARIES = ['usr/sbin/alignd', 'usr/sbin/alignd-milter', 'usr/sbin/alignd-filter',
             'usr/sbin/alignd-report', 'usr/bin/alignc']
 UNITS = ['alignd.service', 'alignd-milter.service', 'alignd-report.service',
-         'alignd-report.timer']
+         'alignd-report.timer', 'alignd-report-failures.service', 'alignd-report-failures.timer']
 MANPAGES = ['man1/alignc.1', 'man5/alignd.conf.5', 'man8/alignd.8',
             'man8/alignd-milter.8', 'man8/alignd-filter.8', 'man8/alignd-report.8']
 CONFFILE = 'etc/alignd/alignd.conf'
@@ -36,7 +36,8 @@ EXPECTED = set(BINARIES + ['lib/systemd/system/' + u for u in UNITS]
 # What a real install creates outside the package's file list.
 STATE_PATHS = ['/var/lib/alignd', '/etc/alignd', '/var/spool/postfix/alignd',
                '/etc/systemd/system/multi-user.target.wants/alignd.service',
-               '/etc/systemd/system/timers.target.wants/alignd-report.timer']
+               '/etc/systemd/system/timers.target.wants/alignd-report.timer',
+               '/etc/systemd/system/timers.target.wants/alignd-report-failures.timer']
 
 for prog in ('dpkg-buildpackage', 'dh', 'dpkg-deb'):
     if not shutil.which(prog):

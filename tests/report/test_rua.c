@@ -80,8 +80,34 @@ static const struct { const char *txt; int ok; } verify[] = {
 	{ "", 0 },
 };
 
+/* ruf= is read by the same rules, and only ruf= */
+static void test_ruf(void)
+{
+	struct rpt_dest d[3];
+	unsigned sk;
+	const char *t = "v=DMARC1; p=reject; rua=mailto:agg@x.example; ruf=mailto:f1@x.example,"
+	                "mailto:f2@y.example!2k; fo=1";
+	int n = rpt_ruf_parse(t, strlen(t), d, 3, &sk);
+	if (n != 2 || strcmp(d[0].addr, "f1@x.example") != 0 || strcmp(d[1].addr, "f2@y.example") != 0 ||
+	    d[1].max_size != 2048 || sk != 0) {
+		fprintf(stderr, "ruf case failed (n=%d)\n", n);
+		failures++;
+	}
+	n = rpt_rua_parse(t, strlen(t), d, 3, &sk);
+	if (n != 1 || strcmp(d[0].addr, "agg@x.example") != 0) {
+		fprintf(stderr, "rua beside ruf failed (n=%d)\n", n);
+		failures++;
+	}
+	const char *none = "v=DMARC1; p=reject; rua=mailto:agg@x.example";
+	if (rpt_ruf_parse(none, strlen(none), d, 3, &sk) != -1) {
+		fprintf(stderr, "no ruf= tag: want -1\n");
+		failures++;
+	}
+}
+
 int main(void)
 {
+	test_ruf();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		run_case(&cases[i]);
 	for (size_t i = 0; i < sizeof(verify) / sizeof(verify[0]); i++)

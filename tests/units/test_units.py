@@ -11,7 +11,8 @@ SRC = os.environ['ALIGND_SOURCE_ROOT']
 PROGS = {'/usr/sbin/alignd-milter': os.environ['ALIGND_MILTER'],
          '/usr/sbin/alignd-report': os.environ['ALIGND_REPORT'],
          '/usr/sbin/alignd': os.environ['ALIGND']}
-UNITS = ['alignd.service', 'alignd-milter.service', 'alignd-report.service', 'alignd-report.timer']
+UNITS = ['alignd.service', 'alignd-milter.service', 'alignd-report.service', 'alignd-report.timer',
+         'alignd-report-failures.service', 'alignd-report-failures.timer']
 GOOD = ('SAFE', 'OK')
 
 if not shutil.which('systemd-analyze'):
