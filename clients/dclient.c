@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,41 @@ void dclient_tls_free(struct dclient_tls **tp)
 	free(t);
 }
 
+/* OpenSSL writes to the socket with write(): a daemon that has closed
+ * (after refusing our certificate, say) would raise SIGPIPE and kill the
+ * MTA's process. Around each TLS call SIGPIPE is blocked in this thread,
+ * and one it raised is taken off before the old mask returns. */
+struct nopipe {
+	sigset_t old;
+	int was_pending;
+};
+
+static void nopipe_begin(struct nopipe *np)
+{
+	sigset_t pipe, pending;
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	sigpending(&pending);
+	np->was_pending = sigismember(&pending, SIGPIPE) == 1;
+	pthread_sigmask(SIG_BLOCK, &pipe, &np->old);
+}
+
+static void nopipe_end(struct nopipe *np)
+{
+	sigset_t pipe, pending;
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	sigpending(&pending);
+	if (!np->was_pending && sigismember(&pending, SIGPIPE) == 1) {
+		const struct timespec none = { 0, 0 };
+		int saved = errno;
+		while (sigtimedwait(&pipe, NULL, &none) < 0 && errno == EINTR)
+			;
+		errno = saved;
+	}
+	pthread_sigmask(SIG_SETMASK, &np->old, NULL);
+}
+
 /* Waits for what OpenSSL needs after a call that returned rc: 1 when it
  * may be retried, 0 on the deadline, -1 when the call failed for good. */
 static int tls_wait(struct dclient *c, int rc)
@@ -177,7 +213,10 @@ static int tls_start(struct dclient *c, const char *host, const char *spec,
 	}
 	SSL_set_connect_state(c->ssl);
 	for (;;) {
+		struct nopipe np;
+		nopipe_begin(&np);
 		int rc = SSL_do_handshake(c->ssl);
+		nopipe_end(&np);
 		if (rc == 1)
 			return 0;
 		int w = tls_wait(c, rc);
@@ -335,7 +374,10 @@ static int tls_send(struct dclient *c, const char *p, size_t len, char *err, siz
 	char r[256];
 	ERR_clear_error();
 	while (len > 0) {
+		struct nopipe np;
+		nopipe_begin(&np);
 		int n = SSL_write(c->ssl, p, len > (1u << 30) ? (1 << 30) : (int)len);
+		nopipe_end(&np);
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;
@@ -523,7 +565,10 @@ static int tls_recv(struct dclient *c, char *err, size_t errlen)
 	size_t room = c->in.cap - c->in.len - 1;
 	ERR_clear_error();
 	for (;;) {
+		struct nopipe np;
+		nopipe_begin(&np);
 		int n = SSL_read(c->ssl, c->in.data + c->in.len, room > INT_MAX ? INT_MAX : (int)room);
+		nopipe_end(&np);
 		if (n > 0) {
 			c->in.len += (size_t)n;
 			c->in.data[c->in.len] = '\0';
@@ -846,7 +891,10 @@ void dclient_close(struct dclient *c)
 {
 	if (c->ssl) {
 		/* close_notify if the socket takes it now; never waits */
+		struct nopipe np;
+		nopipe_begin(&np);
 		(void)SSL_shutdown(c->ssl);
+		nopipe_end(&np);
 		SSL_free(c->ssl);
 		c->ssl = NULL;
 		ERR_clear_error();
