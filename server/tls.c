@@ -83,7 +83,7 @@ int srv_tls_new(const char *cert_file, const char *key_file, const char *ca_file
 	}
 	/* no renegotiation (a client could make us work for it), no
 	 * compression (CRIME); our own cipher order */
-	SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+	SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET |
 	                            SSL_OP_CIPHER_SERVER_PREFERENCE);
 	/* the buffers of an idle connection are given back; no session
 	 * tickets, so nothing is written after the handshake unasked */
