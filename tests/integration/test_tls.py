@@ -157,7 +157,12 @@ class TlsListener(unittest.TestCase):
             self.assertRegex(out, r"spf=pass \(.*\) smtp\.mailfrom=example\.com;", p.stderr)
             self.assertIn("dmarc=pass", out)
             self.assertRegex(out, r"(?m)^Action: accept$")
-        self.assertGreaterEqual(stat(self.d, "TLS-Handshakes"), before + 2)
+        # SIGN goes the same way (no signing table here: the daemon refuses it)
+        p = run_alignc("sign", "-s", "tls:127.0.0.1:%d" % self.port, "--tls-ca", self.certs.ca,
+                       "--tls-cert", self.certs.client_cert, "--tls-key", self.certs.client_key,
+                       "-", input=MESSAGE, timeout=30)
+        self.assertEqual(p.returncode, 4, p.stderr)
+        self.assertGreaterEqual(stat(self.d, "TLS-Handshakes"), before + 3)
         self.assertIn("client certificate CN=mta1.test", self.d.logtext())
 
     def test_no_client_certificate_refused(self):
