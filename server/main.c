@@ -199,8 +199,12 @@ static void on_tcp_connection(uv_stream_t *l, int status)
 static int start_tcp_listening(struct srv *s, char *err, size_t errlen)
 {
 	const struct srv_config *c = s->cfg;
-	if (!c->listen_tcp || !*c->listen_tcp)
+	if (!c->listen_tcp || !*c->listen_tcp) {
+		if (c->tls)
+			log_msg(LOG_LVL_WARN, "tls_cert_file is set but listen_tcp is not: "
+			        "TLS applies to listen_tcp only");
 		return 0;
+	}
 	struct sockaddr_storage sa;
 	if (srv_parse_tcp_listen("listen_tcp", c->listen_tcp, c->tcp_allow_remote, &sa,
 	                         err, errlen) < 0)
