@@ -55,8 +55,10 @@ class TlsClient:
     """A TLS client over a plain socket through memory BIOs, so that one
     thread may push ciphertext made in advance while the test reads."""
 
-    def __init__(self, port, certs, cert=True):
+    def __init__(self, port, certs, cert=True, version=None):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if version:
+            ctx.minimum_version = ctx.maximum_version = version
         ctx.load_verify_locations(certs.ca)
         if cert:
             ctx.load_cert_chain(certs.client_cert, certs.client_key)
@@ -83,15 +85,20 @@ class TlsClient:
         """Decrypted bytes until done(bytes) holds (or the peer closed)."""
         got = bytearray()
         self.sock.settimeout(timeout)
-        while not done(got):
+        closed = False
+        while not done(got) and not closed:
             try:
                 while True:
-                    got += self.obj.read(1 << 20)
+                    b = self.obj.read(1 << 20)
+                    if not b:           # close_notify
+                        closed = True
+                        break
+                    got += b
             except ssl.SSLWantReadError:
                 pass
             except ssl.SSLZeroReturnError:
                 break
-            if done(got):
+            if done(got) or closed:
                 break
             chunk = self.sock.recv(1 << 20)
             if not chunk:
@@ -164,6 +171,15 @@ class TlsListener(unittest.TestCase):
         self.assertEqual(p.returncode, 4, p.stderr)
         self.assertGreaterEqual(stat(self.d, "TLS-Handshakes"), before + 3)
         self.assertIn("client certificate CN=mta1.test", self.d.logtext())
+
+    def test_tls_1_2_and_1_3(self):
+        for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            c = TlsClient(self.port, self.certs, version=v)
+            c.sock.sendall(c.encrypt(b"PING\r\n\r\nQUIT\r\n\r\n"))
+            got = c.read_plain(lambda b: b.endswith(b"BYE\r\n\r\n"), timeout=10)
+            c.close()
+            self.assertEqual(got, b"ALIGND/1 200 PONG\r\n\r\nALIGND/1 200 BYE\r\n\r\n", v)
+        self.assertIn("TLSv1.2 ", self.d.logtext())
 
     def test_no_client_certificate_refused(self):
         before = stat(self.d, "TLS-Handshake-Failures")
