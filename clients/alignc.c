@@ -25,16 +25,21 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 	"usage: alignc [-s SOCKET] [--ip A] [--helo H] [--from S] [--rcpt R]...\n"
-	"              [--queue-id ID] [--json] [--explain] [--timeout SEC] [FILE...]\n"
-	"       alignc [-s SOCKET] --ping | --stats\n"
-	"       alignc sign [-s SOCKET] [--fields] [FILE]\n"
+	"              [--queue-id ID] [--json] [--explain] [--timeout SEC]\n"
+	"              [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] [FILE...]\n"
+	"       alignc [-s SOCKET] [--tls-...] --ping | --stats\n"
+	"       alignc sign [-s SOCKET] [--tls-...] [--fields] [FILE]\n"
 	"       alignc keygen --domain D --selector S [--type rsa|ed25519] [--bits N] [--out FILE]\n"
-	"       alignc keycheck [-s SOCKET] --domain D --selector S --key FILE\n"
+	"       alignc keycheck [-s SOCKET] [--tls-...] --domain D --selector S --key FILE\n"
 	"Scans each FILE (standard input when none or '-') with alignd and prints\n"
 	"the reply. Without --ip/--helo/--from the envelope is taken from the\n"
 	"message's topmost Received: and its Return-Path: where they are\n"
 	"unambiguous, and alignc says so on standard error.\n"
-	"Socket: -s, else $ALIGND_SOCKET, else %s.\n"
+	"Socket: -s, else $ALIGND_SOCKET, else %s;\n"
+	"a UNIX socket path, tcp:HOST:PORT, or tls:HOST:PORT for a daemon whose\n"
+	"listen_tcp speaks TLS: its certificate must chain to --tls-ca (default:\n"
+	"the system's CAs) and name HOST; --tls-cert and --tls-key are this\n"
+	"client's certificate when the daemon requires one.\n"
 	"Exit status (the strongest action over all messages):\n"
 	"  0 accept, 1 quarantine, 2 reject, 3 tempfail,\n"
 	"  4 the daemon answered with an error (4xx/5xx),\n"
@@ -44,6 +49,7 @@ static void usage(FILE *out)
 
 struct opts {
 	const char *socket, *ip, *helo, *from, *queue_id;
+	const char *tls_ca, *tls_cert, *tls_key;
 	const char **rcpt;
 	size_t n_rcpt;
 	int json, explain, timeout_s, ping, stats, from_set;
@@ -236,7 +242,8 @@ static int simple_command(struct dclient *c, const char *cmd, int json)
 
 int main(int argc, char **argv)
 {
-	enum { O_IP = 256, O_HELO, O_FROM, O_RCPT, O_QID, O_JSON, O_EXPLAIN, O_TIMEOUT, O_PING, O_STATS };
+	enum { O_IP = 256, O_HELO, O_FROM, O_RCPT, O_QID, O_JSON, O_EXPLAIN, O_TIMEOUT, O_PING, O_STATS,
+	       O_TLS_CA, O_TLS_CERT, O_TLS_KEY };
 	static const struct option lo[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "ip", required_argument, NULL, O_IP },
@@ -249,6 +256,9 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "ping", no_argument, NULL, O_PING },
 		{ "stats", no_argument, NULL, O_STATS },
+		{ "tls-ca", required_argument, NULL, O_TLS_CA },
+		{ "tls-cert", required_argument, NULL, O_TLS_CERT },
+		{ "tls-key", required_argument, NULL, O_TLS_KEY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -277,6 +287,9 @@ int main(int argc, char **argv)
 		case O_TIMEOUT: o.timeout_s = atoi(optarg); break;
 		case O_PING: o.ping = 1; break;
 		case O_STATS: o.stats = 1; break;
+		case O_TLS_CA: o.tls_ca = optarg; break;
+		case O_TLS_CERT: o.tls_cert = optarg; break;
+		case O_TLS_KEY: o.tls_key = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -294,15 +307,25 @@ int main(int argc, char **argv)
 	}
 	struct dclient c;
 	char err[512];
+	struct dclient_tls *tls;
+	if (dclient_tls_setup(o.socket, o.tls_ca, o.tls_cert, o.tls_key, &tls, err, sizeof err) < 0) {
+		fprintf(stderr, "alignc: %s\n", err);
+		free(o.rcpt);
+		return EXIT_USAGE;
+	}
 	dclient_init(&c, o.timeout_s * 1000);
+	c.tls = tls;
 	if (dclient_connect(&c, o.socket, err, sizeof(err)) < 0) {
 		fprintf(stderr, "alignc: %s\n", err);
 		dclient_close(&c);
+		dclient_tls_free(&tls);
+		free(o.rcpt);
 		return EXIT_UNREACHABLE;
 	}
 	if (o.ping || o.stats) {
 		int rc = simple_command(&c, o.ping ? "PING\r\n\r\n" : "STATS\r\n\r\n", o.json);
 		dclient_close(&c);
+		dclient_tls_free(&tls);
 		free(o.rcpt);
 		return rc;
 	}
@@ -380,6 +403,7 @@ int main(int argc, char **argv)
 	}
 	fflush(stdout);
 	dclient_close(&c);
+	dclient_tls_free(&tls);
 	free(o.rcpt);
 	return worst;
 }

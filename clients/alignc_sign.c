@@ -59,30 +59,77 @@ static void put_fields(const char *reply, int lf, FILE *out)
 	}
 }
 
+/* --tls-ca, --tls-cert, --tls-key, as for a scan */
+enum { O_TLS_CA = 300, O_TLS_CERT, O_TLS_KEY };
+#define TLS_LONG_OPTS \
+	{ "tls-ca", required_argument, NULL, O_TLS_CA }, \
+	{ "tls-cert", required_argument, NULL, O_TLS_CERT }, \
+	{ "tls-key", required_argument, NULL, O_TLS_KEY },
+
+struct tls_opts {
+	const char *ca, *cert, *key;
+	struct dclient_tls *tls;
+};
+
+static int tls_opt(int opt, struct tls_opts *t)
+{
+	switch (opt) {
+	case O_TLS_CA: t->ca = optarg; return 1;
+	case O_TLS_CERT: t->cert = optarg; return 1;
+	case O_TLS_KEY: t->key = optarg; return 1;
+	default: return 0;
+	}
+}
+
+/* Connects c to sock (made with timeout_ms): 0, SX_USAGE for TLS options
+ * that cannot be used, SX_UNREACHABLE; the reason is printed. */
+static int connect_daemon(struct dclient *c, const char *sock, int timeout_ms,
+                          struct tls_opts *t)
+{
+	char err[512];
+	dclient_init(c, timeout_ms);
+	if (dclient_tls_setup(sock, t->ca, t->cert, t->key, &t->tls, err, sizeof err) < 0) {
+		fprintf(stderr, "alignc: %s\n", err);
+		return SX_USAGE;
+	}
+	c->tls = t->tls;
+	if (dclient_connect(c, sock, err, sizeof err) < 0) {
+		fprintf(stderr, "alignc: %s\n", err);
+		dclient_close(c);
+		dclient_tls_free(&t->tls);
+		return SX_UNREACHABLE;
+	}
+	return 0;
+}
+
 static int cmd_sign(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "fields", no_argument, NULL, 'f' },
 		{ "timeout", required_argument, NULL, 't' },
+		TLS_LONG_OPTS
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock = dclient_default_socket();
 	int fields_only = 0, timeout_s = 60, opt;
+	struct tls_opts tls = { NULL, NULL, NULL, NULL };
 	while ((opt = getopt_long(argc, argv, "s:fh", lo, NULL)) != -1) {
+		if (tls_opt(opt, &tls))
+			continue;
 		switch (opt) {
 		case 's': sock = optarg; break;
 		case 'f': fields_only = 1; break;
 		case 't': timeout_s = atoi(optarg); break;
 		case 'h':
-			printf("usage: alignc sign [-s SOCKET] [--fields] [FILE]\n");
+			printf("usage: alignc sign [-s SOCKET [--tls-...]] [--fields] [FILE]\n");
 			return SX_OK;
 		default: return SX_USAGE;
 		}
 	}
 	if (argc - optind > 1 || timeout_s <= 0) {
-		fprintf(stderr, "usage: alignc sign [-s SOCKET] [--fields] [FILE]\n");
+		fprintf(stderr, "usage: alignc sign [-s SOCKET [--tls-...]] [--fields] [FILE]\n");
 		return SX_USAGE;
 	}
 	const char *path = optind < argc ? argv[optind] : "-";
@@ -95,17 +142,17 @@ static int cmd_sign(int argc, char **argv)
 	}
 	struct dclient c;
 	char err[512];
-	dclient_init(&c, timeout_s * 1000);
-	if (dclient_connect(&c, sock, err, sizeof err) < 0) {
-		fprintf(stderr, "alignc: %s\n", err);
+	int crc = connect_daemon(&c, sock, timeout_s * 1000, &tls);
+	if (crc != 0) {
 		buf_free(&msg);
-		return SX_UNREACHABLE;
+		return crc;
 	}
 	int code = 0;
 	char *reply = NULL;
 	int rc = dclient_sign(&c, msg.data ? msg.data : "", msg.len, &code, &reply,
 	                      err, sizeof err);
 	dclient_close(&c);
+	dclient_tls_free(&tls.tls);
 	if (rc < 0) {
 		fprintf(stderr, "alignc: %s\n", err);
 		buf_free(&msg);
@@ -281,26 +328,30 @@ static int cmd_keycheck(int argc, char **argv)
 		{ "domain", required_argument, NULL, 'd' },
 		{ "selector", required_argument, NULL, 'S' },
 		{ "key", required_argument, NULL, 'k' },
+		TLS_LONG_OPTS
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock = dclient_default_socket(), *dom = NULL, *sel = NULL, *keyf = NULL;
 	int opt;
+	struct tls_opts tls = { NULL, NULL, NULL, NULL };
 	while ((opt = getopt_long(argc, argv, "s:h", lo, NULL)) != -1) {
+		if (tls_opt(opt, &tls))
+			continue;
 		switch (opt) {
 		case 's': sock = optarg; break;
 		case 'd': dom = optarg; break;
 		case 'S': sel = optarg; break;
 		case 'k': keyf = optarg; break;
 		case 'h':
-			printf("usage: alignc keycheck [-s SOCKET] --domain D --selector S --key FILE\n");
+			printf("usage: alignc keycheck [-s SOCKET [--tls-...]] --domain D --selector S --key FILE\n");
 			return SX_OK;
 		default: return SX_USAGE;
 		}
 	}
 	if (!dom || !sel || !keyf || optind != argc || !valid_label_list(dom) ||
 	    !valid_label_list(sel)) {
-		fprintf(stderr, "usage: alignc keycheck [-s SOCKET] --domain D --selector S --key FILE\n");
+		fprintf(stderr, "usage: alignc keycheck [-s SOCKET [--tls-...]] --domain D --selector S --key FILE\n");
 		return SX_USAGE;
 	}
 	struct buf pem;
@@ -354,11 +405,10 @@ static int cmd_keycheck(int argc, char **argv)
 	buf_adds(&full, probe);
 	free(field);
 	struct dclient c;
-	dclient_init(&c, 60000);
-	if (dclient_connect(&c, sock, err, sizeof err) < 0) {
-		fprintf(stderr, "alignc: %s\n", err);
+	int crc = connect_daemon(&c, sock, 60000, &tls);
+	if (crc != 0) {
 		buf_free(&full);
-		return SX_UNREACHABLE;
+		return crc;
 	}
 	struct proto_envelope env = { .client_ip = "127.0.0.1", .helo = "localhost",
 	                              .mail_from = "" };
@@ -366,6 +416,7 @@ static int cmd_keycheck(int argc, char **argv)
 	memset(&rep, 0, sizeof rep);
 	r = dclient_scan(&c, &env, full.data, full.len, &rep, err, sizeof err);
 	dclient_close(&c);
+	dclient_tls_free(&tls.tls);
 	buf_free(&full);
 	if (r < 0) {
 		fprintf(stderr, "alignc: %s\n", err);

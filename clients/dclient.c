@@ -1,16 +1,20 @@
-/* Blocking client of the alignd protocol with poll() deadlines. */
+/* Blocking client of the alignd protocol with poll() deadlines; TLS
+ * (OpenSSL) on a non-blocking socket for tls:HOST:PORT. */
 #include "clients/dclient.h"
 #include "common/limits.h"
 #include "protocol/reply.h"
 #include "protocol/request.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +22,10 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #define DEFAULT_SOCKET "/run/alignd/alignd.sock"
 #define MAX_REPLY (16u * 1024 * 1024)
@@ -28,20 +36,222 @@ const char *dclient_default_socket(void)
 	return e && *e ? e : DEFAULT_SOCKET;
 }
 
+struct dclient_tls {
+	SSL_CTX *ctx;
+};
+
 void dclient_init(struct dclient *c, int timeout_ms)
 {
 	c->fd = -1;
 	c->timeout_ms = timeout_ms;
+	c->tls = NULL;
+	c->ssl = NULL;
 	buf_init(&c->in, MAX_REPLY);
 }
 
-/* "tcp:HOST:PORT" or "tcp:[v6]:PORT": the daemon's listen_tcp */
-static int connect_tcp(struct dclient *c, const char *spec, char *err, size_t errlen)
+/* The first reason OpenSSL queued on this thread; the queue is cleared. */
+static const char *ossl_reason(char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+	snprintf(buf, len, "%s", r ? r : e ? "OpenSSL error" : "connection closed");
+	ERR_clear_error();
+	return buf;
+}
+
+int dclient_tls_setup(const char *spec, const char *ca_file, const char *cert_file,
+                      const char *key_file, struct dclient_tls **out,
+                      char *err, size_t errlen)
+{
+	*out = NULL;
+	int opts = (ca_file && *ca_file) || (cert_file && *cert_file) || (key_file && *key_file);
+	if (strncmp(spec, "tls:", 4) != 0) {
+		if (opts) {
+			snprintf(err, errlen, "--tls-ca, --tls-cert and --tls-key need a tls:HOST:PORT "
+			         "daemon address, not %s", spec);
+			return -1;
+		}
+		return 0;
+	}
+	if (!(cert_file && *cert_file) != !(key_file && *key_file)) {
+		snprintf(err, errlen, "--tls-cert and --tls-key go together");
+		return -1;
+	}
+	struct dclient_tls *t = calloc(1, sizeof(*t));
+	char r[256];
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	ERR_clear_error();
+	t->ctx = SSL_CTX_new(TLS_client_method());
+	if (!t->ctx) {
+		snprintf(err, errlen, "TLS: %s", ossl_reason(r, sizeof r));
+		goto fail;
+	}
+	SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+	if (ca_file && *ca_file) {
+		if (access(ca_file, R_OK) < 0) {
+			snprintf(err, errlen, "--tls-ca %s: %s", ca_file, strerror(errno));
+			goto fail;
+		}
+		if (SSL_CTX_load_verify_locations(t->ctx, ca_file, NULL) != 1) {
+			snprintf(err, errlen, "--tls-ca %s: %s", ca_file, ossl_reason(r, sizeof r));
+			goto fail;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(t->ctx) != 1) {
+		snprintf(err, errlen, "TLS: the system's CA store: %s", ossl_reason(r, sizeof r));
+		goto fail;
+	}
+	if (cert_file && *cert_file) {
+		if (access(cert_file, R_OK) < 0 || access(key_file, R_OK) < 0) {
+			int bad = access(cert_file, R_OK) < 0;
+			snprintf(err, errlen, "%s %s: %s", bad ? "--tls-cert" : "--tls-key",
+			         bad ? cert_file : key_file, strerror(errno));
+			goto fail;
+		}
+		if (SSL_CTX_use_certificate_chain_file(t->ctx, cert_file) != 1) {
+			snprintf(err, errlen, "--tls-cert %s: %s", cert_file, ossl_reason(r, sizeof r));
+			goto fail;
+		}
+		if (SSL_CTX_use_PrivateKey_file(t->ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(t->ctx) != 1) {
+			snprintf(err, errlen, "--tls-key %s: %s", key_file, ossl_reason(r, sizeof r));
+			goto fail;
+		}
+	}
+	*out = t;
+	return 0;
+fail:
+	dclient_tls_free(&t);
+	return -1;
+}
+
+void dclient_tls_free(struct dclient_tls **tp)
+{
+	struct dclient_tls *t = *tp;
+	*tp = NULL;
+	if (!t)
+		return;
+	SSL_CTX_free(t->ctx);
+	free(t);
+}
+
+/* OpenSSL writes to the socket with write(): a daemon that has closed
+ * (after refusing our certificate, say) would raise SIGPIPE and kill the
+ * MTA's process. Around each TLS call SIGPIPE is blocked in this thread,
+ * and one it raised is taken off before the old mask returns. */
+struct nopipe {
+	sigset_t old;
+	int was_pending;
+};
+
+static void nopipe_begin(struct nopipe *np)
+{
+	sigset_t pipe, pending;
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	sigpending(&pending);
+	np->was_pending = sigismember(&pending, SIGPIPE) == 1;
+	pthread_sigmask(SIG_BLOCK, &pipe, &np->old);
+}
+
+static void nopipe_end(struct nopipe *np)
+{
+	sigset_t pipe, pending;
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	sigpending(&pending);
+	if (!np->was_pending && sigismember(&pending, SIGPIPE) == 1) {
+		const struct timespec none = { 0, 0 };
+		int saved = errno;
+		while (sigtimedwait(&pipe, NULL, &none) < 0 && errno == EINTR)
+			;
+		errno = saved;
+	}
+	pthread_sigmask(SIG_SETMASK, &np->old, NULL);
+}
+
+/* Waits for what OpenSSL needs after a call that returned rc: 1 when it
+ * may be retried, 0 on the deadline, -1 when the call failed for good. */
+static int tls_wait(struct dclient *c, int rc)
+{
+	int e = SSL_get_error(c->ssl, rc);
+	if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+		return -1;
+	struct pollfd p = { .fd = c->fd, .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT };
+	for (;;) {
+		int n = poll(&p, 1, c->timeout_ms > 0 ? c->timeout_ms : -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n > 0 ? 1 : 0;
+	}
+}
+
+/* The handshake on the connected socket; the daemon's certificate must
+ * chain to the CAs and name host (a DNS name, or an IP address in its
+ * subjectAltName). */
+static int tls_start(struct dclient *c, const char *host, const char *spec,
+                     char *err, size_t errlen)
+{
+	char r[256];
+	ERR_clear_error();
+	c->ssl = SSL_new(c->tls->ctx);
+	if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+		snprintf(err, errlen, "TLS: %s", ossl_reason(r, sizeof r));
+		return -1;
+	}
+	unsigned char ip[16];
+	int is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+	if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host) != 1
+	          : (SSL_set1_host(c->ssl, host) != 1 ||
+	             SSL_set_tlsext_host_name(c->ssl, host) != 1)) {
+		snprintf(err, errlen, "TLS: cannot check the name %s: %s", host, ossl_reason(r, sizeof r));
+		return -1;
+	}
+	SSL_set_connect_state(c->ssl);
+	for (;;) {
+		struct nopipe np;
+		nopipe_begin(&np);
+		int rc = SSL_do_handshake(c->ssl);
+		nopipe_end(&np);
+		if (rc == 1)
+			return 0;
+		int w = tls_wait(c, rc);
+		if (w > 0)
+			continue;
+		if (w == 0) {
+			snprintf(err, errlen, "TLS handshake with tls:%s timed out", spec);
+			return -1;
+		}
+		long vr = SSL_get_verify_result(c->ssl);
+		if (vr != X509_V_OK) {
+			ERR_clear_error();
+			snprintf(err, errlen, "TLS handshake with tls:%s failed: the daemon's certificate: %s",
+			         spec, X509_verify_cert_error_string(vr));
+		} else {
+			snprintf(err, errlen, "TLS handshake with tls:%s failed: %s", spec,
+			         ossl_reason(r, sizeof r));
+		}
+		return -1;
+	}
+}
+
+/* "tcp:HOST:PORT" or "tcp:[v6]:PORT": the daemon's listen_tcp; tls set
+ * for "tls:" */
+static int connect_tcp(struct dclient *c, const char *spec, int tls, char *err, size_t errlen)
 {
 	char host[256];
+	const char *scheme = tls ? "tls" : "tcp";
 	const char *colon = strrchr(spec, ':');
 	if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof host || !colon[1]) {
-		snprintf(err, errlen, "want tcp:HOST:PORT, not tcp:%s", spec);
+		snprintf(err, errlen, "want %s:HOST:PORT, not %s:%s", scheme, scheme, spec);
+		return -1;
+	}
+	if (tls && !c->tls) {
+		snprintf(err, errlen, "tls:%s: no TLS settings were made for it", spec);
 		return -1;
 	}
 	memcpy(host, spec, (size_t)(colon - spec));
@@ -95,20 +305,34 @@ static int connect_tcp(struct dclient *c, const char *spec, char *err, size_t er
 	}
 	freeaddrinfo(res);
 	if (fd < 0) {
-		snprintf(err, errlen, "cannot connect to tcp:%s: %s", spec, strerror(saved));
+		snprintf(err, errlen, "cannot connect to %s:%s: %s", scheme, spec, strerror(saved));
 		return -1;
 	}
 	int one = 1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->fd = fd;
 	c->in.len = 0;
+	if (tls) {
+		/* OpenSSL on a non-blocking socket, every wait a poll() with the
+		 * timeout */
+		int fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+		    tls_start(c, h, spec, err, errlen) < 0) {
+			if (fl < 0)
+				snprintf(err, errlen, "fcntl: %s", strerror(errno));
+			dclient_close(c);
+			return -1;
+		}
+	}
 	return 0;
 }
 
 int dclient_connect(struct dclient *c, const char *path, char *err, size_t errlen)
 {
 	if (strncmp(path, "tcp:", 4) == 0)
-		return connect_tcp(c, path + 4, err, errlen);
+		return connect_tcp(c, path + 4, 0, err, errlen);
+	if (strncmp(path, "tls:", 4) == 0)
+		return connect_tcp(c, path + 4, 1, err, errlen);
 	struct sockaddr_un sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
@@ -145,9 +369,37 @@ static int wait_fd(int fd, short ev, int timeout_ms)
 	}
 }
 
+static int tls_send(struct dclient *c, const char *p, size_t len, char *err, size_t errlen)
+{
+	char r[256];
+	ERR_clear_error();
+	while (len > 0) {
+		struct nopipe np;
+		nopipe_begin(&np);
+		int n = SSL_write(c->ssl, p, len > (1u << 30) ? (1 << 30) : (int)len);
+		nopipe_end(&np);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		int w = tls_wait(c, n);
+		if (w > 0)
+			continue;
+		if (w == 0)
+			snprintf(err, errlen, "timed out sending to the daemon");
+		else
+			snprintf(err, errlen, "TLS send: %s", ossl_reason(r, sizeof r));
+		return -1;
+	}
+	return 0;
+}
+
 int dclient_send(struct dclient *c, const void *data, size_t len, char *err, size_t errlen)
 {
 	const char *p = data;
+	if (c->ssl)
+		return tls_send(c, p, len, err, errlen);
 	while (len > 0) {
 		if (wait_fd(c->fd, POLLOUT, c->timeout_ms) <= 0) {
 			snprintf(err, errlen, "timed out sending to the daemon");
@@ -304,6 +556,39 @@ void dreply_free(struct dreply *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* Some plaintext into c->in (room reserved): 0, or -1 with a reason. A
+ * daemon that refuses the client certificate says so with an alert that
+ * arrives here, after the client's side of a TLS 1.3 handshake ended. */
+static int tls_recv(struct dclient *c, char *err, size_t errlen)
+{
+	char r[256];
+	size_t room = c->in.cap - c->in.len - 1;
+	ERR_clear_error();
+	for (;;) {
+		struct nopipe np;
+		nopipe_begin(&np);
+		int n = SSL_read(c->ssl, c->in.data + c->in.len, room > INT_MAX ? INT_MAX : (int)room);
+		nopipe_end(&np);
+		if (n > 0) {
+			c->in.len += (size_t)n;
+			c->in.data[c->in.len] = '\0';
+			return 0;
+		}
+		int e = SSL_get_error(c->ssl, n);
+		int w = tls_wait(c, n);
+		if (w > 0)
+			continue;
+		if (w == 0)
+			snprintf(err, errlen, "timed out waiting for the daemon's reply");
+		else if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
+			snprintf(err, errlen, "the daemon closed the connection");
+		else
+			snprintf(err, errlen, "the daemon closed the connection: TLS: %s",
+			         ossl_reason(r, sizeof r));
+		return -1;
+	}
+}
+
 /* The next complete reply: its length in c->in, or -1. */
 static long read_reply(struct dclient *c, char *err, size_t errlen)
 {
@@ -315,13 +600,18 @@ static long read_reply(struct dclient *c, char *err, size_t errlen)
 		}
 		if (n > 0)
 			return n;
-		if (wait_fd(c->fd, POLLIN, c->timeout_ms) <= 0) {
+		if (!c->ssl && wait_fd(c->fd, POLLIN, c->timeout_ms) <= 0) {
 			snprintf(err, errlen, "timed out waiting for the daemon's reply");
 			return -1;
 		}
 		if (buf_reserve(&c->in, 65536) < 0) {
 			snprintf(err, errlen, "reply too large");
 			return -1;
+		}
+		if (c->ssl) {
+			if (tls_recv(c, err, errlen) < 0)
+				return -1;
+			continue;
 		}
 		ssize_t got = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1, 0);
 		if (got < 0 && (errno == EINTR || errno == EAGAIN))
@@ -599,6 +889,16 @@ int dclient_ar_forged(const char *value, size_t len, const char *our_id)
 
 void dclient_close(struct dclient *c)
 {
+	if (c->ssl) {
+		/* close_notify if the socket takes it now; never waits */
+		struct nopipe np;
+		nopipe_begin(&np);
+		(void)SSL_shutdown(c->ssl);
+		nopipe_end(&np);
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		ERR_clear_error();
+	}
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;

@@ -1,7 +1,8 @@
 /* The client side of the alignd protocol for the thin clients (alignc,
- * the milter, the content filter): connect with a deadline, send a
- * request, read and parse one reply. Blocking I/O with poll() deadlines;
- * one struct dclient per thread. */
+ * the milter, the content filter): connect with a deadline (a UNIX socket,
+ * tcp:HOST:PORT or tls:HOST:PORT), send a request, read and parse one
+ * reply. Blocking I/O with poll() deadlines; one struct dclient per
+ * thread, one struct dclient_tls shared by all of them. */
 #ifndef ALIGND_DCLIENT_H
 #define ALIGND_DCLIENT_H
 
@@ -9,11 +10,28 @@
 
 #include "common/buf.h"
 
+struct dclient_tls;
+struct ssl_st;
+
 struct dclient {
 	int fd;
 	int timeout_ms;           /* per operation */
 	struct buf in;            /* bytes read and not yet consumed */
+	const struct dclient_tls *tls;  /* borrowed; needed for tls:HOST:PORT */
+	struct ssl_st *ssl;       /* the TLS session of a tls: connection */
 };
+
+/* TLS settings for tls:HOST:PORT, made once at start-up and shared
+ * read-only by every thread's struct dclient. spec is the daemon address
+ * the program was given; ca_file the CAs the daemon's certificate must
+ * chain to (NULL or "": the system's store); cert_file and key_file this
+ * client's certificate and key (both or neither). *out stays NULL for a
+ * spec other than tls: without TLS options; TLS options with another spec
+ * are an error. 0, or -1 with a reason naming the option in err. */
+int dclient_tls_setup(const char *spec, const char *ca_file, const char *cert_file,
+                      const char *key_file, struct dclient_tls **out,
+                      char *err, size_t errlen);
+void dclient_tls_free(struct dclient_tls **t);
 
 struct dreply {
 	int code;                 /* 200, 4xx, 5xx */
@@ -36,8 +54,11 @@ struct dreply {
 	size_t n_signatures;
 };
 
+/* Clears c; set c->tls afterwards for a tls: address. */
 void dclient_init(struct dclient *c, int timeout_ms);
-/* 0, or -1 with a reason in err (daemon unreachable). */
+/* path: a UNIX socket, tcp:HOST:PORT or tls:HOST:PORT (TLS with the
+ * daemon's certificate verified for HOST, within the timeout). 0, or -1
+ * with a reason in err (daemon unreachable, handshake failed). */
 int dclient_connect(struct dclient *c, const char *path, char *err, size_t errlen);
 int dclient_send(struct dclient *c, const void *data, size_t len, char *err, size_t errlen);
 /* Reads one complete reply into *r (text replies only). 0 or -1. */

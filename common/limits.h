@@ -15,6 +15,7 @@
 #define LIM_REQUEST_TIMEOUT_MS    30000u              /* request_timeout: whole request read */
 #define LIM_SCAN_TIMEOUT_MS       20000u              /* scan_timeout: all checks of one message */
 #define LIM_SHUTDOWN_TIMEOUT_MS   10000u              /* shutdown_timeout: drain in-flight scans */
+#define LIM_TLS_HANDSHAKE_TIMEOUT_MS 10000u            /* tls_handshake_timeout: accept to a finished TLS handshake */
 #define LIM_ALLOWED_NETWORKS      64u                 /* entries in allowed_networks */
 #define LIM_MAX_PIPELINE          64u                 /* requests queued per connection before reading pauses */
 #define LIM_MAX_WRITE_BACKLOG     (1u * 1024 * 1024)  /* heap held by unread replies of one connection before reading pauses */

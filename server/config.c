@@ -3,6 +3,7 @@
  * cfg_print() and docs/CONFIG.md follow it. */
 #include "server/config.h"
 #include "server/sign.h"
+#include "server/tls.h"
 #include "common/limits.h"
 #include "common/text.h"
 
@@ -39,6 +40,12 @@ static const struct key keys[] = {
 	{ "http_listen",         K_STR,  O(http_listen), "", NULL, 0, 0 },
 	{ "listen_tcp",          K_STR,  O(listen_tcp), "", NULL, 0, 0 },
 	{ "tcp_allow_remote",    K_BOOL, O(tcp_allow_remote), "no", NULL, 0, 0 },
+	{ "tls_cert_file",       K_STR,  O(tls_cert_file), "", NULL, 0, 0 },
+	{ "tls_key_file",        K_STR,  O(tls_key_file), "", NULL, 0, 0 },
+	{ "tls_client_ca_file",  K_STR,  O(tls_client_ca_file), "", NULL, 0, 0 },
+	{ "tls_min_version",     K_STR,  O(tls_min_version), "1.2", "1.2 1.3", 0, 0 },
+	{ "tls_ciphers",         K_STR,  O(tls_ciphers), "", NULL, 0, 0 },
+	{ "tls_handshake_timeout", K_MS, O(tls_handshake_timeout), "10s", NULL, 100, 600000 },
 	{ "http_allow_remote",   K_BOOL, O(http_allow_remote), "no", NULL, 0, 0 },
 	{ "workers",             K_UINT, O(workers), "0", NULL, 0, 256 },
 	{ "max_message_size",    K_SIZE, O(max_message_size), "50M", NULL, 1024, (uint64_t)1 << 32 },
@@ -416,6 +423,7 @@ void cfg_unref(struct srv_config **cp)
 			free(*(char **)field(c, &keys[i]));
 	policy_conf_free(&c->policy);
 	signtab_free(&c->signing);
+	srv_tls_free(&c->tls);
 	free(c->path);
 	free(c);
 }
@@ -499,6 +507,27 @@ static int parse_peers(struct srv_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* listen_tcp's TLS context, read and checked now: at start, on SIGHUP
+ * (certificates are reloaded so) and by --check-config. */
+static int load_tls(struct srv_config *c, char *err, size_t errlen)
+{
+	srv_tls_free(&c->tls);
+	if (!*c->tls_cert_file && !*c->tls_key_file) {
+		if (*c->tls_client_ca_file) {
+			snprintf(err, errlen, "tls_client_ca_file needs tls_cert_file and tls_key_file");
+			return -1;
+		}
+		return 0;
+	}
+	if (!*c->tls_cert_file || !*c->tls_key_file) {
+		snprintf(err, errlen, "tls_cert_file and tls_key_file go together: %s is not set",
+		         *c->tls_cert_file ? "tls_key_file" : "tls_cert_file");
+		return -1;
+	}
+	return srv_tls_new(c->tls_cert_file, c->tls_key_file, c->tls_client_ca_file,
+	                   c->tls_min_version, c->tls_ciphers, &c->tls, err, errlen);
+}
+
 int cfg_finalize(struct srv_config *c, char *err, size_t errlen)
 {
 	if (parse_peers(c, err, errlen) < 0 || parse_networks(c, err, errlen) < 0)
@@ -541,7 +570,7 @@ int cfg_finalize(struct srv_config *c, char *err, size_t errlen)
 	}
 	if (signtab_load(c, err, errlen) < 0)
 		return -1;
-	return 0;
+	return load_tls(c, err, errlen);
 }
 
 static void print_ms(FILE *out, uint64_t ms)

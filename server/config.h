@@ -16,6 +16,7 @@
 enum cfg_log { CFG_LOG_STDERR = 0, CFG_LOG_SYSLOG };
 
 struct signtab;
+struct srv_tls;
 
 struct srv_config {
 	unsigned refs;
@@ -34,6 +35,13 @@ struct srv_config {
 	int tcp_allow_remote;         /* listen_tcp may be a non-loopback address */
 	char *http_listen;            /* rspamd-compatible endpoint: "", unix:/path, ADDR:PORT */
 	int http_allow_remote;        /* allow a non-loopback http_listen address */
+	char *tls_cert_file;          /* listen_tcp speaks TLS when this and the key are set */
+	char *tls_key_file;
+	char *tls_client_ca_file;     /* client certificates from these CAs are required */
+	char *tls_min_version;        /* 1.2 | 1.3 */
+	char *tls_ciphers;            /* TLS 1.2 cipher list; "": OpenSSL's default */
+	uint64_t tls_handshake_timeout;  /* milliseconds from accept to a finished handshake */
+	struct srv_tls *tls;          /* built by cfg_finalize(); NULL: plain TCP */
 
 	/* workers and limits */
 	unsigned workers;             /* 0: one per core */

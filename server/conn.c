@@ -1,12 +1,14 @@
 /* One client connection: reads and frames requests (protocol/request),
  * keeps the pipeline of requests in order, writes replies, enforces the
- * idle and request timeouts and the back-pressure limits. Loop thread. */
+ * idle and request timeouts and the back-pressure limits; on listen_tcp
+ * with TLS, moves ciphertext through server/tls. Loop thread. */
 #include "server/http.h"
 #include "server/log.h"
 #include "server/scan.h"
 #include "server/sign.h"
 #include "server/srv.h"
 #include "server/stats.h"
+#include "server/tls.h"
 #include "common/buf.h"
 #include "common/limits.h"
 #include "protocol/reply.h"
@@ -56,6 +58,9 @@ struct conn {
 	int closing;
 	int lingering;               /* eof: the close-anyway timer runs */
 	int handles_open;
+	struct tls_conn *tls;        /* listen_tcp with TLS, else NULL */
+	int tls_ready;               /* handshake done: requests may be read */
+	int tls_shut;                /* close_notify queued (or not to be sent) */
 };
 
 struct wreq {                    /* one uv_write of coalesced replies */
@@ -85,6 +90,7 @@ static void on_handle_closed(uv_handle_t *h)
 		c->next->prev = c->prev;
 	s->n_conns--;
 	proto_parser_free(&c->parser);
+	tls_conn_free(&c->tls);
 	buf_free(&c->held);
 	buf_free(&c->out);
 	free(c);
@@ -162,7 +168,8 @@ static void reply_now(struct conn *c, enum proto_cmd cmd, int status,
 /* Memory the connection's unwritten replies hold: what reading pauses on. */
 static void conn_count_backlog(struct conn *c)
 {
-	c->write_backlog = c->out.cap + (c->wr ? c->wr->mem + sizeof(*c->wr) : 0);
+	c->write_backlog = c->out.cap + (c->wr ? c->wr->mem + sizeof(*c->wr) : 0) +
+	                   (c->tls ? tls_conn_pending(c->tls) : 0);
 }
 
 static void on_write(uv_write_t *w, int status)
@@ -188,18 +195,46 @@ static void on_write(uv_write_t *w, int status)
  * client that does not read costs one buffer, not one per reply. */
 static int conn_start_write(struct conn *c)
 {
-	if (c->wr || c->out.len == 0)
+	if (c->wr)
 		return 0;
-	struct wreq *wr = calloc(1, sizeof(*wr));
-	if (!wr)
-		return -1;
-	wr->conn = c;
-	wr->mem = c->out.cap;
-	wr->data = buf_steal(&c->out, &wr->len);
-	buf_init(&c->out, 0);
-	if (!wr->data) {
-		free(wr);
-		return -1;
+	struct wreq *wr;
+	if (c->tls) {
+		/* the replies become records now, and their plaintext is freed:
+		 * what waits is one buffer of ciphertext, as without TLS */
+		if (c->out.len > 0 && c->tls_ready) {
+			if (tls_conn_write(c->tls, c->out.data, c->out.len) < 0)
+				return -1;
+			buf_free(&c->out);
+			buf_init(&c->out, 0);
+		}
+		size_t n = tls_conn_pending(c->tls);
+		if (n == 0)
+			return 0;
+		wr = calloc(1, sizeof(*wr));
+		if (!wr)
+			return -1;
+		wr->data = malloc(n);
+		if (!wr->data) {
+			free(wr);
+			return -1;
+		}
+		wr->conn = c;
+		wr->mem = n;
+		wr->len = tls_conn_take(c->tls, wr->data, n);
+	} else {
+		if (c->out.len == 0)
+			return 0;
+		wr = calloc(1, sizeof(*wr));
+		if (!wr)
+			return -1;
+		wr->conn = c;
+		wr->mem = c->out.cap;
+		wr->data = buf_steal(&c->out, &wr->len);
+		buf_init(&c->out, 0);
+		if (!wr->data) {
+			free(wr);
+			return -1;
+		}
 	}
 	uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
 	int rc = uv_write(&wr->w, &c->u.st, &b, 1, on_write);
@@ -253,6 +288,17 @@ static void conn_flush(struct conn *c)
 	}
 	conn_count_backlog(c);
 	if (c->eof && !c->head && !c->wr && c->out.len == 0) {
+		if (c->tls && !c->tls_shut) {
+			/* a TLS peer learns the end was meant: close_notify first */
+			c->tls_shut = 1;
+			if (c->tls_ready)
+				tls_conn_shutdown(c->tls);
+			if (conn_start_write(c) == 0 && c->wr) {
+				conn_count_backlog(c);
+				conn_arm_timer(c);
+				return;
+			}
+		}
 		/* everything answered and written */
 		conn_close(c);
 		return;
@@ -302,31 +348,120 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 	b->len = sizeof(c->srv->readbuf);
 }
 
+/* The client sent its last byte (UV_EOF, or a TLS close_notify) or the
+ * read failed. */
+static void conn_read_ended(struct conn *c, ssize_t n)
+{
+	if (c->tls && !c->tls_ready)
+		log_msg(LOG_LVL_INFO, "conn %llu: client left during the TLS handshake",
+		        (unsigned long long)c->id);
+	else if (c->cur)
+		log_msg(LOG_LVL_INFO, "conn %llu: client disconnected in the middle of a message",
+		        (unsigned long long)c->id);
+	else if (n != UV_EOF)
+		log_msg(LOG_LVL_INFO, "conn %llu: read error: %s",
+		        (unsigned long long)c->id, uv_strerror((int)n));
+	if (c->cur || n != UV_EOF || !c->head) {
+		conn_close(c);
+		return;
+	}
+	/* EOF after complete requests: answer them, then close */
+	c->eof = 1;
+	uv_read_stop(&c->u.st);
+	c->reading = 0;
+	conn_flush(c);
+}
+
+static void conn_tls_failed(struct conn *c, const char *why)
+{
+	struct srv *s = c->srv;
+	s->stats.tls_handshake_failures++;
+	log_msg(LOG_LVL_WARN, "conn %llu: TLS handshake failed: %s", (unsigned long long)c->id,
+	        log_clean(why));
+	/* the alert OpenSSL queued goes out, then the connection closes; no
+	 * close_notify after a fatal error */
+	c->eof = 1;
+	c->tls_shut = 1;
+	if (c->reading) {
+		uv_read_stop(&c->u.st);
+		c->reading = 0;
+	}
+	conn_flush(c);
+}
+
+/* Ciphertext from a TLS client: the handshake first, then its plaintext
+ * goes where a plain client's bytes go. data is the shared read buffer,
+ * which is free again once the bytes are in the TLS input. */
+static void conn_tls_read(struct conn *c, const char *data, size_t n)
+{
+	struct srv *s = c->srv;
+	char err[256];
+	if (tls_conn_feed(c->tls, data, n) < 0) {
+		log_msg(LOG_LVL_WARN, "conn %llu: out of memory for TLS input, closing",
+		        (unsigned long long)c->id);
+		conn_close(c);
+		return;
+	}
+	if (!c->tls_ready) {
+		int rc = tls_conn_handshake(c->tls, err, sizeof err);
+		if (rc < 0) {
+			conn_tls_failed(c, err);
+			return;
+		}
+		if (rc == 0) {
+			/* our part of the handshake goes out; the deadline stays */
+			if (conn_start_write(c) < 0)
+				conn_close(c);
+			else
+				conn_count_backlog(c);
+			return;
+		}
+		c->tls_ready = 1;
+		s->stats.tls_handshakes++;
+		uv_timer_stop(&c->timer);
+		char proto[128], cn[LIM_LOG_FIELD], who[INET6_ADDRSTRLEN + 8];
+		tls_conn_describe(c->tls, proto, sizeof proto, cn, sizeof cn);
+		srv_tcp_peer_allowed(s->cfg, &c->u.tcp, who, sizeof who);
+		if (cn[0])
+			log_msg(LOG_LVL_INFO, "conn %llu: TLS from %s, %s, client certificate CN=%s",
+			        (unsigned long long)c->id, who, proto, log_clean(cn));
+		else
+			log_msg(LOG_LVL_INFO, "conn %llu: TLS from %s, %s, no client certificate",
+			        (unsigned long long)c->id, who, proto);
+	}
+	while (!c->closing && !c->eof) {
+		long got = tls_conn_read(c->tls, s->readbuf, sizeof s->readbuf, err, sizeof err);
+		if (got == 0)
+			break;
+		if (got == TLS_CONN_EOF) {
+			conn_read_ended(c, UV_EOF);
+			return;
+		}
+		if (got < 0) {
+			log_msg(LOG_LVL_INFO, "conn %llu: TLS read error: %s, closing",
+			        (unsigned long long)c->id, log_clean(err));
+			conn_close(c);
+			return;
+		}
+		conn_process(c, s->readbuf, (size_t)got);
+	}
+	conn_flush(c);
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
 	struct conn *c = st->data;
 	if (n == 0 || c->closing)
 		return;
 	if (n < 0) {
-		if (c->cur)
-			log_msg(LOG_LVL_INFO, "conn %llu: client disconnected in the middle of a message",
-			        (unsigned long long)c->id);
-		else if (n != UV_EOF)
-			log_msg(LOG_LVL_INFO, "conn %llu: read error: %s",
-			        (unsigned long long)c->id, uv_strerror((int)n));
-		if (c->cur || n != UV_EOF || !c->head) {
-			conn_close(c);
-			return;
-		}
-		/* EOF after complete requests: answer them, then close */
-		c->eof = 1;
-		uv_read_stop(st);
-		c->reading = 0;
-		conn_flush(c);
+		conn_read_ended(c, n);
 		return;
 	}
 	c->srv->stats.bytes_in += (uint64_t)n;
-	conn_process(c, b->base, (size_t)n);
+	if (c->tls)
+		conn_tls_read(c, b->base, (size_t)n);
+	else
+		conn_process(c, b->base, (size_t)n);
 }
 
 /* Whether we may accept more request bytes now. */
@@ -413,12 +548,24 @@ static void on_linger(uv_timer_t *t)
 	conn_close(c);
 }
 
+static void on_tls_timeout(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	c->srv->stats.timeouts++;
+	c->srv->stats.tls_handshake_failures++;
+	log_msg(LOG_LVL_INFO, "conn %llu: TLS handshake not finished within %llums, closing",
+	        (unsigned long long)c->id, (unsigned long long)c->srv->cfg->tls_handshake_timeout);
+	conn_close(c);
+}
+
 static void conn_arm_timer(struct conn *c)
 {
 	if (c->closing)
 		return;
 	struct srv *s = c->srv;
 	uint64_t now = uv_now(s->loop);
+	if (c->tls && !c->tls_ready && !c->eof)
+		return;                /* the handshake deadline set at accept runs */
 	if (c->eof) {
 		/* nothing more is read; the last replies are being written. A
 		 * client that never reads them does not keep us forever. */
@@ -656,10 +803,17 @@ void conn_accept(struct srv *s, uv_stream_t *listener, int tcp)
 		return;
 	}
 	char who[INET6_ADDRSTRLEN + 8];
+	/* on a TLS listener a refusal is a closed connection: a plain-text
+	 * status line would reach the client as a broken handshake anyway */
+	struct srv_tls *tls = tcp ? s->cfg->tls : NULL;
 	if (tcp && !srv_tcp_peer_allowed(s->cfg, &c->u.tcp, who, sizeof who)) {
 		s->stats.connections_rejected++;
 		log_msg(LOG_LVL_WARN, "conn %llu: peer %s not in allowed_networks, refused",
 		        (unsigned long long)c->id, who);
+		if (tls) {
+			conn_close(c);
+			return;
+		}
 		reply_now(c, PROTO_CMD_NONE, 403, "peer not allowed");
 		c->eof = 1;
 		conn_flush(c);
@@ -693,11 +847,26 @@ void conn_accept(struct srv *s, uv_stream_t *listener, int tcp)
 		s->stats.connections_rejected++;
 		log_msg(LOG_LVL_WARN, "conn %llu: %s, refused", (unsigned long long)c->id,
 		        s->stopping ? "shutting down" : "too many connections");
+		if (tls) {
+			conn_close(c);
+			return;
+		}
 		reply_now(c, PROTO_CMD_NONE, 421, s->stopping ? "shutting down"
 		                                               : "too many connections, try again later");
 		c->eof = 1;
 		conn_flush(c);
 		return;
+	}
+	if (tls) {
+		c->tls = tls_conn_new(tls);
+		if (!c->tls) {
+			log_msg(LOG_LVL_WARN, "conn %llu: out of memory for TLS, closing",
+			        (unsigned long long)c->id);
+			conn_close(c);
+			return;
+		}
+		/* a client that never finishes the handshake is not kept */
+		uv_timer_start(&c->timer, on_tls_timeout, s->cfg->tls_handshake_timeout, 0);
 	}
 	conn_update_reading(c);
 	conn_arm_timer(c);

@@ -8,6 +8,7 @@
 #include "server/http.h"
 #include "server/log.h"
 #include "server/srv.h"
+#include "server/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -198,8 +199,12 @@ static void on_tcp_connection(uv_stream_t *l, int status)
 static int start_tcp_listening(struct srv *s, char *err, size_t errlen)
 {
 	const struct srv_config *c = s->cfg;
-	if (!c->listen_tcp || !*c->listen_tcp)
+	if (!c->listen_tcp || !*c->listen_tcp) {
+		if (c->tls)
+			log_msg(LOG_LVL_WARN, "tls_cert_file is set but listen_tcp is not: "
+			        "TLS applies to listen_tcp only");
 		return 0;
+	}
 	struct sockaddr_storage sa;
 	if (srv_parse_tcp_listen("listen_tcp", c->listen_tcp, c->tcp_allow_remote, &sa,
 	                         err, errlen) < 0)
@@ -215,8 +220,14 @@ static int start_tcp_listening(struct srv *s, char *err, size_t errlen)
 		return -1;
 	}
 	s->tcp_listening = 1;
-	log_msg(LOG_LVL_INFO, "line protocol also on TCP %s (allowed_networks: %s)",
-	        c->listen_tcp, c->allowed_networks);
+	log_msg(LOG_LVL_INFO, "line protocol also on TCP %s (allowed_networks: %s; %s)",
+	        c->listen_tcp, c->allowed_networks,
+	        !c->tls ? "plain text" : srv_tls_verifies_clients(c->tls)
+	                ? "TLS, client certificates required" : "TLS, no client certificates");
+	if (c->tcp_allow_remote && !srv_tls_verifies_clients(c->tls))
+		log_msg(LOG_LVL_WARN, "listen_tcp %s accepts remote clients without TLS client "
+		        "certificates (tls_client_ca_file): allowed_networks alone decides who may "
+		        "ask%s", c->listen_tcp, c->tls ? "" : ", and mail crosses the network in plain text");
 	return 0;
 }
 
@@ -463,6 +474,12 @@ static void on_signal(uv_signal_t *h, int signum)
 			return;
 		}
 		n->workers = s->cfg->workers;
+		if (!n->tls != !s->cfg->tls)
+			log_msg(LOG_LVL_WARN, "reload: TLS on listen_tcp turned %s for new connections",
+			        n->tls ? "on" : "off");
+		else if (n->tls)
+			log_msg(LOG_LVL_INFO, "reload: TLS certificate, key and client CA read again; "
+			        "new connections use them");
 		log_open(n->log == CFG_LOG_SYSLOG, n->syslog_facility, n->log_debug, log_format_of(n));
 		cfg_unref(&s->cfg);
 		s->cfg = n;

@@ -128,6 +128,11 @@ void metrics_write(const struct metrics_snapshot *m, struct buf *o)
 	    m->conns_rejected);
 	one(o, "alignd_connections_shed_total", "counter",
 	    "Idle connections closed at max_connections to admit a new client.", m->conns_shed);
+	one(o, "alignd_tls_handshakes_total", "counter",
+	    "TLS handshakes completed on listen_tcp.", m->tls_handshakes);
+	one(o, "alignd_tls_handshake_failures_total", "counter",
+	    "TLS handshakes on listen_tcp that failed (no or a bad client certificate, not TLS) "
+	    "or did not finish within tls_handshake_timeout.", m->tls_handshake_failures);
 	one(o, "alignd_requests_busy_total", "counter",
 	    "Scan and sign requests refused with 503 because max_inflight_bytes was reached.",
 	    m->requests_busy);

@@ -38,6 +38,7 @@ struct metrics_snapshot {
 	uint64_t workers;
 	uint64_t conns_open, conns_total, conns_rejected, conns_shed;
 	uint64_t requests_busy, msg_bytes;
+	uint64_t tls_handshakes, tls_handshake_failures;   /* listen_tcp with TLS */
 	uint64_t sign[3];             /* SIGN requests: signed, refused (4xx), error (5xx) */
 	uint64_t signatures[2];       /* DKIM-Signature fields made: rsa-sha256, ed25519-sha256 */
 	uint64_t requests, errors_4xx, errors_5xx, timeouts, bytes_in, reloads;

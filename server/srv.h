@@ -20,6 +20,8 @@ struct srv_stats {
 	uint64_t connections_rejected;
 	uint64_t connections_shed;     /* idle ones closed to admit a new client */
 	uint64_t requests_busy;        /* refused: max_inflight_bytes reached */
+	uint64_t tls_handshakes;       /* listen_tcp TLS handshakes completed */
+	uint64_t tls_handshake_failures;  /* failed or not finished in tls_handshake_timeout */
 	uint64_t sign_signed;          /* SIGN requests answered with signatures */
 	uint64_t sign_refused;         /* SIGN answered 4xx (no table, no key for the domain, bad message) */
 	uint64_t sign_failed;          /* SIGN answered 5xx */

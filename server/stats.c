@@ -36,6 +36,8 @@ void stats_reply(struct srv *s, struct buf *out)
 	ADD("Connections-Rejected", st->connections_rejected);
 	ADD("Connections-Shed", st->connections_shed);
 	ADD("Requests-Busy", st->requests_busy);
+	ADD("TLS-Handshakes", st->tls_handshakes);
+	ADD("TLS-Handshake-Failures", st->tls_handshake_failures);
 	ADD("Sign-Signed", st->sign_signed);
 	ADD("Sign-Refused", st->sign_refused);
 	ADD("Sign-Errors", st->sign_failed);
@@ -125,6 +127,8 @@ void stats_snapshot(struct srv *s, struct metrics_snapshot *m)
 	m->conns_rejected = st->connections_rejected;
 	m->conns_shed = st->connections_shed;
 	m->requests_busy = st->requests_busy;
+	m->tls_handshakes = st->tls_handshakes;
+	m->tls_handshake_failures = st->tls_handshake_failures;
 	m->sign[0] = st->sign_signed;
 	m->sign[1] = st->sign_refused;
 	m->sign[2] = st->sign_failed;

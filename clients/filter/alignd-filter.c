@@ -35,6 +35,7 @@ static struct {
 	const char *authserv_id;
 	const char *quarantine_header;   /* NULL: no marker */
 	int timeout_ms;
+	const char *tls_ca, *tls_cert, *tls_key;
 	size_t max_size;
 	int oversize;                    /* over max_size: EX_TEMPFAIL_, EX_UNAVAILABLE_ or 0 (accept) */
 	int have_sender;
@@ -363,7 +364,12 @@ static void usage(FILE *out)
 	"  -h, --helo NAME          its HELO name (${client_helo})\n"
 	"  -f, --sender ADDR        envelope sender (${sender}; empty for <>)\n"
 	"  -i, --queue-id ID        queue id for logs (${queue_id})\n"
-	"  -s, --socket PATH        alignd's socket (default $ALIGND_SOCKET or %s)\n"
+	"  -s, --socket PATH        alignd's socket (default $ALIGND_SOCKET or %s),\n"
+	"                           tcp:HOST:PORT, or tls:HOST:PORT (TLS to listen_tcp)\n"
+	"      --tls-ca FILE        tls: the CAs of the daemon's certificate, which must\n"
+	"                           also name HOST (default: the system's CAs)\n"
+	"      --tls-cert FILE      tls: this client's certificate (PEM) ...\n"
+	"      --tls-key FILE       ... and its key, for a daemon that requires one\n"
 	"  -t, --timeout MS         deadline for each step of the scan (default %d)\n"
 	"  -S, --sendmail PATH      re-injection command (default %s)\n"
 	"  -a, --authserv-id ID     remove incoming Authentication-Results with this id\n"
@@ -395,6 +401,9 @@ int main(int argc, char **argv)
 		{ "max-size", required_argument, NULL, 'M' },
 		{ "oversize", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'x' },
+		{ "tls-ca", required_argument, NULL, 256 },
+		{ "tls-cert", required_argument, NULL, 257 },
+		{ "tls-key", required_argument, NULL, 258 },
 		{ NULL, 0, NULL, 0 },
 	};
 	opt.socket = dclient_default_socket();
@@ -445,6 +454,9 @@ int main(int argc, char **argv)
 			else
 				opt.max_size = v;
 			break;
+		case 256: opt.tls_ca = optarg; break;
+		case 257: opt.tls_cert = optarg; break;
+		case 258: opt.tls_key = optarg; break;
 		case 'x': usage(stdout); return 0;
 		default:
 		bad:
@@ -510,18 +522,25 @@ int main(int argc, char **argv)
 		.queue_id = opt.queue_id, .rcpt = rcpts, .n_rcpt = nr,
 	};
 	struct dclient dc;
+	struct dclient_tls *tls = NULL;
 	dclient_init(&dc, opt.timeout_ms);
-	char err[512];
-	if (lseek(spool, 0, SEEK_SET) < 0 ||
+	char err[512] = "spool file: cannot seek";
+	/* TLS settings that cannot be used are the admin's to fix: the mail
+	 * waits (75) rather than bounces */
+	if (dclient_tls_setup(opt.socket, opt.tls_ca, opt.tls_cert, opt.tls_key, &tls,
+	                      err, sizeof err) < 0 ||
+	    (dc.tls = tls, lseek(spool, 0, SEEK_SET) < 0) ||
 	    dclient_connect(&dc, opt.socket, err, sizeof(err)) < 0 ||
 	    dclient_scan_fd(&dc, &env, spool, len, &r, err, sizeof(err)) < 0) {
 		diag("daemon unavailable: %s", err);
 		dclient_close(&dc);
+		dclient_tls_free(&tls);
 		buf_free(&dc.in);
 		close(spool);
 		return finish(EX_TEMPFAIL_, "4.7.0", "message authentication unavailable, try again later");
 	}
 	dclient_close(&dc);
+	dclient_tls_free(&tls);
 	buf_free(&dc.in);
 
 	char x[16], text[512];

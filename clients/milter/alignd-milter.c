@@ -41,6 +41,8 @@ enum oversize { OV_TEMPFAIL = 0, OV_ACCEPT, OV_REJECT };
 static struct {
 	const char *milter_conn;      /* libmilter spec: unix:/path, inet:port@host */
 	const char *daemon_socket;
+	const char *tls_ca, *tls_cert, *tls_key;
+	struct dclient_tls *tls;      /* for a tls:HOST:PORT daemon, shared by all threads */
 	int timeout_ms;
 	enum fallback fallback;
 	const char *authserv_id;      /* NULL: taken from the daemon's reply */
@@ -158,6 +160,7 @@ static struct sess *sess_get(SMFICTX *ctx)
 	buf_init(&s->msg, LIM_CLIENT_MEMORY);
 	s->spool_fd = -1;
 	dclient_init(&s->dc, opt.timeout_ms);
+	s->dc.tls = opt.tls;
 	if (smfi_setpriv(ctx, s) != MI_SUCCESS) {
 		free(s);
 		return NULL;
@@ -809,7 +812,12 @@ static void usage(FILE *out)
 	fprintf(out,
 	"usage: alignd-milter -p SPEC [options]\n"
 	"  -p, --milter SPEC        where the MTA connects: unix:/path or inet:PORT@127.0.0.1\n"
-	"  -s, --socket PATH        alignd's socket (default $ALIGND_SOCKET or %s)\n"
+	"  -s, --socket PATH        alignd's socket (default $ALIGND_SOCKET or %s),\n"
+	"                           tcp:HOST:PORT, or tls:HOST:PORT (TLS to listen_tcp)\n"
+	"      --tls-ca FILE        tls: the CAs of the daemon's certificate, which must\n"
+	"                           also name HOST (default: the system's CAs)\n"
+	"      --tls-cert FILE      tls: this client's certificate (PEM) ...\n"
+	"      --tls-key FILE       ... and its key, for a daemon that requires one\n"
 	"  -t, --timeout MS         deadline for each step of a scan (default %d)\n"
 	"  -F, --fallback MODE      daemon unreachable or too slow: tempfail (451, default)\n"
 	"                           or accept (pass the message without a verdict)\n"
@@ -903,6 +911,9 @@ int main(int argc, char **argv)
 		{ "syslog", no_argument, NULL, 'l' },
 		{ "debug", no_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "tls-ca", required_argument, NULL, 256 },
+		{ "tls-cert", required_argument, NULL, 257 },
+		{ "tls-key", required_argument, NULL, 258 },
 		{ NULL, 0, NULL, 0 },
 	};
 	opt.daemon_socket = dclient_default_socket();
@@ -976,6 +987,9 @@ int main(int argc, char **argv)
 				goto bad;
 			opt.outbound_daemons = optarg;
 			break;
+		case 256: opt.tls_ca = optarg; break;
+		case 257: opt.tls_cert = optarg; break;
+		case 258: opt.tls_key = optarg; break;
 		case 'l': opt.use_syslog = 1; break;
 		case 'd': opt.debug = 1; break;
 		case 'h': usage(stdout); return 0;
@@ -989,6 +1003,12 @@ int main(int argc, char **argv)
 	}
 	if (!opt.milter_conn || optind < argc) {
 		usage(stderr);
+		return 64;
+	}
+	char err[512];
+	if (dclient_tls_setup(opt.daemon_socket, opt.tls_ca, opt.tls_cert, opt.tls_key, &opt.tls,
+	                      err, sizeof err) < 0) {
+		fprintf(stderr, "alignd-milter: %s\n", err);
 		return 64;
 	}
 	if (opt.use_syslog)

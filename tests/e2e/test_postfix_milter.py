@@ -12,9 +12,17 @@ import unittest
 
 import mta
 import scenarios as sc
+from tlscerts import TlsCerts
 
 
 class PostfixMilter(sc.WorldCase):
+    @classmethod
+    def more_daemon_args(cls, daemon_dir):
+        # listen_tcp over TLS with client certificates, for test_10
+        cls.certs = TlsCerts(daemon_dir)
+        cls.tls_port = mta.free_tcp_port()
+        return ["--set", "listen_tcp=127.0.0.1:%d" % cls.tls_port] + cls.certs.daemon_args()
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -288,6 +296,35 @@ class PostfixMilter(sc.WorldCase):
     MESSAGE_SIZE_LIMIT = 50 << 20
     # what the milter's peak RSS may grow by while it carries the message
     LARGE_RSS_GROWTH = 16 << 20
+
+    def test_10_over_tls_with_client_certificate(self):
+        """The milter reaches the daemon's TLS listener as a second host's
+        would: verdicts as over the socket; refused (another CA's client
+        certificate) it tempfails."""
+        c = self.certs
+        tls = ["-s", "tls:127.0.0.1:%d" % self.tls_port, "--tls-ca", c.ca]
+        try:
+            self.restart_milter(tls + ["--tls-cert", c.client_cert, "--tls-key", c.client_key])
+            s = sc.aligned(self.world.world_dir, subject="over tls")
+            r = self.send(s)
+            self.assertTrue((r.final_reply() or "").startswith("250"), self.explain(r))
+            m = self.delivered("over tls")
+            self.assertIsNotNone(m, self.explain(r))
+            ours = sc.our_ar(m)
+            self.assertEqual(len(ours), 1, ours)
+            self.assertIn("dmarc=pass", ours[0])
+            self.assertIn("client certificate CN=mta1.test", self.daemon.logtext())
+            r = self.send(sc.spoofed())
+            self.assertTrue((r.final_reply() or "").startswith("550 5.7.1"), self.explain(r))
+            self.restart_milter(tls + ["--tls-cert", c.rogue_cert, "--tls-key", c.rogue_key])
+            before = len(self.pf.milter_text())
+            s = sc.aligned(self.world.world_dir, subject="rogue over tls")
+            r = self.send(s)
+            self.assertRegex(r.final_reply() or "", r"^451 4\.7\.0 ", self.explain(r))
+            self.assertIn("daemon unavailable", self.pf.milter_text()[before:])
+        finally:
+            self.restart_milter([])
+        self.assertIsNone(self.delivered("rogue over tls", timeout=0.5))
 
     def test_9_large_message_spooled_in_little_memory(self):
         # the milter keeps LIM_CLIENT_MEMORY of the message in memory and the

@@ -240,4 +240,30 @@ HEADS = [
 for h in HEADS:
     for step, maxk in ((1, 16), (7, 0), (16, 255)):
         put("http", h.encode("latin-1") + bytes([maxk, step - 1]))
+# ---- TLS client flights to listen_tcp (server/tls.c) ----
+# a piece-size byte, then what a client sends first: ClientHellos of
+# TLS 1.2 and 1.3 from Python's ssl, a plain-text request, a bare record
+def client_hello(ver):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = ver
+    inc, outb = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, outb, server_hostname="alignd.test")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outb.read()
+
+
+import ssl  # noqa: E402
+for ver in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+    hello = client_hello(ver)
+    for piece in (96, 0, 4):
+        put("tls", bytes([piece]) + hello)
+put("tls", b"\x60PING\r\n\r\n")
+put("tls", b"\x60\x16\x03\x01\x00\x00")
+put("tls", b"\x60\x17\x03\x03\x40\x00" + b"\x00" * 64)
 print("seeds written under", os.path.join(HERE, "corpus"))
