@@ -978,6 +978,18 @@ static int run_status(struct tool *t)
 
 /* ---- failure reports (RFC 9991) ---- */
 
+/* Ends what open_dns (and curl_global_init) started, if anything. */
+static void close_dns(struct tool *t)
+{
+	if (!t->dns)
+		return;
+	srv_dns_close(&t->dns);
+	uv_run(&t->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&t->loop);
+	dmarc_psl_close(&t->psl);
+	curl_global_cleanup();
+}
+
 static int open_store(struct tool *t, struct store **st, char *err, size_t errlen);
 
 /* One stored message whose failure report may be due, copied out of the
@@ -1412,13 +1424,7 @@ static int run(struct tool *t, const char *config, const char *const *sets, size
 		return run_status(t);
 	if (t->failures) {
 		int frc = run_failures(t);
-		if (t->dns) {
-			srv_dns_close(&t->dns);
-			uv_run(&t->loop, UV_RUN_DEFAULT);
-			uv_loop_close(&t->loop);
-			dmarc_psl_close(&t->psl);
-			curl_global_cleanup();
-		}
+		close_dns(t);
 		return frc;
 	}
 
@@ -1441,13 +1447,7 @@ static int run(struct tool *t, const char *config, const char *const *sets, size
 		}
 	}
 	store_close(&st);
-	if (t->dns) {
-		srv_dns_close(&t->dns);
-		uv_run(&t->loop, UV_RUN_DEFAULT);
-		uv_loop_close(&t->loop);
-		dmarc_psl_close(&t->psl);
-		curl_global_cleanup();
-	}
+	close_dns(t);
 	if (rc == EX_OK_ && t->temp_failures)
 		rc = EX_TEMPFAIL_;
 	return rc;

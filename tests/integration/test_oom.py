@@ -22,6 +22,7 @@ import unittest
 
 from dnsworld import World
 from harness import Daemon, RecvBuffer, field, scan_request
+from test_sign_daemon import sign_request, signatures as signature_list
 
 SHIM = os.path.join(os.environ.get("ALIGND_BUILD_ROOT", ""), "tests", "lib", "libfailalloc.so")
 ED25519_PKCS8 = bytes.fromhex("302e020100300506032b657004220420")
@@ -34,24 +35,6 @@ def message(frm, subject):
             "Date: Mon, 07 Dec 2026 10:00:00 +0000\r\n"
             "Message-ID: <%s@example.com>\r\n\r\nHello Bob,\r\n\r\n"
             "the quarterly figures are attached.\r\n" % (frm, subject, subject)).encode()
-
-
-def sign_request(msg):
-    return b"SIGN ALIGND/1\r\nContent-Length: %d\r\n\r\n" % len(msg) + msg
-
-
-def signatures(reply):
-    head = reply.split(b"\r\n\r\n", 1)[0] + b"\r\n"
-    out, cur = [], None
-    for line in head.split(b"\r\n")[1:]:
-        if line.startswith(b"DKIM-Signature:"):
-            cur = [line]
-            out.append(cur)
-        elif line[:1] in (b" ", b"\t") and cur is not None:
-            cur.append(line)
-        else:
-            cur = None
-    return b"".join(b"\r\n".join(c) + b"\r\n" for c in out)
 
 
 def exchange(connect, data):
@@ -177,7 +160,7 @@ class OutOfMemory(unittest.TestCase):
                     fresh = message("Alice <alice@example.com>", "oom-%d" % every)
                     rep = d.request(sign_request(fresh))
                     self.assertTrue(rep.startswith(b"ALIGND/1 200"), rep)
-                    signed = signatures(rep) + fresh
+                    signed = b"".join(signature_list(rep)) + fresh
                     spoof = message("CEO <ceo@example.com>", "wire-%d" % every)
                     open(self.ctl, "w").close()
                     answers = self.workload(d, signed, spoof, fresh)
