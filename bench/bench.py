@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Runs the alignd benchmark (bench/README.md); bench/run calls this.
 
-    bench.py --build DIR [--quick] [--no-rspamd] [--no-perf]
+    bench.py --build DIR [--quick] [--no-rspamd] [--no-perf] [--only PART,...]
 
 Generates (or reuses) the benchmark DNS world and corpora under
 DIR/bench-data, starts nsd, runs alignd and the load generator in each
@@ -33,6 +33,8 @@ import dnsdelay  # noqa: E402
 import dnsworld  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
+# the parts of a run, in the order they run (--only picks some)
+PARTS = ("micro", "history", "warm", "memory", "cold", "rspamd")
 N_DOMAINS = 300
 
 
@@ -47,6 +49,11 @@ class Bench:
         self.data = os.path.join(self.build, "bench-data")
         self.run_dir = tempfile.mkdtemp(prefix="alignd-bench-")
         self.res = {"quick": a.quick, "runs": {}}
+        self.parts = set(a.only.split(",")) if a.only else set(PARTS)
+        unknown = self.parts - set(PARTS)
+        if unknown:
+            sys.exit("bench: no part named %s (parts: %s)" % (
+                ", ".join(sorted(unknown)), ", ".join(PARTS)))
         self.procs = []
         os.makedirs(self.data, exist_ok=True)
         os.makedirs(RESULTS, exist_ok=True)
@@ -211,6 +218,77 @@ class Bench:
                     nwarm, "--duration", "2" if q else "4"], [p.pid])
             self.stop(p)
 
+    @staticmethod
+    def stats(sock):
+        """The daemon's STATS fields as a dict."""
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(sock)
+        s.sendall(b"STATS\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        out = {}
+        for line in data.decode("ascii", "replace").split("\r\n")[1:]:
+            if ": " in line:
+                k, v = line.split(": ", 1)
+                out[k] = v
+        return out
+
+    def history_cost(self, w):
+        """What the history store costs the warm path: the same corpus at
+        c=32 on a fresh daemon with history=off and with history=sqlite,
+        alternated so that drift in the machine hits both alike; the median
+        of each. Every record must reach the store (History-Dropped 0), or
+        the figure would flatter it."""
+        q = self.a.quick
+        dur = "3" if q else "6"
+        typ = self.corpora["typical"]
+        nwarm = str(self.res["corpus"]["messages"])
+        self.log("history store cost (warm, c=32, off vs sqlite alternated)")
+        rounds = 2 if q else 3
+        got = {"off": [], "sqlite": []}
+        dropped = 0
+        written = 0
+        for i in range(rounds):
+            for store in ("off", "sqlite"):
+                extra = ("history=off",) if store == "off" else ()
+                p, sock = self.start_daemon(w.unbound_conf, extra=extra)
+                r = self.lg("history=%s c=32 #%d" % (store, i + 1), sock, typ,
+                            ["-c", "32", "--warmup", nwarm, "--duration", dur], [p.pid])
+                if store == "sqlite":
+                    # let the writer drain what the run queued, then count
+                    st = {}
+                    for _ in range(100):
+                        st = self.stats(sock)
+                        if st.get("History-Queued", "0") == "0":
+                            break
+                        time.sleep(0.1)
+                    dropped += int(st.get("History-Dropped", "0"))
+                    written += int(st.get("History-Written", "0"))
+                got[store].append(r)
+                self.stop(p)
+        med = {k: statistics.median(x["msgs_per_s"] for x in v) for k, v in got.items()}
+        cpu = {k: statistics.median(x["daemon_cpu_ms_per_msg"] for x in v) for k, v in got.items()}
+        self.res["history_cost"] = {
+            "rounds": rounds, "off_msgs_s": med["off"], "sqlite_msgs_s": med["sqlite"],
+            "cost_pct": 100.0 * (1 - med["sqlite"] / med["off"]),
+            "off_cpu_ms": cpu["off"], "sqlite_cpu_ms": cpu["sqlite"],
+            "cpu_pct": 100.0 * (cpu["sqlite"] / cpu["off"] - 1),
+            "written": written, "dropped": dropped}
+        for label in [k for k in self.res["runs"] if k.startswith("history=")]:
+            self.res["runs"].pop(label)
+        h = self.res["history_cost"]
+        print("history store: off %.0f msgs/s, sqlite %.0f msgs/s (median of %d): "
+              "throughput cost %.1f %%, daemon CPU per message %+.1f %%; "
+              "%d records written, %d dropped" % (
+                  h["off_msgs_s"], h["sqlite_msgs_s"], rounds, h["cost_pct"],
+                  h["cpu_pct"], written, dropped))
+
     def profile(self, p, sock, typ):
         self.log("perf profile of the warm path (c=32)")
         data = os.path.join(self.run_dir, "perf.data")
@@ -364,16 +442,22 @@ class Bench:
     def run(self):
         t0 = time.time()
         self.prepare()
-        self.micro_runs()
+        if "micro" in self.parts:
+            self.micro_runs()
         with dnsworld.World(world=self.world_yaml,
                             cache_dir=os.path.join(self.data, "worlds")) as w:
-            self.warm(w)
-            self.memory(w)
-            self.cold(w)
-            # libunbound minimises QNAMEs by default (RFC 9156): on an empty
-            # cache that adds round trips; the same run without it
-            self.cold(w, "_noqmin", "    qname-minimisation: no\n")
-            if not self.a.no_rspamd:
+            if "history" in self.parts:
+                self.history_cost(w)
+            if "warm" in self.parts:
+                self.warm(w)
+            if "memory" in self.parts:
+                self.memory(w)
+            if "cold" in self.parts:
+                self.cold(w)
+                # libunbound minimises QNAMEs by default (RFC 9156): on an
+                # empty cache that adds round trips; the same run without it
+                self.cold(w, "_noqmin", "    qname-minimisation: no\n")
+            if not self.a.no_rspamd and "rspamd" in self.parts:
                 try:
                     import rspamd_side
                     rspamd_side.run(self, w)
@@ -381,7 +465,15 @@ class Bench:
                     self.log("rspamd side by side failed: %s" % e)
                     self.res["rspamd_error"] = str(e)
         self.res["elapsed_s"] = time.time() - t0
-        with open(os.path.join(RESULTS, "results.json"), "w") as f:
+        path = os.path.join(RESULTS, "results.json")
+        if self.a.only and os.path.exists(path):
+            # a partial run refreshes its own parts of the last full results
+            with open(path) as f:
+                old = json.load(f)
+            old["runs"].update(self.res.pop("runs"))
+            old.update(self.res)
+            self.res = old
+        with open(path, "w") as f:
             json.dump(self.res, f, indent=1)
         import report
         report.write(self.res, RESULTS)
@@ -398,6 +490,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-rspamd", action="store_true")
     ap.add_argument("--no-perf", action="store_true")
+    ap.add_argument("--only", metavar="PART[,PART]",
+                    help="run only these parts: " + ", ".join(PARTS))
     a = ap.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (16384, 16384))
     b = Bench(a)

@@ -167,6 +167,14 @@ def write(res, outdir):
         L.append("| throughput grows with workers up to the cores | %s | %s |" % (
             ", ".join("%d: %.0f/s" % (k, v["msgs_per_s"]) for k, v in sorted(wk.items())),
             "yes" if wk.get(2, {}).get("msgs_per_s", 0) > 1.1 * wk.get(1, {}).get("msgs_per_s", 1) else "no"))
+    h = res.get("history_cost")
+    if h:
+        L.append("| history store costs <= 5%% of warm throughput | history=off %.0f, "
+                 "history=sqlite %.0f msgs/s (c=32, median of %d alternated runs): %.1f%%; "
+                 "daemon CPU per message %+.1f%%; %d records written, %d dropped | %s |"
+                 % (h["off_msgs_s"], h["sqlite_msgs_s"], h["rounds"], h["cost_pct"],
+                    h["cpu_pct"], h["written"], h["dropped"],
+                    "yes" if h["cost_pct"] <= 5 and h["dropped"] == 0 else "no"))
     L.append("")
     if ceil:
         L.append("## DKIM ceiling (libopendkim alone, keys in memory, same corpus)\n")

@@ -108,5 +108,8 @@
 #define LIM_REPORT_RETRY_DAYS     64u                 /* past days a run retries at most */
 #define LIM_SUMMARY_DOMAINS       100000u             /* author domains in alignd-report --summary */
 #define LIM_SUMMARY_SOURCES       1000000u            /* (domain, client IP) pairs in --summary */
+#define LIM_WHATIF_GROUPS         1000000u            /* author domains, and sources, in --what-if */
+#define LIM_WHATIF_EXAMPLES       3u                  /* changed messages shown per group */
+#define LIM_WHATIF_DAYS           3660u               /* days in the --what-if chart */
 
 #endif

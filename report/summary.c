@@ -347,7 +347,7 @@ int rpt_summary_text(const struct rpt_summary *s, int64_t since, int64_t until, 
 	return out->failed ? -1 : 0;
 }
 
-static void json_str(struct buf *out, const char *v)
+void rpt_json_str(struct buf *out, const char *v)
 {
 	char tmp[LIM_REPORT_FIELD];
 	text_printable(tmp, sizeof tmp, v ? v : "", v ? strlen(v) : 0);
@@ -383,7 +383,7 @@ int rpt_summary_json(const struct rpt_summary *s, int64_t since, int64_t until, 
 	for (size_t i = 0; i < s->n_doms; i++) {
 		const struct sdom *d = &s->doms[o.dom[i]];
 		buf_adds(out, i ? ",{\"domain\":" : "{\"domain\":");
-		json_str(out, d->name);
+		rpt_json_str(out, d->name);
 		buf_printf(out, ",\"messages\":%llu,\"pass\":%llu,\"failing\":%llu,\"overridden\":%llu,"
 		           "\"failing_dispositions\":", (unsigned long long)d->messages,
 		           (unsigned long long)d->pass, (unsigned long long)d->failing,
@@ -397,13 +397,13 @@ int rpt_summary_json(const struct rpt_summary *s, int64_t since, int64_t until, 
 				break;
 			buf_adds(out, shown ? ",{\"ip\":" : "{\"ip\":");
 			shown++;
-			json_str(out, c->ip);
+			rpt_json_str(out, c->ip);
 			buf_printf(out, ",\"messages\":%llu,\"failing\":%llu,\"dispositions\":",
 			           (unsigned long long)c->messages, (unsigned long long)c->failing);
 			json_disp(out, c->disp);
 			if (c->envelope_from) {
 				buf_adds(out, ",\"envelope_from\":");
-				json_str(out, c->envelope_from);
+				rpt_json_str(out, c->envelope_from);
 			}
 			buf_adds(out, "}");
 		}

@@ -35,4 +35,8 @@ int rpt_summary_text(const struct rpt_summary *s, int64_t since, int64_t until, 
 int rpt_summary_json(const struct rpt_summary *s, int64_t since, int64_t until, size_t top,
                      struct buf *out);
 
+/* Appends v as a JSON string, made printable first (at most
+ * LIM_REPORT_FIELD bytes). The what-if report writes its strings so too. */
+void rpt_json_str(struct buf *out, const char *v);
+
 #endif

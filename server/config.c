@@ -8,7 +8,9 @@
 #include "common/text.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +23,14 @@ enum ktype { K_STR, K_UINT, K_MS, K_SIZE, K_BOOL, K_MODE, K_DOUBLE, K_LOG };
 struct key {
 	const char *name;
 	enum ktype type;
-	size_t off;
+	size_t off, size;         /* where the value lives, and its width */
 	const char *def;          /* default, as text */
 	const char *choices;      /* K_STR: allowed values, space-separated, or NULL */
 	uint64_t min, max;        /* numeric keys */
 };
 
-#define O(f) offsetof(struct srv_config, f)
+/* a field's place and width: a numeric key may be unsigned or uint64_t */
+#define O(f) offsetof(struct srv_config, f), sizeof(((struct srv_config *)0)->f)
 static const struct key keys[] = {
 	{ "socket",              K_STR,  O(socket), "/run/alignd/alignd.sock", NULL, 0, 0 },
 	{ "socket_mode",         K_MODE, O(socket_mode), "0660", NULL, 0, 0777 },
@@ -286,10 +289,15 @@ static int set_key(struct srv_config *c, const struct key *k, const char *v,
 		         (unsigned long long)k->max);
 		return -1;
 	}
-	if (k->type == K_UINT && k->off == offsetof(struct srv_config, workers))
+	if (k->size == sizeof(unsigned)) {
+		if (n > UINT_MAX) {   /* a table whose max does not fit the field */
+			snprintf(err, errlen, "%s: %llu is too large", k->name, (unsigned long long)n);
+			return -1;
+		}
 		*(unsigned *)field(c, k) = (unsigned)n;
-	else
+	} else {
 		*(uint64_t *)field(c, k) = n;
+	}
 	return 0;
 }
 
@@ -317,6 +325,23 @@ int cfg_set(struct srv_config *c, const char *key, const char *value,
 	return -1;
 }
 
+/* Whether set_key() and cfg_print() access k's field with its own width. */
+static bool width_fits(const struct key *k)
+{
+	switch (k->type) {
+	case K_STR:    return k->size == sizeof(char *);
+	case K_BOOL:   return k->size == sizeof(int);
+	case K_LOG:    return k->size == sizeof(enum cfg_log);
+	case K_MODE:   return k->size == sizeof(unsigned);
+	case K_DOUBLE: return k->size == sizeof(double);
+	case K_UINT:   return k->size == sizeof(uint64_t) ||
+	                      (k->size == sizeof(unsigned) && k->max <= UINT_MAX);
+	case K_MS:
+	case K_SIZE:   return k->size == sizeof(uint64_t);
+	}
+	return false;
+}
+
 struct srv_config *cfg_new_default(void)
 {
 	struct srv_config *c = calloc(1, sizeof(*c));
@@ -325,6 +350,13 @@ struct srv_config *cfg_new_default(void)
 	c->refs = 1;
 	verdict_opts_default(&c->weights);
 	char err[256];
+	for (size_t i = 0; i < NKEYS; i++)
+		if (!width_fits(&keys[i])) {
+			/* a field whose width its type does not write is a bug in the table */
+			fprintf(stderr, "alignd: key %s: field width %zu does not fit its type\n",
+			        keys[i].name, keys[i].size);
+			abort();
+		}
 	for (size_t i = 0; i < NKEYS; i++)
 		if (set_key(c, &keys[i], keys[i].def, err, sizeof(err)) < 0) {
 			/* a default that does not parse is a bug in the table */
@@ -611,7 +643,7 @@ void cfg_print(const struct srv_config *c, FILE *out)
 		case K_MODE:   fprintf(out, "%04o", *(const unsigned *)f); break;
 		case K_DOUBLE: fprintf(out, "%g", *(const double *)f); break;
 		case K_UINT:
-			if (k->off == offsetof(struct srv_config, workers))
+			if (k->size == sizeof(unsigned))
 				fprintf(out, "%u", *(const unsigned *)f);
 			else
 				fprintf(out, "%llu", (unsigned long long)*(const uint64_t *)f);
@@ -623,6 +655,18 @@ void cfg_print(const struct srv_config *c, FILE *out)
 	}
 	for (int i = 0; i < VSYM_COUNT; i++)
 		fprintf(out, "score_%s = %g\n", verdict_sym_name((enum verdict_sym)i), c->weights.weights[i]);
+}
+
+enum dmarc_disp cfg_bad_author_disp(const struct srv_config *c)
+{
+	/* MUAs show what fails to parse: no From, or a bad one, is judged
+	 * by bad_from; in quarantine-only mode nothing is rejected on DMARC
+	 * grounds */
+	if (strcmp(c->bad_from, "accept") == 0)
+		return DMARC_DISP_NONE;
+	if (strcmp(c->bad_from, "quarantine") == 0 || c->policy.mode == POLICY_QUARANTINE_ONLY)
+		return DMARC_DISP_QUARANTINE;
+	return DMARC_DISP_REJECT;
 }
 
 void cfg_verdict_opts(const struct srv_config *c, struct verdict_opts *o)

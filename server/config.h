@@ -147,6 +147,9 @@ int cfg_finalize(struct srv_config *c, char *err, size_t errlen);
 
 /* The verdict options this configuration gives. */
 void cfg_verdict_opts(const struct srv_config *c, struct verdict_opts *o);
+/* The DMARC disposition of a message whose author cannot be determined:
+ * bad_from, and never reject in policy_mode quarantine-only. */
+enum dmarc_disp cfg_bad_author_disp(const struct srv_config *c);
 
 /* Defaults only. NULL on allocation failure. */
 struct srv_config *cfg_new_default(void);

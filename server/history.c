@@ -378,6 +378,12 @@ void history_add(struct srv *s, const struct srv_config *cfg, const struct proto
 		.ev = ev,
 		.pd = in->policy,
 		.action = verdict_action_name(v->action),
+		.why_spf = in->spf ? NULL : in->why_spf,
+		.header_error = in->header_error,
+		.dkim_timeout = in->dkim_timeout,
+		.timed_out = in->timed_out,
+		.out_of_memory = in->out_of_memory,
+		.score = v->score,
 	};
 	if (failure_due(cfg, in, facts, v) && facts->m->n_fields > 0) {
 		const char *hs = facts->m->fields[0].line;

@@ -29,10 +29,9 @@
 #include "server/config.h"
 #include "server/dispatch.h"
 #include "server/dns.h"
+#include "server/report_tool.h"
 #include "store/store.h"
 
-/* sysexits.h values, as the other programs use them */
-enum { EX_OK_ = 0, EX_USAGE_ = 64, EX_UNAVAILABLE_ = 69, EX_TEMPFAIL_ = 75, EX_CONFIG_ = 78 };
 
 struct dom {                    /* one policy domain of the day */
 	char name[LIM_DNS_MAX_NAME + 1];
@@ -76,6 +75,9 @@ static void usage(FILE *f)
 	        "                     [--domain DOMAIN] [--top N] [--json]\n"
 	        "       alignd-report [-c FILE] [--set KEY=VALUE]... --status [--domain DOMAIN]\n"
 	        "       alignd-report [-c FILE] [--set KEY=VALUE]... --failures [--dry-run]\n"
+	        "       alignd-report [-c FILE] --what-if [--proposed FILE] [--set KEY=VALUE]...\n"
+	        "                     [--since 7d] [--domain DOMAIN [--as-policy P]]\n"
+	        "                     [--top N] [--json] [--chart FILE.png]\n"
 	        "Builds the DMARC aggregate reports (RFC 9990) of one UTC day (default:\n"
 	        "yesterday) from the history store, writes them under report_dir (or DIR)\n"
 	        "and sends them to each domain's verified rua= addresses. --dry-run\n"
@@ -90,7 +92,13 @@ static void usage(FILE *f)
 	        "--summary prints, per author domain, the messages that passed and failed\n"
 	        "DMARC since --since (Nd, Nh, Nm or YYYY-MM-DD; default 7d) and the\n"
 	        "sending sources that failed most (--top, default 10; 0: all), as text\n"
-	        "or --json.\n");
+	        "or --json.\n"
+	        "--what-if re-decides the stored messages since --since under the proposed\n"
+	        "configuration (--proposed FILE, else the -c one, with --set applied to it)\n"
+	        "and prints how many would change verdict, in which direction, by author\n"
+	        "domain and by source, with examples. --as-policy none|quarantine|reject\n"
+	        "with --domain: as if that domain published that policy. --chart draws the\n"
+	        "verdicts per day now and as proposed (needs gnuplot). Exit 66: no records.\n");
 }
 
 static uint64_t now_ms(void)
@@ -990,7 +998,6 @@ static void close_dns(struct tool *t)
 	curl_global_cleanup();
 }
 
-static int open_store(struct tool *t, struct store **st, char *err, size_t errlen);
 
 /* One stored message whose failure report may be due, copied out of the
  * store's callback. */
@@ -1248,7 +1255,7 @@ static int run_failures(struct tool *t)
 	}
 	char err[512];
 	struct store *st = NULL;
-	int rc = open_store(t, &st, err, sizeof(err));
+	int rc = report_open_store(t->cfg, &st, err, sizeof(err));
 	if (rc != EX_OK_)
 		return rc;
 	int64_t now = (int64_t)time(NULL), after_id, when;
@@ -1306,7 +1313,7 @@ static int run_failures(struct tool *t)
 }
 
 /* --since: "7d", "12h", "30m" before now, or a UTC day "YYYY-MM-DD". */
-static int parse_since(const char *v, int64_t now, int64_t *since_r)
+int report_parse_since(const char *v, int64_t now, int64_t *since_r)
 {
 	char *end;
 	errno = 0;
@@ -1321,13 +1328,13 @@ static int parse_since(const char *v, int64_t now, int64_t *since_r)
 	return parse_day(v, since_r);
 }
 
-static int open_store(struct tool *t, struct store **st, char *err, size_t errlen)
+int report_open_store(const struct srv_config *cfg, struct store **st, char *err, size_t errlen)
 {
-	if (!*t->cfg->history || strcmp(t->cfg->history, "off") == 0) {
+	if (!*cfg->history || strcmp(cfg->history, "off") == 0) {
 		fprintf(stderr, "alignd-report: history = off: there is nothing to report from\n");
 		return EX_CONFIG_;
 	}
-	if (store_open(t->cfg->history, st, err, errlen) < 0) {
+	if (store_open(cfg->history, st, err, errlen) < 0) {
 		fprintf(stderr, "alignd-report: history store: %s\n", err);
 		return EX_UNAVAILABLE_;
 	}
@@ -1338,14 +1345,14 @@ static int open_store(struct tool *t, struct store **st, char *err, size_t errle
 static int run_summary(struct tool *t, const char *since_text)
 {
 	int64_t now = (int64_t)time(NULL), since;
-	if (parse_since(since_text ? since_text : "7d", now, &since) < 0) {
+	if (report_parse_since(since_text ? since_text : "7d", now, &since) < 0) {
 		fprintf(stderr, "alignd-report: --since wants Nd, Nh, Nm or YYYY-MM-DD, not '%s'\n",
 		        since_text);
 		return EX_USAGE_;
 	}
 	char err[512];
 	struct store *st = NULL;
-	int rc = open_store(t, &st, err, sizeof(err));
+	int rc = report_open_store(t->cfg, &st, err, sizeof(err));
 	if (rc != EX_OK_)
 		return rc;
 	struct store_query q = { .since = since, .until = now + 1, .domain = NULL };
@@ -1369,13 +1376,13 @@ static int run_summary(struct tool *t, const char *since_text)
 	return EX_OK_;
 }
 
-/* Everything after the command line; main() frees what it leaves behind. */
-static int run(struct tool *t, const char *config, const char *const *sets, size_t nsets,
-               const char *day, const char *since)
+int report_load_config(const char *config, const char *const *sets, size_t nsets,
+                       struct srv_config **cfg_r)
 {
 	char err[512];
-	t->cfg = config ? cfg_load(config, err, sizeof(err)) : cfg_new_default();
-	if (!t->cfg) {
+	struct srv_config *c = config ? cfg_load(config, err, sizeof(err)) : cfg_new_default();
+	*cfg_r = c;
+	if (!c) {
 		fprintf(stderr, "alignd-report: %s\n", config ? err : "out of memory");
 		return EX_CONFIG_;
 	}
@@ -1387,15 +1394,26 @@ static int run(struct tool *t, const char *config, const char *const *sets, size
 			return EX_USAGE_;
 		}
 		snprintf(key, sizeof(key), "%.*s", (int)(eq - sets[i]), sets[i]);
-		if (cfg_set(t->cfg, key, eq + 1, err, sizeof(err)) < 0) {
+		if (cfg_set(c, key, eq + 1, err, sizeof(err)) < 0) {
 			fprintf(stderr, "alignd-report: %s\n", err);
 			return EX_CONFIG_;
 		}
 	}
-	if (cfg_finalize(t->cfg, err, sizeof(err)) < 0) {
+	if (cfg_finalize(c, err, sizeof(err)) < 0) {
 		fprintf(stderr, "alignd-report: %s\n", err);
 		return EX_CONFIG_;
 	}
+	return EX_OK_;
+}
+
+/* Everything after the command line; main() frees what it leaves behind. */
+static int run(struct tool *t, const char *config, const char *const *sets, size_t nsets,
+               const char *day, const char *since)
+{
+	char err[512];
+	int lrc = report_load_config(config, sets, nsets, &t->cfg);
+	if (lrc != EX_OK_)
+		return lrc;
 	if (t->sum)
 		return run_summary(t, since);
 
@@ -1429,7 +1447,7 @@ static int run(struct tool *t, const char *config, const char *const *sets, size
 	}
 
 	struct store *st = NULL;
-	int rc = open_store(t, &st, err, sizeof(err));
+	int rc = report_open_store(t->cfg, &st, err, sizeof(err));
 	if (rc != EX_OK_)
 		return rc;
 	rc = report_day(t, st, begin, day ? day : "yesterday");
@@ -1468,11 +1486,16 @@ int main(int argc, char **argv)
 		{ "since", required_argument, NULL, 'a' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "top", required_argument, NULL, 't' },
+		{ "what-if", no_argument, NULL, 'W' },
+		{ "proposed", required_argument, NULL, 'P' },
+		{ "as-policy", required_argument, NULL, 'A' },
+		{ "chart", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *day = NULL, *since = NULL;
-	int summary = 0;
+	const char *proposed = NULL, *as_policy = NULL, *chart = NULL;
+	int summary = 0, whatif = 0;
 	const char *sets[64];
 	size_t nsets = 0;
 	struct tool t;
@@ -1496,6 +1519,10 @@ int main(int argc, char **argv)
 		case 'T': t.status = 1; break;
 		case 'F': t.failures = 1; break;
 		case 'a': since = optarg; break;
+		case 'W': whatif = 1; break;
+		case 'P': proposed = optarg; break;
+		case 'A': as_policy = optarg; break;
+		case 'C': chart = optarg; break;
 		case 'j': t.json = 1; break;
 		case 't': {
 			char *end;
@@ -1515,8 +1542,26 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EX_USAGE_;
 	}
+	if (!whatif && (proposed || as_policy || chart)) {
+		fprintf(stderr, "alignd-report: --proposed, --as-policy and --chart go with --what-if\n");
+		return EX_USAGE_;
+	}
+	if (whatif) {
+		if (summary || t.status || t.failures || day || t.dry_run || t.out_dir) {
+			fprintf(stderr, "alignd-report: --what-if reads the store and sends nothing: "
+			        "no --summary, --status, --failures, --day, --dry-run or --out\n");
+			return EX_USAGE_;
+		}
+		struct whatif_opts wo = {
+			.config = config, .proposed = proposed, .sets = sets, .nsets = nsets,
+			.since = since, .domain = t.only_domain, .as_policy = as_policy,
+			.chart = chart, .json = t.json, .top = t.top ? t.top : 10,
+		};
+		return report_whatif(&wo);
+	}
 	if (!summary && (since || t.json || t.top)) {
-		fprintf(stderr, "alignd-report: --since, --json and --top go with --summary\n");
+		fprintf(stderr, "alignd-report: --since, --json and --top go with --summary "
+		        "or --what-if\n");
 		return EX_USAGE_;
 	}
 	if (t.failures && (summary || t.status || day || t.out_dir)) {

@@ -278,21 +278,14 @@ static void scan_report(struct scan *sc)
 			in.arc_comment = sc->arc.reason;
 		}
 	}
-	/* may a DMARC reject be lowered? */
+	/* may a DMARC reject be lowered? and the verdict */
 	struct policy_decision pd;
-	if (sc->dmarc_done && sc->dmarc_ran && sc->dmarc_res.res == DMARC_RES_FAIL) {
-		enum policy_disp disp = sc->dmarc_res.disp == DMARC_DISP_REJECT ? POLICY_DISP_REJECT
-		                      : sc->dmarc_res.disp == DMARC_DISP_QUARANTINE ? POLICY_DISP_QUARANTINE
-		                      : POLICY_DISP_NONE;
-		policy_decide(&sc->cfg->policy, sc->dmarc_res.domain, disp, &ev, &pd);
-		in.policy = &pd;
-		if (pd.override)
-			stats_count_override(s, pd.override);
-		else if (sc->dmarc_res.override != DMARC_OVR_NONE)
-			stats_count_override(s, dmarc_override_name(sc->dmarc_res.override));
-	}
 	struct verdict v;
-	verdict_build(&in, &vo, &v, &sc->trace);
+	verdict_decide(&sc->cfg->policy, &vo, &in, &ev, &pd, &v, &sc->trace);
+	if (in.policy && pd.override)
+		stats_count_override(s, pd.override);
+	else if (in.policy && sc->dmarc_res.override != DMARC_OVR_NONE)
+		stats_count_override(s, dmarc_override_name(sc->dmarc_res.override));
 	history_add(s, sc->cfg, &sc->req, &in, &facts, &ev, &v);
 
 	char qheader[512];
@@ -653,13 +646,9 @@ static void start_dmarc(struct scan *sc)
 	if (o->mode == DMARC_MODE_RFC7489 && !o->psl)
 		o->mode = DMARC_MODE_RFC9989;
 	/* no usable From (RFC 5322 3.6: exactly one, with a mailbox): the
-	 * author cannot be judged, and MUAs show what fails to parse; in
-	 * quarantine-only mode nothing is rejected on DMARC grounds */
+	 * author cannot be judged */
 	o->bad_author_disp_set = 1;
-	o->bad_author_disp = strcmp(sc->cfg->bad_from, "accept") == 0 ? DMARC_DISP_NONE
-	                   : strcmp(sc->cfg->bad_from, "quarantine") == 0 ||
-	                     sc->cfg->policy.mode == POLICY_QUARANTINE_ONLY ? DMARC_DISP_QUARANTINE
-	                   : DMARC_DISP_REJECT;
+	o->bad_author_disp = cfg_bad_author_disp(sc->cfg);
 	sc->dmarc = dmarc_start(&sc->sdq.dq, o, &author, sc->deadline_us, &sc->trace);
 	if (sc->dmarc) {
 		sc->pending++;   /* released by on_dmarc, once dmarc_finish ran */

@@ -296,6 +296,15 @@ static json_t *evidence_json(struct jb *b, const struct store_scan *s, const str
 		push(b, ov, o);
 	}
 	set(b, doc, "overrides", ov);
+	/* what else the verdict read (version 2) */
+	json_t *so = json_object();
+	set(b, so, "why_spf", jstr(s->why_spf));
+	set(b, so, "header_error", jstr(s->header_error));
+	set(b, so, "dkim_timeout", json_boolean(s->dkim_timeout));
+	set(b, so, "timed_out", json_boolean(s->timed_out));
+	set(b, so, "out_of_memory", json_boolean(s->out_of_memory));
+	set(b, so, "score", json_real(s->score));
+	set(b, doc, "scan", so);
 	set(b, doc, "disposition", jstr(r->disposition));
 	set(b, doc, "action", jstr(s->action));
 	if (s->failure_headers) {
@@ -415,6 +424,135 @@ static int jget_b(json_t *o, const char *k)
 	return json_is_true(v) || (json_is_integer(v) && json_integer_value(v) != 0);
 }
 
+static int jget_i(json_t *o, const char *k, int dflt)
+{
+	json_t *v = json_object_get(o, k);
+	return json_is_integer(v) ? (int)json_integer_value(v) : dflt;
+}
+
+static enum dmarc_policy pol_from(const char *s)
+{
+	int i = name_index(pol_names, sizeof(pol_names) / sizeof(pol_names[0]), s);
+	return i < 0 ? DMARC_POLICY_UNSET : (enum dmarc_policy)i;
+}
+
+static void load_spf(json_t *o, struct spf_result *r, int *has)
+{
+	if (!json_is_object(o))
+		return;
+	*has = 1;
+	r->result = auth_res_from(jget_s(o, "result"));
+	copy(r->domain, sizeof(r->domain), jget_s(o, "domain"));
+	copy(r->mechanism, sizeof(r->mechanism), jget_s(o, "mechanism"));
+	copy(r->problem, sizeof(r->problem), jget_s(o, "problem"));
+}
+
+static int load_dkim(json_t *a, struct store_replay *r)
+{
+	size_t n = json_array_size(a);
+	if (!json_is_array(a))
+		return 0;
+	r->has_dkim = 1;
+	if (n == 0)
+		return 0;
+	r->dkim.sigs = calloc(n, sizeof(*r->dkim.sigs));
+	if (!r->dkim.sigs)
+		return -1;
+	/* as dkv orders them: pass > fail > temperror > policy > permerror > neutral */
+	static const enum auth_res rank[] = { AUTH_PASS, AUTH_FAIL, AUTH_TEMPERROR, AUTH_POLICY,
+	                                      AUTH_PERMERROR, AUTH_NEUTRAL };
+	size_t best = sizeof(rank) / sizeof(rank[0]);
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = json_array_get(a, i);
+		struct dkv_sig *g = &r->dkim.sigs[r->dkim.n++];
+		g->res = auth_res_from(jget_s(o, "result"));
+		copy(g->reason, sizeof(g->reason), jget_s(o, "reason"));
+		copy(g->d, sizeof(g->d), jget_s(o, "d"));
+		copy(g->s, sizeof(g->s), jget_s(o, "s"));
+		copy(g->a, sizeof(g->a), jget_s(o, "a"));
+		copy(g->i, sizeof(g->i), jget_s(o, "i"));
+		int bits = jget_i(o, "key_bits", 0);
+		g->key_bits = bits > 0 ? (unsigned)bits : 0;
+		g->key_testing = jget_b(o, "key_testing");
+		for (size_t k = 0; k < best; k++)
+			if (rank[k] == g->res)
+				best = k;
+	}
+	r->dkim.best = best < sizeof(rank) / sizeof(rank[0]) ? rank[best] : AUTH_NONE;
+	return 0;
+}
+
+static void load_dmarc(json_t *dm, struct store_replay *r)
+{
+	struct dmarc_result *d = &r->dmarc;
+	int i = name_index(res_names, 5, jget_s(dm, "result"));
+	d->res = i < 0 ? DMARC_RES_NONE : (enum dmarc_res)i;
+	d->author_status = (enum dmarc_author_status)jget_i(dm, "author_status", 0);
+	int nd = jget_i(dm, "n_domains", 0);
+	d->n_domains = nd > 0 ? (size_t)nd : 0;
+	copy(d->domain, sizeof(d->domain), jget_s(dm, "domain"));
+	copy(d->org_domain, sizeof(d->org_domain), jget_s(dm, "org_domain"));
+	copy(d->policy_domain, sizeof(d->policy_domain), jget_s(dm, "policy_domain"));
+	i = name_index(where_names, 4, jget_s(dm, "where"));
+	d->where = i < 0 ? DMARC_AT_NONE : (enum dmarc_where)i;
+	int ws = jget_i(dm, "walk_step", 0);
+	d->walk_step = ws > 0 ? (unsigned)ws : 0;
+	json_t *ro = json_object_get(dm, "record");
+	d->rec.pct = 100;
+	if (json_is_object(ro)) {
+		struct dmarc_record *rec = &d->rec;
+		rec->p = pol_from(jget_s(ro, "p"));
+		rec->sp = pol_from(jget_s(ro, "sp"));
+		rec->np = pol_from(jget_s(ro, "np"));
+		const char *psd = jget_s(ro, "psd");
+		rec->psd = psd && *psd == 'y' ? DMARC_PSD_Y : psd && *psd == 'n' ? DMARC_PSD_N : DMARC_PSD_U;
+		rec->t = jget_b(ro, "t");
+		const char *x = jget_s(ro, "adkim");
+		rec->adkim_strict = x && *x == 's';
+		x = jget_s(ro, "aspf");
+		rec->aspf_strict = x && *x == 's';
+		int pct = jget_i(ro, "pct", 100);
+		rec->pct = pct >= 0 && pct <= 100 ? (unsigned)pct : 100;
+		rec->has_pct = jget_b(ro, "has_pct");
+		rec->forced_none = jget_b(ro, "forced_none");
+		rec->p_absent = jget_b(ro, "p_absent");
+		int rv = jget_i(ro, "rua_valid", 0), fv = jget_i(ro, "ruf_valid", 0);
+		rec->rua_valid = rv > 0 ? (unsigned)rv : 0;
+		rec->ruf_valid = fv > 0 ? (unsigned)fv : 0;
+		copy(rec->fo, sizeof(rec->fo), jget_s(ro, "fo"));
+	}
+	d->policy = pol_from(jget_s(dm, "policy"));
+	const char *tag = jget_s(dm, "policy_tag");
+	d->policy_tag = !tag ? NULL : strcmp(tag, "sp") == 0 ? "sp" : strcmp(tag, "np") == 0 ? "np" : "p";
+	d->applied = pol_from(jget_s(dm, "applied"));
+	i = name_index(disp_names, 3, jget_s(dm, "disposition"));
+	d->disp = i < 0 ? DMARC_DISP_NONE : (enum dmarc_disp)i;
+	d->author_exists = jget_i(dm, "author_exists", -1);
+	d->spf_aligned = jget_i(dm, "spf_aligned", 0);
+	d->dkim_aligned = jget_i(dm, "dkim_aligned", 0);
+	copy(d->spf_domain, sizeof(d->spf_domain), jget_s(dm, "spf_domain"));
+	copy(d->dkim_domain, sizeof(d->dkim_domain), jget_s(dm, "dkim_domain"));
+	d->testing = jget_b(dm, "testing");
+	int sb = jget_i(dm, "sample_bucket", 0);
+	d->sample_bucket = sb > 0 && sb < 100 ? (unsigned)sb : 0;
+	i = name_index(ovr_names, sizeof(ovr_names) / sizeof(ovr_names[0]), jget_s(dm, "override"));
+	d->override = i < 0 ? DMARC_OVR_NONE : (enum dmarc_override)i;
+	const char *why = jget_s(dm, "why");
+	if (why) {
+		copy(r->dmarc_why, sizeof(r->dmarc_why), why);
+		d->why = r->dmarc_why;
+	}
+}
+
+static void load_text(json_t *o, const char *k, char *dst, size_t cap, int *has)
+{
+	const char *s = jget_s(o, k);
+	if (s) {
+		copy(dst, cap, s);
+		*has = 1;
+	}
+}
+
 static enum policy_disp pdisp_from(const char *s)
 {
 	int i = name_index(disp_names, 3, s);
@@ -522,6 +660,33 @@ int store_replay_load(const char *evidence, struct store_replay *r, char *err, s
 		}
 	}
 
+	/* the checks' results and the stored verdict */
+	json_t *tm = json_object_get(doc, "time");
+	r->time = json_is_integer(tm) ? (int64_t)json_integer_value(tm) : 0;
+	const char *dmode = jget_s(dm, "mode");
+	r->dmarc_mode = dmode && strcmp(dmode, "rfc7489") == 0 ? DMARC_MODE_RFC7489 : DMARC_MODE_RFC9989;
+	json_t *spf = json_object_get(doc, "spf");
+	load_spf(json_object_get(spf, "mfrom"), &r->spf, &r->has_spf);
+	load_spf(json_object_get(spf, "helo"), &r->spf_helo, &r->has_spf_helo);
+	if (load_dkim(json_object_get(doc, "dkim"), r) < 0) {
+		snprintf(err, errlen, "out of memory");
+		json_decref(doc);
+		store_replay_free(r);
+		return -1;
+	}
+	load_dmarc(dm, r);
+	json_t *so = json_object_get(doc, "scan");
+	load_text(so, "why_spf", r->why_spf, sizeof(r->why_spf), &r->has_why_spf);
+	load_text(so, "header_error", r->header_error, sizeof(r->header_error), &r->has_header_error);
+	r->dkim_timeout = jget_b(so, "dkim_timeout");
+	r->timed_out = jget_b(so, "timed_out");
+	r->out_of_memory = jget_b(so, "out_of_memory");
+	json_t *sc = json_object_get(so, "score");
+	r->score = json_is_number(sc) ? json_number_value(sc) : 0;
+	copy(r->action, sizeof(r->action), jget_s(doc, "action"));
+	copy(r->disposition, sizeof(r->disposition), jget_s(doc, "disposition"));
+	copy(r->queue_id, sizeof(r->queue_id), jget_s(json_object_get(doc, "envelope"), "queue_id"));
+
 	json_t *eo = json_object_get(po, "evidence");
 	if (json_is_object(eo)) {
 		struct policy_evidence *e = &r->ev;
@@ -542,6 +707,9 @@ int store_replay_load(const char *evidence, struct store_replay *r, char *err, s
 
 void store_replay_free(struct store_replay *r)
 {
+	free(r->dkim.sigs);
+	r->dkim.sigs = NULL;
+	r->dkim.n = 0;
 	msg_free(&r->m);
 	free(r->headers);
 	free(r->aar1);

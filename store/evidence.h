@@ -13,6 +13,7 @@
 #include "checks/msg.h"
 #include "checks/policy/policy.h"
 #include "checks/spf/spf.h"
+#include "checks/verdict/verdict.h"
 #include "store/store.h"
 
 /* Everything is borrowed for the call; NULL means "did not run". */
@@ -31,6 +32,11 @@ struct store_scan {
 	const struct policy_evidence *ev;    /* what it found */
 	const struct policy_decision *pd;    /* NULL: no override decision was made */
 	const char *action;                  /* the verdict's action name */
+	/* what else the verdict read (verdict_in), so that a replay rebuilds it */
+	const char *why_spf;                 /* why SPF has no result, or NULL */
+	const char *header_error;            /* the header section did not split */
+	int dkim_timeout, timed_out, out_of_memory;
+	double score;
 	/* RFC 9991: set when a failure report may be due (the daemon decides);
 	 * the header section is kept in the evidence for alignd-report
 	 * --failures, bytes outside printable ASCII (CR, LF and TAB kept) as '?' */
@@ -54,6 +60,24 @@ struct store_replay {
 	enum policy_disp decided_disp;        /* and what it decided */
 	char decided_override[32];            /* "" when unchanged */
 	enum policy_mode policy_mode;         /* configuration at scan time */
+	/* the checks' results as the verdict read them; only what decides
+	 * the verdict is kept (evidence version 2; older ones lack the
+	 * scan-level flags, which then read as unset) */
+	int64_t time;
+	enum dmarc_mode dmarc_mode;
+	struct spf_result spf, spf_helo;
+	int has_spf, has_spf_helo;
+	struct dkv_result dkim;               /* sigs owned */
+	int has_dkim;
+	struct dmarc_result dmarc;
+	char dmarc_why[128];                  /* behind dmarc.why */
+	char why_spf[128], header_error[128];
+	int has_why_spf, has_header_error;
+	int dkim_timeout, timed_out, out_of_memory;
+	double score;                         /* the stored verdict's score */
+	char action[STORE_WORD_MAX];          /* the stored verdict */
+	char disposition[STORE_WORD_MAX];     /* and DMARC disposition after overrides */
+	char queue_id[128];
 	/* storage behind facts */
 	char client_ip[64], helo[STORE_DOMAIN_MAX], mail_from[512];
 	char dkim_pass[64][STORE_DOMAIN_MAX];
@@ -69,5 +93,36 @@ struct store_replay {
  * Free with store_replay_free(). */
 int store_replay_load(const char *evidence, struct store_replay *r, char *err, size_t errlen);
 void store_replay_free(struct store_replay *r);
+
+/* A configuration to re-decide stored records under. */
+struct store_replay_conf {
+	const struct policy_conf *policy;     /* forwarders, lists, sealers, mode */
+	const struct verdict_opts *vo;        /* weights and thresholds */
+	enum dmarc_disp bad_author_disp;      /* bad_from, as the daemon maps it */
+	/* the domain owner's question: as if as_domain (and its subdomains)
+	 * published p=, sp= and np= as_policy; NULL: as published */
+	const char *as_domain;
+	enum dmarc_policy as_policy;
+};
+
+struct store_outcome {
+	enum verdict_action action;
+	enum dmarc_disp disp;                 /* the DMARC disposition after overrides */
+	char override[32];                    /* reason it was lowered, "" none */
+	double score;
+	/* as_domain applies but nothing can be said: no DMARC record was
+	 * found for the message, so its alignment was never evaluated */
+	int unknown;
+};
+
+/* Re-decides one loaded record under c, with the code the daemon runs
+ * (dmarc_dispose, policy_gather, verdict_decide); r is not changed. 0, or
+ * -1 without memory. */
+int store_replay_decide(const struct store_replay *r, const struct store_replay_conf *c,
+                        struct store_outcome *out);
+/* The stored verdict and disposition as the same values; -1 for a word
+ * this build does not know. */
+int store_replay_stored(const struct store_replay *r, enum verdict_action *action,
+                        enum dmarc_disp *disp);
 
 #endif

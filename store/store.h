@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #define STORE_SCHEMA_VERSION  2      /* what store_open() migrates to */
-#define STORE_EVIDENCE_VERSION 1     /* the "v" of the evidence document */
+#define STORE_EVIDENCE_VERSION 2     /* the "v" of the evidence document (2: "scan") */
 #define STORE_DOMAIN_MAX      256    /* a domain in text, NUL included */
 #define STORE_WORD_MAX        24     /* result and policy words */
 

@@ -227,6 +227,14 @@ struct dmarc_result {
 
 typedef void (*dmarc_done_cb)(void *arg, const struct dmarc_result *r);
 
+/* The disposition a result asks for. A FAIL (r->policy, r->rec and, in
+ * RFC 7489 mode, r->sample_bucket set) gets applied, testing, override
+ * and disp from the published policy, t=y (RFC 9989 4.7) and pct= (RFC
+ * 7489 6.6.4); a PERMERROR without an author domain gets o's bad-author
+ * disposition; any other result is left as it is. Pure: the evaluation
+ * calls it, and so does the what-if replay with a proposed policy. */
+void dmarc_dispose(struct dmarc_result *r, const struct dmarc_opts *o);
+
 struct dmarc_eval;
 
 /* Starts discovery at once (header time). Borrows dq, o and t until the

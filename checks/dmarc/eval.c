@@ -602,25 +602,41 @@ static int decide(struct dmarc_eval *e, struct author_ctx *ac)
 			return 0;
 		}
 	}
+	/* the pct= bucket is kept whatever the policy, so that a replay under
+	 * another published policy samples this message the same way */
+	if (e->o.mode == DMARC_MODE_RFC7489 && rec->pct < 100)
+		r->sample_bucket = e->has_sample_key ? dmarc_sample_bucket(e->sample_key) : 0;
+	dmarc_dispose(r, &e->o);
+	return 0;
+}
+
+void dmarc_dispose(struct dmarc_result *r, const struct dmarc_opts *o)
+{
+	if (r->res == DMARC_RES_PERMERROR && r->n_domains == 0) {
+		r->disp = o->bad_author_disp_set ? o->bad_author_disp : DMARC_DISP_QUARANTINE;
+		return;
+	}
+	if (r->res != DMARC_RES_FAIL)
+		return;
+	const struct dmarc_record *rec = &r->rec;
 	r->applied = r->policy;
-	if (e->o.mode == DMARC_MODE_RFC9989 && rec->t && r->policy > DMARC_POLICY_NONE) {
+	r->testing = 0;
+	if (r->override == DMARC_OVR_SAMPLED_OUT)
+		r->override = DMARC_OVR_NONE;
+	if (o->mode == DMARC_MODE_RFC9989 && rec->t && r->policy > DMARC_POLICY_NONE) {
 		/* RFC 9989 4.7 t=y: one level below the published policy */
 		r->applied = lower(r->policy);
 		r->testing = 1;
 	}
-	if (e->o.mode == DMARC_MODE_RFC7489 && rec->pct < 100 &&
-	    r->policy > DMARC_POLICY_NONE) {
+	if (o->mode == DMARC_MODE_RFC7489 && rec->pct < 100 &&
+	    r->policy > DMARC_POLICY_NONE && r->sample_bucket >= rec->pct) {
 		/* RFC 7489 6.6.4: not sampled in, apply the next less strict */
-		r->sample_bucket = e->has_sample_key ? dmarc_sample_bucket(e->sample_key) : 0;
-		if (r->sample_bucket >= rec->pct) {
-			r->applied = lower(r->policy);
-			r->override = DMARC_OVR_SAMPLED_OUT;
-		}
+		r->applied = lower(r->policy);
+		r->override = DMARC_OVR_SAMPLED_OUT;
 	}
 	r->disp = r->applied == DMARC_POLICY_REJECT ? DMARC_DISP_REJECT :
 	          r->applied == DMARC_POLICY_QUARANTINE ? DMARC_DISP_QUARANTINE :
 	          DMARC_DISP_NONE;
-	return 0;
 }
 
 static void trace_result(struct dmarc_eval *e, const struct dmarc_result *r)
@@ -722,8 +738,7 @@ static void progress(struct dmarc_eval *e)
 		memset(&e->res, 0, sizeof(e->res));
 		e->res.res = DMARC_RES_PERMERROR;
 		e->res.author_status = e->a.status;
-		e->res.disp = e->o.bad_author_disp_set ? e->o.bad_author_disp
-		                                       : DMARC_DISP_QUARANTINE;
+		dmarc_dispose(&e->res, &e->o);
 		e->res.author_exists = -1;
 		e->res.why = e->a.why;
 		TR(e, "author domain: %s (%s): dmarc=permerror, disposition %s",

@@ -459,3 +459,19 @@ void verdict_free(struct verdict *v)
 {
 	buf_free(&v->ar);
 }
+
+void verdict_decide(const struct policy_conf *pc, const struct verdict_opts *o,
+                    struct verdict_in *in, const struct policy_evidence *ev,
+                    struct policy_decision *pd, struct verdict *v, struct trace *t)
+{
+	const struct dmarc_result *d = in->dmarc;
+	in->policy = NULL;
+	if (d && d->res == DMARC_RES_FAIL) {
+		enum policy_disp disp = d->disp == DMARC_DISP_REJECT ? POLICY_DISP_REJECT
+		                      : d->disp == DMARC_DISP_QUARANTINE ? POLICY_DISP_QUARANTINE
+		                      : POLICY_DISP_NONE;
+		policy_decide(pc, d->domain, disp, ev, pd);
+		in->policy = pd;
+	}
+	verdict_build(in, o, v, t);
+}

@@ -111,6 +111,16 @@ struct verdict {
 void verdict_build(const struct verdict_in *in, const struct verdict_opts *o,
                    struct verdict *v, struct trace *t);
 void verdict_free(struct verdict *v);
+
+/* The decision after the checks, in one place: when DMARC failed, whether
+ * the indirect-flow evidence ev (policy_gather under pc) lowers its
+ * disposition (policy_decide into *pd, and in->policy = pd), then the
+ * verdict. The daemon's scan and the what-if replay of stored evidence
+ * both call it, so that a replay under the configuration a message was
+ * scanned with reproduces its verdict. */
+void verdict_decide(const struct policy_conf *pc, const struct verdict_opts *o,
+                    struct verdict_in *in, const struct policy_evidence *ev,
+                    struct policy_decision *pd, struct verdict *v, struct trace *t);
 const char *verdict_action_name(enum verdict_action a);
 
 /* Appends an RFC 8601 value: as a token when it is one, else as a

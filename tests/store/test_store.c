@@ -302,7 +302,7 @@ static void test_fields(void)
 			CHECK_STR(a->dkim[1].result, "fail");
 		}
 		CHECK_STR(a->queue_id, "Q1");
-		CHECK(a->evidence && strstr(a->evidence, "\"v\":1") != NULL);
+		CHECK(a->evidence && strstr(a->evidence, "\"v\":2") != NULL);
 		/* reject lowered by the trusted ARC sealer */
 		CHECK_STR(b->from_domain, "sub.example.com");
 		CHECK_STR(b->policy_domain, "example.com");
@@ -337,8 +337,46 @@ static void test_fields(void)
 	if (w.n == 3) {
 		struct store_replay rp;
 		CHECK(store_replay_load(w.r[1].evidence, &rp, err, sizeof(err)) == 0);
-		CHECK(rp.version == 1);
+		CHECK(rp.version == 2);
 		CHECK_STR(rp.domain, "sub.example.com");
+		/* the whole decision again: as stored under the scan's own
+		 * configuration, a reject without the trusted sealer, and a
+		 * quarantine if the domain published p=quarantine */
+		{
+			struct verdict_opts vo;
+			verdict_opts_default(&vo);
+			struct store_replay_conf rc = { .policy = &sb.conf, .vo = &vo,
+			                                .bad_author_disp = DMARC_DISP_REJECT };
+			struct store_outcome out;
+			enum verdict_action sact;
+			enum dmarc_disp sdisp;
+			CHECK(store_replay_stored(&rp, &sact, &sdisp) == 0);
+			CHECK(sact == VERDICT_ACCEPT && sdisp == DMARC_DISP_NONE);
+			CHECK(store_replay_decide(&rp, &rc, &out) == 0);
+			CHECK(out.action == sact && out.disp == sdisp && !out.unknown);
+			CHECK_STR(out.override, "trusted_forwarder");
+			struct policy_conf plain = { .mode = POLICY_RFC9989 };
+			rc.policy = &plain;
+			CHECK(store_replay_decide(&rp, &rc, &out) == 0);
+			CHECK(out.action == VERDICT_REJECT && out.disp == DMARC_DISP_REJECT);
+			CHECK_STR(out.override, "");
+			rc.as_domain = "example.com";
+			rc.as_policy = DMARC_POLICY_QUARANTINE;
+			CHECK(store_replay_decide(&rp, &rc, &out) == 0);
+			CHECK(out.action == VERDICT_QUARANTINE && out.disp == DMARC_DISP_QUARANTINE);
+			rc.as_domain = "other.example";
+			CHECK(store_replay_decide(&rp, &rc, &out) == 0);
+			CHECK(out.action == VERDICT_REJECT);
+			/* a version 1 document (no "scan" member) still replays */
+			char *v1 = strdup(w.r[1].evidence);
+			char *at = v1 ? strstr(v1, "\"v\":2") : NULL;
+			if (at)
+				at[4] = '1';
+			struct store_replay old;
+			CHECK(at && store_replay_load(v1, &old, err, sizeof(err)) == 0 && old.version == 1);
+			store_replay_free(&old);
+			free(v1);
+		}
 		CHECK(rp.disp == POLICY_DISP_REJECT);
 		CHECK(rp.decided && rp.decided_disp == POLICY_DISP_NONE);
 		CHECK_STR(rp.decided_override, "trusted_forwarder");

@@ -112,8 +112,29 @@ static void test_roundtrip(void)
 	cfg_unref(&d);
 }
 
+static void test_narrow_fields(void)
+{
+	/* a key whose field is an unsigned writes that width and no more: the
+	 * neighbours set before it keep their values */
+	struct srv_config *c = cfg_new_default();
+	char err[256];
+	CHECK(cfg_set(c, "failure_reports", "yes", err, sizeof(err)) == 0);
+	CHECK(cfg_set(c, "failure_report_redact", "no", err, sizeof(err)) == 0);
+	CHECK(cfg_set(c, "report_retry_days", "7", err, sizeof(err)) == 0);
+	CHECK(cfg_set(c, "failure_report_rate", "3", err, sizeof(err)) == 0);
+	CHECK(cfg_set(c, "workers", "3", err, sizeof(err)) == 0);
+	CHECK(c->report_retry_days == 7);
+	CHECK(c->failure_reports == 1);
+	CHECK(c->failure_report_redact == 0);
+	CHECK(c->failure_report_rate == 3);
+	CHECK(c->reject_score > 0);
+	CHECK(c->workers == 3);
+	cfg_unref(&c);
+}
+
 int main(void)
 {
+	test_narrow_fields();
 	test_defaults();
 	test_file();
 	test_errors();
