@@ -26,9 +26,10 @@ int report_parse_since(const char *v, int64_t now, int64_t *since_r);
 
 /* alignd-report --what-if (report_whatif.c) */
 struct whatif_opts {
-	const char *config;              /* -c: the running configuration, and the store */
+	const char *config;              /* -c: the running configuration */
 	const char *proposed;            /* --proposed FILE; NULL: config */
-	const char *const *sets;         /* --set, applied to the proposed one */
+	const char *const *sets;         /* --set, applied to the proposed one, whose
+	                                  * history key names the store read */
 	size_t nsets;
 	const char *since;               /* NULL: 7d */
 	const char *domain;              /* --domain: only this author domain (and below) */

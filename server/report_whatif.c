@@ -150,7 +150,8 @@ static int describe(const struct srv_config *cur, const struct srv_config *prop,
 			same = ln == n && memcmp(p, line, n) == 0;
 			p = e ? e + 1 : NULL;
 		}
-		if (same || line[0] == '#')
+		/* which store is read is no part of the proposal */
+		if (same || line[0] == '#' || strncmp(line, "history ", 8) == 0)
 			continue;
 		dmarc_mode |= strncmp(line, "dmarc_mode ", 11) == 0;
 		int k = snprintf(dst + used, cap - used, "%s%s", used ? ", " : "", line);
@@ -283,7 +284,7 @@ int report_whatif(const struct whatif_opts *o)
 		.as_policy = as,
 	};
 	char err[512];
-	rc = report_open_store(cur, &st, err, sizeof(err));
+	rc = report_open_store(prop, &st, err, sizeof(err));
 	if (rc != EX_OK_)
 		goto done;
 	int64_t total = store_count(st, err, sizeof(err));
@@ -294,7 +295,7 @@ int report_whatif(const struct whatif_opts *o)
 	}
 	if (total == 0) {
 		fprintf(stderr, "alignd-report: the history store (%s) holds no records yet: "
-		        "nothing to replay\n", cur->history);
+		        "nothing to replay\n", prop->history);
 		rc = EX_NOINPUT_;
 		goto done;
 	}

@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """End-to-end scenarios: every entry of scenarios.py is signed with
 python3-dkim, scanned by the real alignd against the test DNS world, and
-its verdict compared with the expectation.
+its verdict compared with the expectation. Each profile's daemon keeps
+its history in a store of its own; at the end every stored record is
+re-decided by alignd-report --what-if under the configuration it was
+scanned with, and not one verdict or DMARC disposition may change.
 
     run_scenarios.py [--cache-dir D] [--only SUBSTR]... [--verbose] [--list]
 
@@ -122,8 +125,12 @@ def exceptions_path(workdir, profile):
     return os.path.join(workdir, profile + ".exceptions")
 
 
+def history_path(workdir, profile):
+    return os.path.join(workdir, profile + ".sqlite")
+
+
 def profile_args(profile, workdir):
-    args = []
+    args = ["--set", "history=sqlite:" + history_path(workdir, profile)]
     for a in BASE_ARGS + PROFILES[profile]:
         if "{exceptions}" in a:
             path = exceptions_path(workdir, profile)
@@ -303,6 +310,45 @@ def stop_daemon(d):
     return None
 
 
+def replay_profile(profile, workdir, changed_config):
+    """Re-decides every record the profile's daemon stored, under the
+    configuration it ran with: a list of (what, expected, got), empty when
+    every verdict and disposition is reproduced. Records of scenarios that
+    rewrote the exceptions file were decided under another file and are
+    taken out first (by queue id)."""
+    import json
+    import sqlite3
+    path = history_path(workdir, profile)
+    if not os.path.exists(path):
+        return []
+    db = sqlite3.connect(path)
+    try:
+        for name in changed_config:
+            db.execute("DELETE FROM history WHERE queue_id = ?",
+                       ("SC" + re.sub(r"[^A-Za-z0-9]", "", name)[:30],))
+        db.commit()
+        stored = db.execute("SELECT COUNT(*) FROM history").fetchone()[0]
+    finally:
+        db.close()
+    if stored == 0:
+        return []
+    args = [a.replace("{exceptions}", exceptions_path(workdir, profile))
+            for a in profile_args(profile, workdir)]
+    p = subprocess.run([os.environ["ALIGND_REPORT"], "--what-if", "--json", "--since", "1d",
+                        "--top", "0"] + args, capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        return [("alignd-report --what-if runs", "exit 0", "%d: %s" % (p.returncode, p.stderr))]
+    j = json.loads(p.stdout)
+    bad = []
+    for key, want in (("messages", stored), ("changed", 0), ("dispositions_changed", 0),
+                      ("unreadable", 0)):
+        if j[key] != want:
+            bad.append(("replay %s" % key, want, "%s: %s" % (j[key], json.dumps(j)[:3000])))
+    print("replay[%s]: %d stored records re-decided, %d verdicts changed" %
+          (profile, j["messages"], j["changed"]), flush=True)
+    return bad
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cache-dir")
@@ -327,6 +373,7 @@ def main():
     failures = []
     xfails = []
     reloaded = set()
+    rewrote = {}       # profile -> scenarios that changed its exceptions file
     passed = 0
     daemons = {}
     t_all = time.monotonic()
@@ -352,6 +399,7 @@ def main():
                         d = daemons[profile]
                         if sc.get("exceptions"):
                             reloaded.add(profile)
+                            rewrote.setdefault(profile, []).append(sc["name"])
                             for content, ok in sc["exceptions"]:
                                 reload_exceptions(d, exceptions_path(workdir, profile), content, ok)
                         before = stats(d) if sc.get("stats") is not None else None
@@ -405,6 +453,16 @@ def main():
                 failures.append(({"name": "daemon[%s]" % profile,
                                   "about": "the daemon of this profile exits cleanly"},
                                  [("clean exit, no sanitizer report", "exit 0", problem)], None))
+        for profile in daemons:
+            try:
+                bad = replay_profile(profile, workdir, rewrote.get(profile, []))
+            except Exception as e:
+                bad = [("replay ran", "no exception", "%s: %s" % (type(e).__name__, e))]
+            if bad:
+                failures.append(({"name": "replay[%s]" % profile,
+                                  "about": "the stored evidence, re-decided under the "
+                                           "profile's configuration, gives every stored "
+                                           "verdict and disposition"}, bad, None))
         import shutil
         shutil.rmtree(workdir, ignore_errors=True)
 
