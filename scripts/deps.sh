@@ -13,7 +13,7 @@ TEST_PKGS="$BUILD_PKGS python3 python3-yaml python3-dkim python3-dnspython
   python3-msgpack python3-authres python3-nacl python3-cryptography openssl
   netcat-openbsd nsd ldnsutils libxml2-utils postgresql sqlite3
   postfix swaks libnss-wrapper m4 iproute2 valgrind clang libclang-rt-14-dev
-  debhelper dpkg-dev lintian prometheus"
+  debhelper dpkg-dev lintian prometheus gnuplot-nox"
 
 case "${1:-build}" in
   build) want=$BUILD_PKGS ;;
