@@ -34,7 +34,7 @@ import dnsworld  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 # the parts of a run, in the order they run (--only picks some)
-PARTS = ("micro", "history", "warm", "memory", "cold", "rspamd")
+PARTS = ("micro", "history", "replay", "warm", "memory", "cold", "rspamd")
 N_DOMAINS = 300
 
 
@@ -43,6 +43,7 @@ class Bench:
         self.a = a
         self.build = os.path.abspath(a.build)
         self.alignd = os.path.join(self.build, "server", "alignd")
+        self.report = os.path.join(self.build, "server", "alignd-report")
         self.loadgen = os.path.join(self.build, "bench", "loadgen")
         self.micro = os.path.join(self.build, "bench", "micro")
         self.engines = os.path.join(self.build, "bench", "engines")
@@ -289,6 +290,55 @@ class Bench:
                   h["off_msgs_s"], h["sqlite_msgs_s"], rounds, h["cost_pct"],
                   h["cpu_pct"], written, dropped))
 
+    def replay(self, w):
+        """The what-if replay's speed: the history of one warm run (the
+        typical corpus at c=32 into a fresh SQLite store), copied in the
+        database until it holds REPLAY_ROWS records, then re-decided by
+        alignd-report --what-if twice: under the configuration it was
+        scanned with (which must change nothing) and under policy_mode =
+        strict. Records per second and wall time of each."""
+        import sqlite3
+        rows = 200000 if self.a.quick else 1000000
+        self.log("what-if replay of %d stored records" % rows)
+        hist = os.path.join(self.run_dir, "replay.sqlite")
+        for f in (hist, hist + "-wal", hist + "-shm"):
+            if os.path.exists(f):
+                os.unlink(f)
+        p, sock = self.start_daemon(w.unbound_conf, extra=("history=sqlite:" + hist,))
+        self.lg("replay source c=32", sock, self.corpora["typical"],
+                ["-c", "32", "--count", "4000"], [p.pid])
+        self.stop(p)
+        self.res["runs"].pop("replay source c=32", None)
+        db = sqlite3.connect(hist)
+        cols = [r[1] for r in db.execute("PRAGMA table_info(history)") if r[1] != "id"]
+        have = db.execute("SELECT count(*) FROM history").fetchone()[0]
+        while have < rows:
+            db.execute("INSERT INTO history (%s) SELECT %s FROM history LIMIT %d" % (
+                ",".join(cols), ",".join(cols), min(have, rows - have)))
+            db.commit()
+            have = db.execute("SELECT count(*) FROM history").fetchone()[0]
+        db.close()
+        mb = os.path.getsize(hist) / 1e6
+        out = {"records": have, "store_mb": mb}
+        for label, extra in (("same", []), ("strict", ["--set", "policy_mode=strict"])):
+            cmd = [self.report, "--what-if", "--json", "--since", "2d",
+                   "--set", "history=sqlite:" + hist] + extra
+            t0 = time.monotonic()
+            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=1800)
+            s = time.monotonic() - t0
+            if r.returncode != 0:
+                raise RuntimeError("alignd-report --what-if: %s" % r.stderr)
+            j = json.loads(r.stdout)
+            out[label] = {"seconds": s, "records_per_s": j["messages"] / s,
+                          "messages": j["messages"], "changed": j["changed"]}
+            print("what-if replay (%s): %d records in %.1f s = %.0f records/s, %d changed"
+                  % (label, j["messages"], s, j["messages"] / s, j["changed"]))
+        self.res["replay"] = out
+        for f in (hist, hist + "-wal", hist + "-shm"):
+            if os.path.exists(f):
+                os.unlink(f)
+
     def profile(self, p, sock, typ):
         self.log("perf profile of the warm path (c=32)")
         data = os.path.join(self.run_dir, "perf.data")
@@ -448,6 +498,8 @@ class Bench:
                             cache_dir=os.path.join(self.data, "worlds")) as w:
             if "history" in self.parts:
                 self.history_cost(w)
+            if "replay" in self.parts:
+                self.replay(w)
             if "warm" in self.parts:
                 self.warm(w)
             if "memory" in self.parts:

@@ -175,6 +175,17 @@ def write(res, outdir):
                  % (h["off_msgs_s"], h["sqlite_msgs_s"], h["rounds"], h["cost_pct"],
                     h["cpu_pct"], h["written"], h["dropped"],
                     "yes" if h["cost_pct"] <= 5 and h["dropped"] == 0 else "no"))
+    rp = res.get("replay")
+    if rp:
+        worst = max(rp["same"]["seconds"], rp["strict"]["seconds"])
+        L.append("| what-if: a million stored records replayed in seconds | %d records (%.0f MB "
+                 "SQLite): %.1f s unchanged configuration (%d changed), %.1f s policy_mode "
+                 "strict (%d changed); %.0f records/s | %s |"
+                 % (rp["records"], rp["store_mb"], rp["same"]["seconds"], rp["same"]["changed"],
+                    rp["strict"]["seconds"], rp["strict"]["changed"],
+                    rp["same"]["records_per_s"],
+                    "yes" if rp["records"] >= 1000000 and worst < 60 else
+                    "not measured at a million (--quick)" if rp["records"] < 1000000 else "no"))
     L.append("")
     if ceil:
         L.append("## DKIM ceiling (libopendkim alone, keys in memory, same corpus)\n")
