@@ -3,6 +3,7 @@
  * (a report, a what-if run under another configuration) needs no table of
  * numbers from this version of the code. Pure; any thread. */
 #include "store/evidence.h"
+#include "common/jsonw.h"
 #include "common/text.h"
 
 #include <ctype.h>
@@ -52,58 +53,22 @@ static void copy_lower(char *dst, size_t cap, const char *src)
 	dst[i] = '\0';
 }
 
-/* ---- building JSON from untrusted text ---- */
+/* ---- writing the document (common/jsonw.h: no tree, one buffer) ---- */
 
-/* jansson accepts only UTF-8: anything else is stored made printable
- * (such a value can match no configured name anyway). */
-static json_t *jstrn(const char *s, size_t len)
+#define K(w, k) jsonw_key(w, k)
+
+static void spf_json(struct jsonw *w, const struct spf_result *s)
 {
-	if (!s)
-		return json_null();
-	json_t *j = json_stringn(s, len);
-	if (j)
-		return j;
-	char *buf = malloc(len + 4);
-	if (!buf)
-		return NULL;
-	size_t n = text_printable(buf, len + 4, s, len);
-	j = json_stringn(buf, n);
-	free(buf);
-	return j;
-}
-
-static json_t *jstr(const char *s)
-{
-	return s ? jstrn(s, strlen(s)) : json_null();
-}
-
-/* json_object_set_new() fails on a NULL value: remember it */
-struct jb {
-	int failed;
-};
-
-static void set(struct jb *b, json_t *o, const char *k, json_t *v)
-{
-	if (!v || !o || json_object_set_new(o, k, v) < 0)
-		b->failed = 1;
-}
-
-static void push(struct jb *b, json_t *a, json_t *v)
-{
-	if (!v || !a || json_array_append_new(a, v) < 0)
-		b->failed = 1;
-}
-
-static json_t *spf_json(struct jb *b, const struct spf_result *s)
-{
-	if (!s)
-		return json_null();
-	json_t *o = json_object();
-	set(b, o, "domain", jstr(s->domain));
-	set(b, o, "result", json_string(auth_res_name(s->result)));
-	set(b, o, "mechanism", jstr(s->mechanism));
-	set(b, o, "problem", jstr(s->problem));
-	return o;
+	if (!s) {
+		jsonw_null(w);
+		return;
+	}
+	jsonw_obj(w);
+	K(w, "domain"), jsonw_str(w, s->domain);
+	K(w, "result"), jsonw_str(w, auth_res_name(s->result));
+	K(w, "mechanism"), jsonw_str(w, s->mechanism);
+	K(w, "problem"), jsonw_str(w, s->problem);
+	jsonw_end(w);
 }
 
 static const char *domain_part(const char *addr)
@@ -114,207 +79,228 @@ static const char *domain_part(const char *addr)
 	return at ? at + 1 : addr;
 }
 
-static void header_value(struct jb *b, json_t *o, const char *key, const struct msg *m,
-                         const char *name)
+static void header_value(struct jsonw *w, const char *key, const struct msg *m, const char *name)
 {
 	const struct msg_field *f = m ? msg_get(m, name, 0) : NULL;
-	set(b, o, key, f ? jstrn(f->value, f->value_len) : json_null());
+	K(w, key);
+	if (f)
+		jsonw_strn(w, f->value, f->value_len);
+	else
+		jsonw_null(w);
 }
 
-/* A header section as a JSON string: line structure kept, anything else
- * outside printable ASCII made '?' (JSON strings are UTF-8) */
-static json_t *jheaders(const char *h, size_t len)
+/* A header section: line structure kept, anything else outside printable
+ * ASCII made '?' */
+static void jheaders(struct jsonw *w, const char *h, size_t len)
 {
 	char *buf = malloc(len + 1);
-	if (!buf)
-		return NULL;
+	if (!buf) {
+		w->failed = 1;
+		return;
+	}
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)h[i];
 		buf[i] = (c == '\r' || c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f)) ? (char)c : '?';
 	}
-	json_t *j = json_stringn(buf, len);
+	jsonw_strn(w, buf, len);
 	free(buf);
-	return j;
 }
 
-static json_t *evidence_json(struct jb *b, const struct store_scan *s, const struct store_record *r)
+static void record_json(struct jsonw *w, const struct dmarc_record *rec)
+{
+	jsonw_obj(w);
+	K(w, "p"), jsonw_str(w, NAME(pol_names, rec->p));
+	K(w, "sp"), jsonw_str(w, NAME(pol_names, rec->sp));
+	K(w, "np"), jsonw_str(w, NAME(pol_names, rec->np));
+	K(w, "psd"), jsonw_str(w, rec->psd == DMARC_PSD_Y ? "y" : rec->psd == DMARC_PSD_N ? "n" : "u");
+	K(w, "t"), jsonw_bool(w, rec->t);
+	K(w, "adkim"), jsonw_str(w, rec->adkim_strict ? "s" : "r");
+	K(w, "aspf"), jsonw_str(w, rec->aspf_strict ? "s" : "r");
+	K(w, "pct"), jsonw_int(w, rec->pct);
+	K(w, "has_pct"), jsonw_bool(w, rec->has_pct);
+	K(w, "forced_none"), jsonw_bool(w, rec->forced_none);
+	K(w, "p_absent"), jsonw_bool(w, rec->p_absent);
+	K(w, "rua_valid"), jsonw_int(w, rec->rua_valid);
+	K(w, "ruf_valid"), jsonw_int(w, rec->ruf_valid);
+	K(w, "fo"), jsonw_str(w, rec->fo);
+	jsonw_end(w);
+}
+
+static void dmarc_json(struct jsonw *w, const struct store_scan *s)
 {
 	const struct dmarc_result *d = s->dmarc;
-	json_t *doc = json_object();
-	set(b, doc, "v", json_integer(STORE_EVIDENCE_VERSION));
-	set(b, doc, "time", json_integer(s->time));
+	jsonw_obj(w);
+	K(w, "mode"), jsonw_str(w, s->dmarc_mode == DMARC_MODE_RFC7489 ? "rfc7489" : "rfc9989");
+	K(w, "result"), jsonw_str(w, NAME(res_names, d->res));
+	K(w, "author_status"), jsonw_int(w, d->author_status);
+	K(w, "n_domains"), jsonw_int(w, (long long)d->n_domains);
+	K(w, "domain"), jsonw_str(w, d->domain);
+	K(w, "org_domain"), jsonw_str(w, d->org_domain);
+	K(w, "policy_domain"), jsonw_str(w, d->policy_domain);
+	K(w, "where"), jsonw_str(w, NAME(where_names, d->where));
+	K(w, "walk_step"), jsonw_int(w, d->walk_step);
+	K(w, "record");
+	if (d->where != DMARC_AT_NONE)
+		record_json(w, &d->rec);
+	else
+		jsonw_null(w);
+	K(w, "policy"), jsonw_str(w, NAME(pol_names, d->policy));
+	K(w, "policy_tag"), jsonw_str(w, d->policy_tag);
+	K(w, "applied"), jsonw_str(w, NAME(pol_names, d->applied));
+	K(w, "disposition"), jsonw_str(w, NAME(disp_names, d->disp));
+	K(w, "author_exists"), jsonw_int(w, d->author_exists);
+	K(w, "spf_aligned"), jsonw_int(w, d->spf_aligned);
+	K(w, "dkim_aligned"), jsonw_int(w, d->dkim_aligned);
+	K(w, "spf_domain"), jsonw_str(w, d->spf_domain);
+	K(w, "dkim_domain"), jsonw_str(w, d->dkim_domain);
+	K(w, "testing"), jsonw_bool(w, d->testing);
+	K(w, "sample_bucket"), jsonw_int(w, d->sample_bucket);
+	K(w, "override"), jsonw_str(w, NAME(ovr_names, d->override));
+	K(w, "why"), jsonw_str(w, d->why);
+	jsonw_end(w);
+}
 
-	json_t *env = json_object();
-	set(b, env, "client_ip", jstr(s->client_ip));
-	set(b, env, "helo", jstr(s->helo));
-	set(b, env, "mail_from", jstr(s->mail_from));
-	json_t *rc = json_array();
-	for (size_t i = 0; i < s->n_rcpt; i++)
-		push(b, rc, jstr(s->rcpt[i]));
-	set(b, env, "rcpt", rc);
-	set(b, env, "queue_id", jstr(s->queue_id));
-	set(b, doc, "envelope", env);
-
-	json_t *spf = json_object();
-	set(b, spf, "mfrom", spf_json(b, s->spf));
-	set(b, spf, "helo", spf_json(b, s->spf_helo));
-	set(b, doc, "spf", spf);
-
-	json_t *dk = json_array();
-	for (size_t i = 0; s->dkim && i < s->dkim->n; i++) {
-		const struct dkv_sig *g = &s->dkim->sigs[i];
-		json_t *o = json_object();
-		set(b, o, "d", jstr(g->d));
-		set(b, o, "s", jstr(g->s));
-		set(b, o, "a", jstr(g->a));
-		set(b, o, "i", jstr(g->i));
-		set(b, o, "result", json_string(auth_res_name(g->res)));
-		set(b, o, "reason", jstr(g->reason));
-		set(b, o, "key_bits", json_integer(g->key_bits));
-		set(b, o, "key_testing", json_boolean(g->key_testing));
-		push(b, dk, o);
-	}
-	set(b, doc, "dkim", dk);
-
-	json_t *dm = json_object();
-	set(b, dm, "mode", json_string(s->dmarc_mode == DMARC_MODE_RFC7489 ? "rfc7489" : "rfc9989"));
-	set(b, dm, "result", json_string(NAME(res_names, d->res)));
-	set(b, dm, "author_status", json_integer(d->author_status));
-	set(b, dm, "n_domains", json_integer((json_int_t)d->n_domains));
-	set(b, dm, "domain", jstr(d->domain));
-	set(b, dm, "org_domain", jstr(d->org_domain));
-	set(b, dm, "policy_domain", jstr(d->policy_domain));
-	set(b, dm, "where", json_string(NAME(where_names, d->where)));
-	set(b, dm, "walk_step", json_integer(d->walk_step));
-	if (d->where != DMARC_AT_NONE) {
-		const struct dmarc_record *rec = &d->rec;
-		json_t *ro = json_object();
-		set(b, ro, "p", json_string(NAME(pol_names, rec->p)));
-		set(b, ro, "sp", json_string(NAME(pol_names, rec->sp)));
-		set(b, ro, "np", json_string(NAME(pol_names, rec->np)));
-		set(b, ro, "psd", json_string(rec->psd == DMARC_PSD_Y ? "y" : rec->psd == DMARC_PSD_N ? "n" : "u"));
-		set(b, ro, "t", json_boolean(rec->t));
-		set(b, ro, "adkim", json_string(rec->adkim_strict ? "s" : "r"));
-		set(b, ro, "aspf", json_string(rec->aspf_strict ? "s" : "r"));
-		set(b, ro, "pct", json_integer(rec->pct));
-		set(b, ro, "has_pct", json_boolean(rec->has_pct));
-		set(b, ro, "forced_none", json_boolean(rec->forced_none));
-		set(b, ro, "p_absent", json_boolean(rec->p_absent));
-		set(b, ro, "rua_valid", json_integer(rec->rua_valid));
-		set(b, ro, "ruf_valid", json_integer(rec->ruf_valid));
-		set(b, ro, "fo", jstr(rec->fo));
-		set(b, dm, "record", ro);
-	} else {
-		set(b, dm, "record", json_null());
-	}
-	set(b, dm, "policy", json_string(NAME(pol_names, d->policy)));
-	set(b, dm, "policy_tag", jstr(d->policy_tag));
-	set(b, dm, "applied", json_string(NAME(pol_names, d->applied)));
-	set(b, dm, "disposition", json_string(NAME(disp_names, d->disp)));
-	set(b, dm, "author_exists", json_integer(d->author_exists));
-	set(b, dm, "spf_aligned", json_integer(d->spf_aligned));
-	set(b, dm, "dkim_aligned", json_integer(d->dkim_aligned));
-	set(b, dm, "spf_domain", jstr(d->spf_domain));
-	set(b, dm, "dkim_domain", jstr(d->dkim_domain));
-	set(b, dm, "testing", json_boolean(d->testing));
-	set(b, dm, "sample_bucket", json_integer(d->sample_bucket));
-	set(b, dm, "override", json_string(NAME(ovr_names, d->override)));
-	set(b, dm, "why", jstr(d->why));
-	set(b, doc, "dmarc", dm);
-
-	/* the policy layer's inputs, as policy_gather() and policy_decide() read them */
-	json_t *po = json_object();
-	set(b, po, "mode", json_string(NAME(mode_names, s->policy_mode)));
+/* the policy layer's inputs, as policy_gather() and policy_decide() read them */
+static void policy_json(struct jsonw *w, const struct store_scan *s)
+{
+	jsonw_obj(w);
+	K(w, "mode"), jsonw_str(w, NAME(mode_names, s->policy_mode));
 	const struct policy_facts *f = s->facts;
+	K(w, "facts");
 	if (f) {
-		json_t *fo = json_object();
-		set(b, fo, "client_ip", jstr(f->client_ip));
-		set(b, fo, "helo", jstr(f->helo));
-		set(b, fo, "mail_from", jstr(f->mail_from));
-		set(b, fo, "spf_helo_pass", json_boolean(f->spf_helo_pass));
-		set(b, fo, "spf_mfrom_pass", json_boolean(f->spf_mfrom_pass));
-		json_t *dp = json_array();
+		jsonw_obj(w);
+		K(w, "client_ip"), jsonw_str(w, f->client_ip);
+		K(w, "helo"), jsonw_str(w, f->helo);
+		K(w, "mail_from"), jsonw_str(w, f->mail_from);
+		K(w, "spf_helo_pass"), jsonw_bool(w, f->spf_helo_pass);
+		K(w, "spf_mfrom_pass"), jsonw_bool(w, f->spf_mfrom_pass);
+		K(w, "dkim_pass"), jsonw_arr(w);
 		for (size_t i = 0; i < f->n_dkim_pass; i++)
-			push(b, dp, jstr(f->dkim_pass[i]));
-		set(b, fo, "dkim_pass", dp);
-		set(b, fo, "arc", json_string(auth_res_name(f->arc)));
-		json_t *se = json_array();
+			jsonw_str(w, f->dkim_pass[i]);
+		jsonw_end(w);
+		K(w, "arc"), jsonw_str(w, auth_res_name(f->arc));
+		K(w, "arc_sealers"), jsonw_arr(w);
 		for (size_t i = 0; i < f->n_sealers; i++)
-			push(b, se, jstr(f->arc_sealers[i]));
-		set(b, fo, "arc_sealers", se);
-		set(b, fo, "arc_oldest_pass", json_integer(f->arc_oldest_pass));
-		set(b, fo, "aar1", jstr(f->aar1));
-		set(b, fo, "has_header", json_boolean(f->m != NULL));
-		header_value(b, fo, "list_id", f->m, "List-Id");
-		header_value(b, fo, "list_post", f->m, "List-Post");
-		set(b, po, "facts", fo);
+			jsonw_str(w, f->arc_sealers[i]);
+		jsonw_end(w);
+		K(w, "arc_oldest_pass"), jsonw_int(w, f->arc_oldest_pass);
+		K(w, "aar1"), jsonw_str(w, f->aar1);
+		K(w, "has_header"), jsonw_bool(w, f->m != NULL);
+		header_value(w, "list_id", f->m, "List-Id");
+		header_value(w, "list_post", f->m, "List-Post");
+		jsonw_end(w);
 	} else {
-		set(b, po, "facts", json_null());
+		jsonw_null(w);
 	}
 	const struct policy_evidence *ev = s->ev;
+	K(w, "evidence");
 	if (ev) {
-		json_t *eo = json_object();
-		set(b, eo, "arc", json_string(auth_res_name(ev->arc)));
-		set(b, eo, "arc_sealer", jstr(ev->arc_sealer));
-		set(b, eo, "arc_trusted", json_boolean(ev->arc_trusted));
-		set(b, eo, "arc_aar1_dmarc_pass", json_boolean(ev->arc_aar1_dmarc_pass));
-		set(b, eo, "forwarder", json_boolean(ev->forwarder));
-		set(b, eo, "forwarder_why", jstr(ev->forwarder_why));
-		set(b, eo, "list", json_boolean(ev->list));
-		set(b, eo, "list_domain", jstr(ev->list_domain));
-		set(b, eo, "list_signed", json_boolean(ev->list_signed));
-		set(b, eo, "list_trusted", json_boolean(ev->list_trusted));
-		set(b, po, "evidence", eo);
+		jsonw_obj(w);
+		K(w, "arc"), jsonw_str(w, auth_res_name(ev->arc));
+		K(w, "arc_sealer"), jsonw_str(w, ev->arc_sealer);
+		K(w, "arc_trusted"), jsonw_bool(w, ev->arc_trusted);
+		K(w, "arc_aar1_dmarc_pass"), jsonw_bool(w, ev->arc_aar1_dmarc_pass);
+		K(w, "forwarder"), jsonw_bool(w, ev->forwarder);
+		K(w, "forwarder_why"), jsonw_str(w, ev->forwarder_why);
+		K(w, "list"), jsonw_bool(w, ev->list);
+		K(w, "list_domain"), jsonw_str(w, ev->list_domain);
+		K(w, "list_signed"), jsonw_bool(w, ev->list_signed);
+		K(w, "list_trusted"), jsonw_bool(w, ev->list_trusted);
+		jsonw_end(w);
 	} else {
-		set(b, po, "evidence", json_null());
+		jsonw_null(w);
 	}
-	set(b, po, "asked", json_string(NAME(disp_names, d->disp)));
+	K(w, "asked"), jsonw_str(w, NAME(disp_names, s->dmarc->disp));
+	K(w, "decision");
 	if (s->pd) {
-		json_t *de = json_object();
-		set(b, de, "disposition", json_string(NAME(disp_names, s->pd->disp)));
-		set(b, de, "override", s->pd->override ? jstr(s->pd->override) : json_null());
-		set(b, de, "why", jstr(s->pd->why));
-		set(b, po, "decision", de);
+		jsonw_obj(w);
+		K(w, "disposition"), jsonw_str(w, NAME(disp_names, s->pd->disp));
+		K(w, "override"), jsonw_str(w, s->pd->override);
+		K(w, "why"), jsonw_str(w, s->pd->why);
+		jsonw_end(w);
 	} else {
-		set(b, po, "decision", json_null());
+		jsonw_null(w);
 	}
-	set(b, doc, "policy", po);
+	jsonw_end(w);
+}
 
-	json_t *ov = json_array();
+static void evidence_json(struct jsonw *w, const struct store_scan *s, const struct store_record *r)
+{
+	const struct dmarc_result *d = s->dmarc;
+	jsonw_obj(w);
+	K(w, "v"), jsonw_int(w, STORE_EVIDENCE_VERSION);
+	K(w, "time"), jsonw_int(w, s->time);
+
+	K(w, "envelope"), jsonw_obj(w);
+	K(w, "client_ip"), jsonw_str(w, s->client_ip);
+	K(w, "helo"), jsonw_str(w, s->helo);
+	K(w, "mail_from"), jsonw_str(w, s->mail_from);
+	K(w, "rcpt"), jsonw_arr(w);
+	for (size_t i = 0; i < s->n_rcpt; i++)
+		jsonw_str(w, s->rcpt[i]);
+	jsonw_end(w);
+	K(w, "queue_id"), jsonw_str(w, s->queue_id);
+	jsonw_end(w);
+
+	K(w, "spf"), jsonw_obj(w);
+	K(w, "mfrom"), spf_json(w, s->spf);
+	K(w, "helo"), spf_json(w, s->spf_helo);
+	jsonw_end(w);
+
+	K(w, "dkim"), jsonw_arr(w);
+	for (size_t i = 0; s->dkim && i < s->dkim->n; i++) {
+		const struct dkv_sig *g = &s->dkim->sigs[i];
+		jsonw_obj(w);
+		K(w, "d"), jsonw_str(w, g->d);
+		K(w, "s"), jsonw_str(w, g->s);
+		K(w, "a"), jsonw_str(w, g->a);
+		K(w, "i"), jsonw_str(w, g->i);
+		K(w, "result"), jsonw_str(w, auth_res_name(g->res));
+		K(w, "reason"), jsonw_str(w, g->reason);
+		K(w, "key_bits"), jsonw_int(w, g->key_bits);
+		K(w, "key_testing"), jsonw_bool(w, g->key_testing);
+		jsonw_end(w);
+	}
+	jsonw_end(w);
+
+	K(w, "dmarc"), dmarc_json(w, s);
+	K(w, "policy"), policy_json(w, s);
+
+	K(w, "overrides"), jsonw_arr(w);
 	if (d->override != DMARC_OVR_NONE) {
-		json_t *o = json_object();
-		set(b, o, "reason", json_string(NAME(ovr_names, d->override)));
-		set(b, o, "by", json_string("dmarc"));
-		set(b, o, "why", jstr(d->why));
-		push(b, ov, o);
+		jsonw_obj(w);
+		K(w, "reason"), jsonw_str(w, NAME(ovr_names, d->override));
+		K(w, "by"), jsonw_str(w, "dmarc");
+		K(w, "why"), jsonw_str(w, d->why);
+		jsonw_end(w);
 	}
 	if (s->pd && s->pd->override) {
-		json_t *o = json_object();
-		set(b, o, "reason", jstr(s->pd->override));
-		set(b, o, "by", json_string("policy"));
-		set(b, o, "why", jstr(s->pd->why));
-		push(b, ov, o);
+		jsonw_obj(w);
+		K(w, "reason"), jsonw_str(w, s->pd->override);
+		K(w, "by"), jsonw_str(w, "policy");
+		K(w, "why"), jsonw_str(w, s->pd->why);
+		jsonw_end(w);
 	}
-	set(b, doc, "overrides", ov);
+	jsonw_end(w);
 	/* what else the verdict read (version 2) */
-	json_t *so = json_object();
-	set(b, so, "why_spf", jstr(s->why_spf));
-	set(b, so, "header_error", jstr(s->header_error));
-	set(b, so, "dkim_timeout", json_boolean(s->dkim_timeout));
-	set(b, so, "timed_out", json_boolean(s->timed_out));
-	set(b, so, "out_of_memory", json_boolean(s->out_of_memory));
-	set(b, so, "score", json_real(s->score));
-	set(b, doc, "scan", so);
-	set(b, doc, "disposition", jstr(r->disposition));
-	set(b, doc, "action", jstr(s->action));
+	K(w, "scan"), jsonw_obj(w);
+	K(w, "why_spf"), jsonw_str(w, s->why_spf);
+	K(w, "header_error"), jsonw_str(w, s->header_error);
+	K(w, "dkim_timeout"), jsonw_bool(w, s->dkim_timeout);
+	K(w, "timed_out"), jsonw_bool(w, s->timed_out);
+	K(w, "out_of_memory"), jsonw_bool(w, s->out_of_memory);
+	K(w, "score"), jsonw_real(w, s->score);
+	jsonw_end(w);
+	K(w, "disposition"), jsonw_str(w, r->disposition);
+	K(w, "action"), jsonw_str(w, s->action);
 	if (s->failure_headers) {
-		json_t *fr = json_object();
-		set(b, fr, "headers", jheaders(s->failure_headers, s->failure_headers_len));
-		set(b, fr, "auth_results", jstr(s->auth_results));
-		set(b, fr, "rcpt", s->n_rcpt ? jstr(s->rcpt[0]) : json_null());
-		set(b, doc, "failure", fr);
+		K(w, "failure"), jsonw_obj(w);
+		K(w, "headers"), jheaders(w, s->failure_headers, s->failure_headers_len);
+		K(w, "auth_results"), jsonw_str(w, s->auth_results);
+		K(w, "rcpt"), jsonw_str(w, s->n_rcpt ? s->rcpt[0] : NULL);
+		jsonw_end(w);
 	}
-	return doc;
+	jsonw_end(w);
 }
 
 static void add_word(char *dst, size_t cap, const char *w)
@@ -398,11 +384,15 @@ int store_record_from_scan(const struct store_scan *s, struct store_record *r)
 	text_printable(r->queue_id, sizeof(r->queue_id), s->queue_id ? s->queue_id : "",
 	               s->queue_id ? strlen(s->queue_id) : 0);
 
-	struct jb b = { 0 };
-	json_t *doc = evidence_json(&b, s, r);
-	if (!b.failed && doc)
-		r->evidence = json_dumps(doc, JSON_COMPACT);
-	json_decref(doc);
+	struct buf b;
+	buf_init(&b, 0);
+	buf_reserve(&b, 2048 + s->failure_headers_len);
+	struct jsonw w;
+	jsonw_init(&w, &b);
+	evidence_json(&w, s, r);
+	if (jsonw_done(&w) == 0)
+		r->evidence = buf_steal(&b, NULL);
+	buf_free(&b);
 	if (!r->evidence) {
 		store_record_clear(r);
 		return -1;

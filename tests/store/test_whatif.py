@@ -1,11 +1,12 @@
 """alignd-report --what-if against real stores.
 
-A week of history: the real daemon, trusting the ARC sealers, forwarders
-and exceptions of the scenario table's "indirect" profile, scans every
-message of the table's default and indirect scenarios (direct mail,
-spoofs, lists, trusted and untrusted ARC chains, trusted forwarders by
-address, HELO and envelope domain, never-reject and enforce exceptions,
-bad From fields) into SQLite and into a private PostgreSQL server; the
+A week of history: the real daemon, with the trusted ARC sealers,
+forwarders and exceptions of the scenario table's "indirect" profile, the
+trusted list of "lists" and untrusted_arc = quarantine, scans every
+message of those profiles' scenarios and the default ones (direct mail,
+spoofs, trusted and untrusted ARC chains, trusted forwarders by address,
+HELO and envelope domain, trusted mailing lists, never-reject and enforce
+exceptions, bad From fields) into SQLite and into a private PostgreSQL server; the
 records are then spread over seven days. Checked on both stores:
 
 - under the configuration the daemon ran with, every stored verdict and
@@ -69,9 +70,17 @@ class WhatIf(unittest.TestCase):
             cls.uris = {"sqlite": "sqlite:" + os.path.join(cls.tmp, "week.sqlite"),
                         "postgresql": cls.pg.createdb("week")}
             cls.args = [a.replace("{exceptions}", os.path.join(cls.tmp, "indirect.exceptions"))
-                        for a in RUNNER.BASE_ARGS + RUNNER.PROFILES["indirect"]]
+                        for a in RUNNER.BASE_ARGS + RUNNER.PROFILES["indirect"] +
+                        RUNNER.PROFILES["lists"] + RUNNER.PROFILES["untrusted-arc"]]
             with open(os.path.join(cls.tmp, "indirect.exceptions"), "w") as f:
                 f.write(TABLE.EXCEPTIONS)
+            # the running configuration as an administrator has it: a file
+            cls.conf = os.path.join(cls.tmp, "alignd.conf")
+            with open(cls.conf, "w") as f:
+                for flag, kv in zip(cls.args[::2], cls.args[1::2]):
+                    assert flag == "--set", cls.args
+                    k, v = kv.split("=", 1)
+                    f.write('%s = "%s"\n' % (k, v))
             cls.record_week()
         except BaseException:
             cls.tearDownClass()
@@ -91,7 +100,8 @@ class WhatIf(unittest.TestCase):
         store (the same configuration), twice, then spread over DAYS days
         by id."""
         todo = [s for s in TABLE.SCENARIOS
-                if s.get("profile", "default") in ("default", "indirect")
+                if s.get("profile", "default") in ("default", "indirect", "lists",
+                                                   "untrusted-arc")
                 and not s.get("exceptions") and not s.get("inflight")
                 and s.get("format", "text") == "text"]
         msgs = [(s, RUNNER.build_message(s, cls.world.world_dir)) for s in todo]
@@ -130,8 +140,8 @@ class WhatIf(unittest.TestCase):
         return int(self.pg.query("week", sql))
 
     def whatif(self, store, *extra, expect=0, uri=None):
-        cmd = [REPORT, "--what-if", "--since", "8d"] + self.args + \
-              ["--set", "history=" + (uri or self.uris[store])] + list(extra)
+        cmd = [REPORT, "-c", self.conf, "--what-if", "--since", "8d",
+               "--set", "history=" + (uri or self.uris[store])] + list(extra)
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         print("$ alignd-report --what-if %s [%s]\n%s%s" % (" ".join(extra), store,
                                                           p.stdout[:3000], p.stderr))
