@@ -320,7 +320,7 @@ class Bench:
         db.close()
         mb = os.path.getsize(hist) / 1e6
         out = {"records": have, "store_mb": mb}
-        for label, extra in (("same", []), ("strict", ["--set", "policy_mode=strict"])):
+        for label, extra in (("same", []), ("qonly", ["--set", "policy_mode=quarantine-only"])):
             cmd = [self.report, "--what-if", "--json", "--since", "2d",
                    "--set", "history=sqlite:" + hist] + extra
             t0 = time.monotonic()

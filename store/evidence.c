@@ -3,11 +3,11 @@
  * (a report, a what-if run under another configuration) needs no table of
  * numbers from this version of the code. Pure; any thread. */
 #include "store/evidence.h"
+#include "common/jsonr.h"
 #include "common/jsonw.h"
 #include "common/text.h"
 
 #include <ctype.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,47 +402,82 @@ int store_record_from_scan(const struct store_scan *s, struct store_record *r)
 
 /* ---- replay ---- */
 
-static const char *jget_s(json_t *o, const char *k)
+/* One document being read: the text split into tokens (common/jsonr.h). */
+struct rd {
+	struct jsonr j;
+};
+
+static long get(const struct rd *d, long obj, const char *k)
 {
-	json_t *v = json_object_get(o, k);
-	return json_is_string(v) ? json_string_value(v) : NULL;
+	return jsonr_get(&d->j, obj, k);
 }
 
-static int jget_b(json_t *o, const char *k)
+/* A string member into dst ("" when absent or not a string); 1 when it was
+ * a string. */
+static int get_s(const struct rd *d, long obj, const char *k, char *dst, size_t cap)
 {
-	json_t *v = json_object_get(o, k);
-	return json_is_true(v) || (json_is_integer(v) && json_integer_value(v) != 0);
+	if (jsonr_str(&d->j, get(d, obj, k), dst, cap) >= 0)
+		return 1;
+	dst[0] = '\0';
+	return 0;
 }
 
-static int jget_i(json_t *o, const char *k, int dflt)
+static int get_b(const struct rd *d, long obj, const char *k)
 {
-	json_t *v = json_object_get(o, k);
-	return json_is_integer(v) ? (int)json_integer_value(v) : dflt;
+	return jsonr_bool(&d->j, get(d, obj, k));
 }
 
-static enum dmarc_policy pol_from(const char *s)
+static int get_i(const struct rd *d, long obj, const char *k, int dflt)
 {
-	int i = name_index(pol_names, sizeof(pol_names) / sizeof(pol_names[0]), s);
+	long long v = jsonr_int(&d->j, get(d, obj, k), dflt);
+	return v < INT32_MIN || v > INT32_MAX ? dflt : (int)v;
+}
+
+/* The index of a word of tab[0..n) that a string member equals, or -1. */
+static int get_word(const struct rd *d, long obj, const char *k, const char *const *tab, size_t n)
+{
+	char w[STORE_WORD_MAX];
+	if (!get_s(d, obj, k, w, sizeof(w)))
+		return -1;
+	return name_index(tab, n, w);
+}
+
+static enum auth_res get_res(const struct rd *d, long obj, const char *k)
+{
+	char w[STORE_WORD_MAX];
+	get_s(d, obj, k, w, sizeof(w));
+	return auth_res_from(w);
+}
+
+static enum dmarc_policy get_pol(const struct rd *d, long obj, const char *k)
+{
+	int i = get_word(d, obj, k, pol_names, sizeof(pol_names) / sizeof(pol_names[0]));
 	return i < 0 ? DMARC_POLICY_UNSET : (enum dmarc_policy)i;
 }
 
-static void load_spf(json_t *o, struct spf_result *r, int *has)
+static enum policy_disp get_pdisp(const struct rd *d, long obj, const char *k)
 {
-	if (!json_is_object(o))
-		return;
-	*has = 1;
-	r->result = auth_res_from(jget_s(o, "result"));
-	copy(r->domain, sizeof(r->domain), jget_s(o, "domain"));
-	copy(r->mechanism, sizeof(r->mechanism), jget_s(o, "mechanism"));
-	copy(r->problem, sizeof(r->problem), jget_s(o, "problem"));
+	int i = get_word(d, obj, k, disp_names, 3);
+	return i == 2 ? POLICY_DISP_REJECT : i == 1 ? POLICY_DISP_QUARANTINE : POLICY_DISP_NONE;
 }
 
-static int load_dkim(json_t *a, struct store_replay *r)
+static void load_spf(const struct rd *d, long o, struct spf_result *r, int *has)
 {
-	size_t n = json_array_size(a);
-	if (!json_is_array(a))
+	if (jsonr_type(&d->j, o) != JSONR_OBJECT)
+		return;
+	*has = 1;
+	r->result = get_res(d, o, "result");
+	get_s(d, o, "domain", r->domain, sizeof(r->domain));
+	get_s(d, o, "mechanism", r->mechanism, sizeof(r->mechanism));
+	get_s(d, o, "problem", r->problem, sizeof(r->problem));
+}
+
+static int load_dkim(const struct rd *d, long a, struct store_replay *r)
+{
+	if (jsonr_type(&d->j, a) != JSONR_ARRAY)
 		return 0;
 	r->has_dkim = 1;
+	size_t n = jsonr_count(&d->j, a);
 	if (n == 0)
 		return 0;
 	r->dkim.sigs = calloc(n, sizeof(*r->dkim.sigs));
@@ -452,18 +487,17 @@ static int load_dkim(json_t *a, struct store_replay *r)
 	static const enum auth_res rank[] = { AUTH_PASS, AUTH_FAIL, AUTH_TEMPERROR, AUTH_POLICY,
 	                                      AUTH_PERMERROR, AUTH_NEUTRAL };
 	size_t best = sizeof(rank) / sizeof(rank[0]);
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = json_array_get(a, i);
+	for (long o = jsonr_at(&d->j, a, 0); r->dkim.n < n; o = (long)d->j.tok[o].next) {
 		struct dkv_sig *g = &r->dkim.sigs[r->dkim.n++];
-		g->res = auth_res_from(jget_s(o, "result"));
-		copy(g->reason, sizeof(g->reason), jget_s(o, "reason"));
-		copy(g->d, sizeof(g->d), jget_s(o, "d"));
-		copy(g->s, sizeof(g->s), jget_s(o, "s"));
-		copy(g->a, sizeof(g->a), jget_s(o, "a"));
-		copy(g->i, sizeof(g->i), jget_s(o, "i"));
-		int bits = jget_i(o, "key_bits", 0);
+		g->res = get_res(d, o, "result");
+		get_s(d, o, "reason", g->reason, sizeof(g->reason));
+		get_s(d, o, "d", g->d, sizeof(g->d));
+		get_s(d, o, "s", g->s, sizeof(g->s));
+		get_s(d, o, "a", g->a, sizeof(g->a));
+		get_s(d, o, "i", g->i, sizeof(g->i));
+		int bits = get_i(d, o, "key_bits", 0);
 		g->key_bits = bits > 0 ? (unsigned)bits : 0;
-		g->key_testing = jget_b(o, "key_testing");
+		g->key_testing = get_b(d, o, "key_testing");
 		for (size_t k = 0; k < best; k++)
 			if (rank[k] == g->res)
 				best = k;
@@ -472,226 +506,252 @@ static int load_dkim(json_t *a, struct store_replay *r)
 	return 0;
 }
 
-static void load_dmarc(json_t *dm, struct store_replay *r)
+static void load_dmarc(const struct rd *d, long dm, struct store_replay *r)
 {
-	struct dmarc_result *d = &r->dmarc;
-	int i = name_index(res_names, 5, jget_s(dm, "result"));
-	d->res = i < 0 ? DMARC_RES_NONE : (enum dmarc_res)i;
-	d->author_status = (enum dmarc_author_status)jget_i(dm, "author_status", 0);
-	int nd = jget_i(dm, "n_domains", 0);
-	d->n_domains = nd > 0 ? (size_t)nd : 0;
-	copy(d->domain, sizeof(d->domain), jget_s(dm, "domain"));
-	copy(d->org_domain, sizeof(d->org_domain), jget_s(dm, "org_domain"));
-	copy(d->policy_domain, sizeof(d->policy_domain), jget_s(dm, "policy_domain"));
-	i = name_index(where_names, 4, jget_s(dm, "where"));
-	d->where = i < 0 ? DMARC_AT_NONE : (enum dmarc_where)i;
-	int ws = jget_i(dm, "walk_step", 0);
-	d->walk_step = ws > 0 ? (unsigned)ws : 0;
-	json_t *ro = json_object_get(dm, "record");
-	d->rec.pct = 100;
-	if (json_is_object(ro)) {
-		struct dmarc_record *rec = &d->rec;
-		rec->p = pol_from(jget_s(ro, "p"));
-		rec->sp = pol_from(jget_s(ro, "sp"));
-		rec->np = pol_from(jget_s(ro, "np"));
-		const char *psd = jget_s(ro, "psd");
-		rec->psd = psd && *psd == 'y' ? DMARC_PSD_Y : psd && *psd == 'n' ? DMARC_PSD_N : DMARC_PSD_U;
-		rec->t = jget_b(ro, "t");
-		const char *x = jget_s(ro, "adkim");
-		rec->adkim_strict = x && *x == 's';
-		x = jget_s(ro, "aspf");
-		rec->aspf_strict = x && *x == 's';
-		int pct = jget_i(ro, "pct", 100);
+	struct dmarc_result *m = &r->dmarc;
+	int i = get_word(d, dm, "result", res_names, 5);
+	m->res = i < 0 ? DMARC_RES_NONE : (enum dmarc_res)i;
+	m->author_status = (enum dmarc_author_status)get_i(d, dm, "author_status", 0);
+	int nd = get_i(d, dm, "n_domains", 0);
+	m->n_domains = nd > 0 ? (size_t)nd : 0;
+	get_s(d, dm, "domain", m->domain, sizeof(m->domain));
+	get_s(d, dm, "org_domain", m->org_domain, sizeof(m->org_domain));
+	get_s(d, dm, "policy_domain", m->policy_domain, sizeof(m->policy_domain));
+	i = get_word(d, dm, "where", where_names, 4);
+	m->where = i < 0 ? DMARC_AT_NONE : (enum dmarc_where)i;
+	int ws = get_i(d, dm, "walk_step", 0);
+	m->walk_step = ws > 0 ? (unsigned)ws : 0;
+	long ro = get(d, dm, "record");
+	m->rec.pct = 100;
+	if (jsonr_type(&d->j, ro) == JSONR_OBJECT) {
+		struct dmarc_record *rec = &m->rec;
+		char w[4];
+		rec->p = get_pol(d, ro, "p");
+		rec->sp = get_pol(d, ro, "sp");
+		rec->np = get_pol(d, ro, "np");
+		get_s(d, ro, "psd", w, sizeof(w));
+		rec->psd = w[0] == 'y' ? DMARC_PSD_Y : w[0] == 'n' ? DMARC_PSD_N : DMARC_PSD_U;
+		rec->t = get_b(d, ro, "t");
+		get_s(d, ro, "adkim", w, sizeof(w));
+		rec->adkim_strict = w[0] == 's';
+		get_s(d, ro, "aspf", w, sizeof(w));
+		rec->aspf_strict = w[0] == 's';
+		int pct = get_i(d, ro, "pct", 100);
 		rec->pct = pct >= 0 && pct <= 100 ? (unsigned)pct : 100;
-		rec->has_pct = jget_b(ro, "has_pct");
-		rec->forced_none = jget_b(ro, "forced_none");
-		rec->p_absent = jget_b(ro, "p_absent");
-		int rv = jget_i(ro, "rua_valid", 0), fv = jget_i(ro, "ruf_valid", 0);
+		rec->has_pct = get_b(d, ro, "has_pct");
+		rec->forced_none = get_b(d, ro, "forced_none");
+		rec->p_absent = get_b(d, ro, "p_absent");
+		int rv = get_i(d, ro, "rua_valid", 0), fv = get_i(d, ro, "ruf_valid", 0);
 		rec->rua_valid = rv > 0 ? (unsigned)rv : 0;
 		rec->ruf_valid = fv > 0 ? (unsigned)fv : 0;
-		copy(rec->fo, sizeof(rec->fo), jget_s(ro, "fo"));
+		get_s(d, ro, "fo", rec->fo, sizeof(rec->fo));
 	}
-	d->policy = pol_from(jget_s(dm, "policy"));
-	const char *tag = jget_s(dm, "policy_tag");
-	d->policy_tag = !tag ? NULL : strcmp(tag, "sp") == 0 ? "sp" : strcmp(tag, "np") == 0 ? "np" : "p";
-	d->applied = pol_from(jget_s(dm, "applied"));
-	i = name_index(disp_names, 3, jget_s(dm, "disposition"));
-	d->disp = i < 0 ? DMARC_DISP_NONE : (enum dmarc_disp)i;
-	d->author_exists = jget_i(dm, "author_exists", -1);
-	d->spf_aligned = jget_i(dm, "spf_aligned", 0);
-	d->dkim_aligned = jget_i(dm, "dkim_aligned", 0);
-	copy(d->spf_domain, sizeof(d->spf_domain), jget_s(dm, "spf_domain"));
-	copy(d->dkim_domain, sizeof(d->dkim_domain), jget_s(dm, "dkim_domain"));
-	d->testing = jget_b(dm, "testing");
-	int sb = jget_i(dm, "sample_bucket", 0);
-	d->sample_bucket = sb > 0 && sb < 100 ? (unsigned)sb : 0;
-	i = name_index(ovr_names, sizeof(ovr_names) / sizeof(ovr_names[0]), jget_s(dm, "override"));
-	d->override = i < 0 ? DMARC_OVR_NONE : (enum dmarc_override)i;
-	const char *why = jget_s(dm, "why");
-	if (why) {
-		copy(r->dmarc_why, sizeof(r->dmarc_why), why);
-		d->why = r->dmarc_why;
-	}
+	m->policy = get_pol(d, dm, "policy");
+	char tag[4];
+	if (get_s(d, dm, "policy_tag", tag, sizeof(tag)))
+		m->policy_tag = strcmp(tag, "sp") == 0 ? "sp" : strcmp(tag, "np") == 0 ? "np" : "p";
+	m->applied = get_pol(d, dm, "applied");
+	i = get_word(d, dm, "disposition", disp_names, 3);
+	m->disp = i < 0 ? DMARC_DISP_NONE : (enum dmarc_disp)i;
+	m->author_exists = get_i(d, dm, "author_exists", -1);
+	m->spf_aligned = get_i(d, dm, "spf_aligned", 0);
+	m->dkim_aligned = get_i(d, dm, "dkim_aligned", 0);
+	get_s(d, dm, "spf_domain", m->spf_domain, sizeof(m->spf_domain));
+	get_s(d, dm, "dkim_domain", m->dkim_domain, sizeof(m->dkim_domain));
+	m->testing = get_b(d, dm, "testing");
+	int sb = get_i(d, dm, "sample_bucket", 0);
+	m->sample_bucket = sb > 0 && sb < 100 ? (unsigned)sb : 0;
+	i = get_word(d, dm, "override", ovr_names, sizeof(ovr_names) / sizeof(ovr_names[0]));
+	m->override = i < 0 ? DMARC_OVR_NONE : (enum dmarc_override)i;
+	if (get_s(d, dm, "why", r->dmarc_why, sizeof(r->dmarc_why)))
+		m->why = r->dmarc_why;
 }
 
-static void load_text(json_t *o, const char *k, char *dst, size_t cap, int *has)
+/* A string array member into fixed slots, with the pointers to them. */
+static size_t load_names(const struct rd *d, long obj, const char *k,
+                         char (*slots)[STORE_DOMAIN_MAX], const char **ptrs, size_t max)
 {
-	const char *s = jget_s(o, k);
-	if (s) {
-		copy(dst, cap, s);
-		*has = 1;
-	}
+	long a = get(d, obj, k);
+	size_t n = 0, count = jsonr_count(&d->j, a);
+	long e = count ? jsonr_at(&d->j, a, 0) : -1;
+	for (size_t i = 0; i < count && n < max; i++, e = (long)d->j.tok[e].next)
+		if (jsonr_str(&d->j, e, slots[n], STORE_DOMAIN_MAX) >= 0) {
+			ptrs[n] = slots[n];
+			n++;
+		}
+	return n;
 }
 
-static enum policy_disp pdisp_from(const char *s)
+/* The two list header fields policy_gather reads, as a header section. */
+static int load_headers(const struct rd *d, long fo, struct store_replay *r)
 {
-	int i = name_index(disp_names, 3, s);
-	return i == 2 ? POLICY_DISP_REJECT : i == 1 ? POLICY_DISP_QUARANTINE : POLICY_DISP_NONE;
+	long lid = get(d, fo, "list_id"), lpo = get(d, fo, "list_post");
+	int has_id = jsonr_type(&d->j, lid) == JSONR_STRING;
+	int has_po = jsonr_type(&d->j, lpo) == JSONR_STRING;
+	size_t n = (has_id ? d->j.tok[lid].len + 12 : 0) + (has_po ? d->j.tok[lpo].len + 14 : 0) + 4;
+	r->headers = malloc(n);
+	if (!r->headers)
+		return -1;
+	size_t o = 0;
+	if (has_id) {
+		memcpy(r->headers + o, "List-Id:", 8);
+		o += 8;
+		o += (size_t)jsonr_str(&d->j, lid, r->headers + o, n - o);
+		memcpy(r->headers + o, "\r\n", 2);
+		o += 2;
+	}
+	if (has_po) {
+		memcpy(r->headers + o, "List-Post:", 10);
+		o += 10;
+		o += (size_t)jsonr_str(&d->j, lpo, r->headers + o, n - o);
+		memcpy(r->headers + o, "\r\n", 2);
+		o += 2;
+	}
+	memcpy(r->headers + o, "\r\n", 3);
+	o += 2;
+	return msg_parse(r->headers, o, &r->m) == MSG_OK ? 0 : -1;
 }
+
+/* Tokens of a document read on the stack; a larger one gets them from the heap. */
+#define REPLAY_STACK_TOKENS 2048
+
+static int load(const struct rd *d, struct store_replay *r, char *err, size_t errlen);
 
 int store_replay_load(const char *evidence, struct store_replay *r, char *err, size_t errlen)
 {
 	memset(r, 0, sizeof(*r));
-	json_error_t je;
-	json_t *doc = json_loads(evidence ? evidence : "", 0, &je);
-	if (!json_is_object(doc)) {
-		snprintf(err, errlen, "evidence is not a JSON object: %s", je.text);
-		json_decref(doc);
+	struct jsonr_tok stack[REPLAY_STACK_TOKENS];
+	struct jsonr_tok *heap = NULL;
+	struct rd d;
+	const char *why = NULL;
+	size_t len = evidence ? strlen(evidence) : 0;
+	int rc = jsonr_parse(&d.j, evidence ? evidence : "", len, stack, REPLAY_STACK_TOKENS, &why);
+	if (rc < 0 && len / 2 + 2 > REPLAY_STACK_TOKENS && strcmp(why, "too many values") == 0) {
+		/* every value but the first takes at least two bytes */
+		size_t cap = len / 2 + 2;
+		heap = malloc(cap * sizeof(*heap));
+		if (!heap) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		rc = jsonr_parse(&d.j, evidence, len, heap, cap, &why);
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "evidence is not a JSON document: %s", why);
+		free(heap);
 		return -1;
 	}
-	json_t *v = json_object_get(doc, "v");
+	rc = load(&d, r, err, errlen);
+	free(heap);
+	if (rc < 0)
+		store_replay_free(r);
+	return rc;
+}
+
+static int load(const struct rd *d, struct store_replay *r, char *err, size_t errlen)
+{
+	if (jsonr_type(&d->j, 0) != JSONR_OBJECT) {
+		snprintf(err, errlen, "evidence is not a JSON object");
+		return -1;
+	}
 	/* a later version adds members; reading an older one keeps working */
-	if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-	    json_integer_value(v) > STORE_EVIDENCE_VERSION) {
-		snprintf(err, errlen, "evidence version %lld is not one this build reads (1..%d)",
-		         json_is_integer(v) ? (long long)json_integer_value(v) : -1LL,
+	long long v = jsonr_int(&d->j, get(d, 0, "v"), -1);
+	if (v < 1 || v > STORE_EVIDENCE_VERSION) {
+		snprintf(err, errlen, "evidence version %lld is not one this build reads (1..%d)", v,
 		         STORE_EVIDENCE_VERSION);
-		json_decref(doc);
 		return -1;
 	}
-	r->version = (int)json_integer_value(v);
-	json_t *dm = json_object_get(doc, "dmarc");
-	json_t *po = json_object_get(doc, "policy");
-	json_t *fo = json_object_get(po, "facts");
-	if (!json_is_object(dm) || !json_is_object(po) || !json_is_object(fo)) {
+	r->version = (int)v;
+	long dm = get(d, 0, "dmarc"), po = get(d, 0, "policy"), fo = get(d, po, "facts");
+	if (jsonr_type(&d->j, dm) != JSONR_OBJECT || jsonr_type(&d->j, po) != JSONR_OBJECT ||
+	    jsonr_type(&d->j, fo) != JSONR_OBJECT) {
 		snprintf(err, errlen, "evidence lacks the dmarc or policy facts members");
-		json_decref(doc);
 		return -1;
 	}
-	copy(r->domain, sizeof(r->domain), jget_s(dm, "domain"));
-	r->disp = pdisp_from(jget_s(po, "asked"));
-	int mi = name_index(mode_names, 3, jget_s(po, "mode"));
+	get_s(d, dm, "domain", r->domain, sizeof(r->domain));
+	r->disp = get_pdisp(d, po, "asked");
+	int mi = get_word(d, po, "mode", mode_names, 3);
 	r->policy_mode = mi < 0 ? POLICY_RFC9989 : (enum policy_mode)mi;
-	json_t *de = json_object_get(po, "decision");
-	if (json_is_object(de)) {
+	long de = get(d, po, "decision");
+	if (jsonr_type(&d->j, de) == JSONR_OBJECT) {
 		r->decided = 1;
-		r->decided_disp = pdisp_from(jget_s(de, "disposition"));
-		copy(r->decided_override, sizeof(r->decided_override), jget_s(de, "override"));
+		r->decided_disp = get_pdisp(d, de, "disposition");
+		get_s(d, de, "override", r->decided_override, sizeof(r->decided_override));
 	}
 
 	struct policy_facts *f = &r->facts;
-	const char *s;
-	if ((s = jget_s(fo, "client_ip"))) {
-		copy(r->client_ip, sizeof(r->client_ip), s);
+	if (get_s(d, fo, "client_ip", r->client_ip, sizeof(r->client_ip)))
 		f->client_ip = r->client_ip;
-	}
-	if ((s = jget_s(fo, "helo"))) {
-		copy(r->helo, sizeof(r->helo), s);
+	if (get_s(d, fo, "helo", r->helo, sizeof(r->helo)))
 		f->helo = r->helo;
-	}
-	if ((s = jget_s(fo, "mail_from"))) {
-		copy(r->mail_from, sizeof(r->mail_from), s);
+	if (get_s(d, fo, "mail_from", r->mail_from, sizeof(r->mail_from)))
 		f->mail_from = r->mail_from;
-	}
-	f->spf_helo_pass = jget_b(fo, "spf_helo_pass");
-	f->spf_mfrom_pass = jget_b(fo, "spf_mfrom_pass");
-	json_t *a = json_object_get(fo, "dkim_pass");
-	for (size_t i = 0; i < json_array_size(a) && f->n_dkim_pass < 64; i++)
-		if (json_is_string(json_array_get(a, i))) {
-			copy(r->dkim_pass[f->n_dkim_pass], STORE_DOMAIN_MAX,
-			     json_string_value(json_array_get(a, i)));
-			r->dkim_pass_p[f->n_dkim_pass] = r->dkim_pass[f->n_dkim_pass];
-			f->n_dkim_pass++;
-		}
+	f->spf_helo_pass = get_b(d, fo, "spf_helo_pass");
+	f->spf_mfrom_pass = get_b(d, fo, "spf_mfrom_pass");
+	f->n_dkim_pass = load_names(d, fo, "dkim_pass", r->dkim_pass, r->dkim_pass_p, 64);
 	f->dkim_pass = r->dkim_pass_p;
-	f->arc = auth_res_from(jget_s(fo, "arc"));
-	a = json_object_get(fo, "arc_sealers");
-	for (size_t i = 0; i < json_array_size(a) && f->n_sealers < 64; i++)
-		if (json_is_string(json_array_get(a, i))) {
-			copy(r->sealers[f->n_sealers], STORE_DOMAIN_MAX,
-			     json_string_value(json_array_get(a, i)));
-			r->sealers_p[f->n_sealers] = r->sealers[f->n_sealers];
-			f->n_sealers++;
-		}
+	f->arc = get_res(d, fo, "arc");
+	f->n_sealers = load_names(d, fo, "arc_sealers", r->sealers, r->sealers_p, 64);
 	f->arc_sealers = r->sealers_p;
-	json_t *op = json_object_get(fo, "arc_oldest_pass");
-	f->arc_oldest_pass = json_is_integer(op) && json_integer_value(op) > 0
-	                   ? (unsigned)json_integer_value(op) : 0;
-	if ((s = jget_s(fo, "aar1"))) {
-		r->aar1 = strdup(s);
-		f->aar1 = r->aar1;
-	}
-	if (jget_b(fo, "has_header")) {
-		/* the only header fields policy_gather reads */
-		const char *lid = jget_s(fo, "list_id"), *lpo = jget_s(fo, "list_post");
-		size_t n = (lid ? strlen(lid) + 12 : 0) + (lpo ? strlen(lpo) + 14 : 0) + 4;
-		r->headers = malloc(n);
-		if (r->headers) {
-			snprintf(r->headers, n, "%s%s%s%s%s%s\r\n", lid ? "List-Id:" : "", lid ? lid : "",
-			         lid ? "\r\n" : "", lpo ? "List-Post:" : "", lpo ? lpo : "", lpo ? "\r\n" : "");
-			if (msg_parse(r->headers, strlen(r->headers), &r->m) == MSG_OK)
-				f->m = &r->m;
-		}
-		if (!f->m) {
-			snprintf(err, errlen, "cannot rebuild the list header fields");
-			json_decref(doc);
-			store_replay_free(r);
+	int op = get_i(d, fo, "arc_oldest_pass", 0);
+	f->arc_oldest_pass = op > 0 ? (unsigned)op : 0;
+	long aar = get(d, fo, "aar1");
+	if (jsonr_type(&d->j, aar) == JSONR_STRING) {
+		size_t n = d->j.tok[aar].len + 1;
+		if (!(r->aar1 = malloc(n))) {
+			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
+		jsonr_str(&d->j, aar, r->aar1, n);
+		f->aar1 = r->aar1;
+	}
+	if (get_b(d, fo, "has_header")) {
+		if (load_headers(d, fo, r) < 0) {
+			snprintf(err, errlen, "cannot rebuild the list header fields");
+			return -1;
+		}
+		f->m = &r->m;
 	}
 
 	/* the checks' results and the stored verdict */
-	json_t *tm = json_object_get(doc, "time");
-	r->time = json_is_integer(tm) ? (int64_t)json_integer_value(tm) : 0;
-	const char *dmode = jget_s(dm, "mode");
-	r->dmarc_mode = dmode && strcmp(dmode, "rfc7489") == 0 ? DMARC_MODE_RFC7489 : DMARC_MODE_RFC9989;
-	json_t *spf = json_object_get(doc, "spf");
-	load_spf(json_object_get(spf, "mfrom"), &r->spf, &r->has_spf);
-	load_spf(json_object_get(spf, "helo"), &r->spf_helo, &r->has_spf_helo);
-	if (load_dkim(json_object_get(doc, "dkim"), r) < 0) {
+	long long tm = jsonr_int(&d->j, get(d, 0, "time"), 0);
+	r->time = (int64_t)tm;
+	char mode[16];
+	get_s(d, dm, "mode", mode, sizeof(mode));
+	r->dmarc_mode = strcmp(mode, "rfc7489") == 0 ? DMARC_MODE_RFC7489 : DMARC_MODE_RFC9989;
+	long spf = get(d, 0, "spf");
+	load_spf(d, get(d, spf, "mfrom"), &r->spf, &r->has_spf);
+	load_spf(d, get(d, spf, "helo"), &r->spf_helo, &r->has_spf_helo);
+	if (load_dkim(d, get(d, 0, "dkim"), r) < 0) {
 		snprintf(err, errlen, "out of memory");
-		json_decref(doc);
-		store_replay_free(r);
 		return -1;
 	}
-	load_dmarc(dm, r);
-	json_t *so = json_object_get(doc, "scan");
-	load_text(so, "why_spf", r->why_spf, sizeof(r->why_spf), &r->has_why_spf);
-	load_text(so, "header_error", r->header_error, sizeof(r->header_error), &r->has_header_error);
-	r->dkim_timeout = jget_b(so, "dkim_timeout");
-	r->timed_out = jget_b(so, "timed_out");
-	r->out_of_memory = jget_b(so, "out_of_memory");
-	json_t *sc = json_object_get(so, "score");
-	r->score = json_is_number(sc) ? json_number_value(sc) : 0;
-	copy(r->action, sizeof(r->action), jget_s(doc, "action"));
-	copy(r->disposition, sizeof(r->disposition), jget_s(doc, "disposition"));
-	copy(r->queue_id, sizeof(r->queue_id), jget_s(json_object_get(doc, "envelope"), "queue_id"));
+	load_dmarc(d, dm, r);
+	long so = get(d, 0, "scan");
+	r->has_why_spf = get_s(d, so, "why_spf", r->why_spf, sizeof(r->why_spf));
+	r->has_header_error = get_s(d, so, "header_error", r->header_error, sizeof(r->header_error));
+	r->dkim_timeout = get_b(d, so, "dkim_timeout");
+	r->timed_out = get_b(d, so, "timed_out");
+	r->out_of_memory = get_b(d, so, "out_of_memory");
+	r->score = jsonr_num(&d->j, get(d, so, "score"), 0);
+	get_s(d, 0, "action", r->action, sizeof(r->action));
+	get_s(d, 0, "disposition", r->disposition, sizeof(r->disposition));
+	get_s(d, get(d, 0, "envelope"), "queue_id", r->queue_id, sizeof(r->queue_id));
 
-	json_t *eo = json_object_get(po, "evidence");
-	if (json_is_object(eo)) {
+	long eo = get(d, po, "evidence");
+	if (jsonr_type(&d->j, eo) == JSONR_OBJECT) {
 		struct policy_evidence *e = &r->ev;
-		e->arc = auth_res_from(jget_s(eo, "arc"));
-		copy(e->arc_sealer, sizeof(e->arc_sealer), jget_s(eo, "arc_sealer"));
-		e->arc_trusted = jget_b(eo, "arc_trusted");
-		e->arc_aar1_dmarc_pass = jget_b(eo, "arc_aar1_dmarc_pass");
-		e->forwarder = jget_b(eo, "forwarder");
-		copy(e->forwarder_why, sizeof(e->forwarder_why), jget_s(eo, "forwarder_why"));
-		e->list = jget_b(eo, "list");
-		copy(e->list_domain, sizeof(e->list_domain), jget_s(eo, "list_domain"));
-		e->list_signed = jget_b(eo, "list_signed");
-		e->list_trusted = jget_b(eo, "list_trusted");
+		e->arc = get_res(d, eo, "arc");
+		get_s(d, eo, "arc_sealer", e->arc_sealer, sizeof(e->arc_sealer));
+		e->arc_trusted = get_b(d, eo, "arc_trusted");
+		e->arc_aar1_dmarc_pass = get_b(d, eo, "arc_aar1_dmarc_pass");
+		e->forwarder = get_b(d, eo, "forwarder");
+		get_s(d, eo, "forwarder_why", e->forwarder_why, sizeof(e->forwarder_why));
+		e->list = get_b(d, eo, "list");
+		get_s(d, eo, "list_domain", e->list_domain, sizeof(e->list_domain));
+		e->list_signed = get_b(d, eo, "list_signed");
+		e->list_trusted = get_b(d, eo, "list_trusted");
 	}
-	json_decref(doc);
 	return 0;
 }
 

@@ -80,7 +80,8 @@ struct store_query {
 	size_t limit;                    /* 0: no limit */
 };
 
-/* Calls cb for each record, oldest first (by id); the record is borrowed
+/* Calls cb for each record, oldest first (by time, then id: the
+ * time index gives that order without a sort); the record is borrowed
  * for the call. cb returns 0 to go on, non-zero to stop. 0 or -1. */
 typedef int (*store_row_cb)(void *arg, const struct store_record *r);
 int store_query(struct store *st, const struct store_query *q, store_row_cb cb, void *arg,

@@ -181,9 +181,9 @@ static int pg_query(struct store *st, const struct store_query *q, store_row_cb 
 	const char *vals[4] = { since, until, q->limit ? limit : NULL, q->domain };
 	const char *sql = q->domain
 		? "SELECT id, " STORE_COLUMNS " FROM history WHERE time >= $1 AND time < $2"
-		  " AND (policy_domain = $4 OR from_domain = $4) ORDER BY id LIMIT $3::bigint"
+		  " AND (policy_domain = $4 OR from_domain = $4) ORDER BY time, id LIMIT $3::bigint"
 		: "SELECT id, " STORE_COLUMNS " FROM history WHERE time >= $1 AND time < $2"
-		  " ORDER BY id LIMIT $3::bigint";
+		  " ORDER BY time, id LIMIT $3::bigint";
 	PGresult *r = PQexecParams(s->c, sql, q->domain ? 4 : 3, NULL, vals, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		PQclear(r);

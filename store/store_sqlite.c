@@ -146,9 +146,9 @@ static int sq_query(struct store *st, const struct store_query *q, store_row_cb 
 	struct store_sqlite *s = (struct store_sqlite *)st;
 	const char *sql = q->domain
 		? "SELECT id, " STORE_COLUMNS " FROM history WHERE time >= ?1 AND time < ?2"
-		  " AND (policy_domain = ?3 OR from_domain = ?3) ORDER BY id LIMIT ?4"
+		  " AND (policy_domain = ?3 OR from_domain = ?3) ORDER BY time, id LIMIT ?4"
 		: "SELECT id, " STORE_COLUMNS " FROM history WHERE time >= ?1 AND time < ?2"
-		  " ORDER BY id LIMIT ?4";
+		  " ORDER BY time, id LIMIT ?4";
 	sqlite3_stmt *stmt;
 	if (sqlite3_prepare_v2(s->db, sql, -1, &stmt, NULL) != SQLITE_OK)
 		return fail(s->db, "query", err, errlen);
