@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION  2      /* what store_open() migrates to */
+#define STORE_SCHEMA_VERSION  3      /* what store_open() migrates to */
 #define STORE_EVIDENCE_VERSION 2     /* the "v" of the evidence document (2: "scan") */
 #define STORE_DOMAIN_MAX      256    /* a domain in text, NUL included */
 #define STORE_WORD_MAX        24     /* result and policy words */
