@@ -52,9 +52,10 @@ static const char *const migrations[] = {
 	/* 3: the per-domain indexes go: every query of the tools names a
 	 * period, which the time index serves, and keeping both indexes up to
 	 * date was a third of the writer's work (bench/README.md) */
-	"DROP INDEX IF EXISTS history_policy_domain;"
-	"DROP INDEX IF EXISTS history_from_domain;",
+	"DROP INDEX IF EXISTS history_policy_domain; DROP INDEX IF EXISTS history_from_domain;",
 };
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
+               "one migration per schema version");
 
 static int fail(sqlite3 *db, const char *what, char *err, size_t errlen)
 {
