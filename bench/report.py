@@ -176,7 +176,7 @@ def write(res, outdir):
                     h["cpu_pct"], h["written"], h["dropped"],
                     "yes" if h["cost_pct"] <= 5 and h["dropped"] == 0 else "no"))
     rp = res.get("replay")
-    if rp:
+    if rp and "same" in rp and "qonly" in rp:
         worst = max(rp["same"]["seconds"], rp["qonly"]["seconds"])
         L.append("| what-if: a million stored records replayed in seconds | %d records (%.0f MB "
                  "SQLite): %.1f s unchanged configuration (%d changed), %.1f s policy_mode "
