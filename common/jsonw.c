@@ -156,7 +156,14 @@ void jsonw_key(struct jsonw *w, const char *k)
 void jsonw_int(struct jsonw *w, long long v)
 {
 	sep(w);
-	buf_printf(w->b, "%lld", v);
+	char t[24], *p = t + sizeof(t);
+	unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+	do
+		*--p = (char)('0' + u % 10);
+	while (u /= 10);
+	if (v < 0)
+		*--p = '-';
+	buf_add(w->b, p, (size_t)(t + sizeof(t) - p));
 }
 
 void jsonw_bool(struct jsonw *w, int v)

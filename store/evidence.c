@@ -42,7 +42,13 @@ static enum auth_res auth_res_from(const char *s)
 
 static void copy(char *dst, size_t cap, const char *src)
 {
-	snprintf(dst, cap, "%s", src ? src : "");
+	if (!src)
+		src = "";
+	size_t n = strlen(src);
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
 }
 
 static void copy_lower(char *dst, size_t cap, const char *src)

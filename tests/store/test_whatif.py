@@ -220,12 +220,14 @@ class WhatIf(unittest.TestCase):
                     self.assertEqual(nr["unknown"], nr["messages"])
 
     def test_4_chart(self):
-        png = os.path.join(self.tmp, "week.png")
-        self.whatif("sqlite", "--set", "policy_mode=strict", "--chart", png)
-        with open(png, "rb") as f:
-            data = f.read()
-        self.assertTrue(data.startswith(b"\x89PNG\r\n\x1a\n"), data[:16])
-        self.assertGreater(len(data), 5000)
+        for store in self.uris:
+            with self.subTest(store=store):
+                png = os.path.join(self.tmp, "week-%s.png" % store)
+                self.whatif(store, "--set", "policy_mode=strict", "--chart", png)
+                with open(png, "rb") as f:
+                    data = f.read()
+                self.assertTrue(data.startswith(b"\x89PNG\r\n\x1a\n"), data[:16])
+                self.assertGreater(len(data), 5000)
         p = self.whatif("sqlite", "--chart", "a'b.png", expect=64)
         self.assertIn("quotes", p.stderr)
 
