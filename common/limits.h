@@ -111,5 +111,7 @@
 #define LIM_WHATIF_GROUPS         1000000u            /* author domains, and sources, in --what-if */
 #define LIM_WHATIF_EXAMPLES       3u                  /* changed messages shown per group */
 #define LIM_WHATIF_DAYS           3660u               /* days in the --what-if chart */
+#define LIM_WHATIF_QUEUE          256u                /* stored messages between the reader and the replay threads */
+#define LIM_WHATIF_WORKERS        8u                  /* replay threads at most (one per processor) */
 
 #endif

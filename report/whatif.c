@@ -10,6 +10,7 @@
 #include "report/whatif.h"
 
 struct example {
+	int64_t time;
 	char *queue_id, *why;
 	int now, proposed;
 };
@@ -151,6 +152,53 @@ uint64_t rpt_whatif_changed(const struct rpt_whatif *w)
 	return w->changed;
 }
 
+/* Whether example a comes before b: the oldest are kept, so that the
+ * examples do not depend on the order messages were counted in. */
+static int earlier(int64_t ta, const char *qa, int64_t tb, const char *qb)
+{
+	return ta != tb ? ta < tb : strcmp(qa, qb) < 0;
+}
+
+/* Keeps (time, queue id, why) among the group's examples if it is one of
+ * the oldest; the strings are copied. 0 or -1. */
+static int keep_example(struct group *g, int64_t time, const char *qid, const char *why,
+                        int now, int proposed)
+{
+	size_t at = g->n_ex;
+	if (at == LIM_WHATIF_EXAMPLES) {
+		/* the newest kept one goes, if this one is older */
+		size_t last = 0;
+		for (size_t k = 1; k < g->n_ex; k++)
+			if (earlier(g->ex[last].time, g->ex[last].queue_id, g->ex[k].time, g->ex[k].queue_id))
+				last = k;
+		if (!earlier(time, qid, g->ex[last].time, g->ex[last].queue_id))
+			return 0;
+		at = last;
+	}
+	char *q = strdup(qid), *w = strdup(why);
+	if (!q || !w) {
+		free(q);
+		free(w);
+		return -1;
+	}
+	struct example *e = &g->ex[at];
+	if (at < g->n_ex) {
+		free(e->queue_id);
+		free(e->why);
+	} else {
+		g->n_ex++;
+	}
+	*e = (struct example){ time, q, w, now, proposed };
+	return 0;
+}
+
+static int cmp_examples(const void *a, const void *b)
+{
+	const struct example *x = a, *y = b;
+	return earlier(x->time, x->queue_id, y->time, y->queue_id) ? -1
+	     : earlier(y->time, y->queue_id, x->time, x->queue_id) ? 1 : 0;
+}
+
 static int count_group(struct group *g, const struct rpt_whatif_msg *m, int changed)
 {
 	g->messages++;
@@ -159,20 +207,8 @@ static int count_group(struct group *g, const struct rpt_whatif_msg *m, int chan
 		return 0;
 	g->changed++;
 	g->dir[m->now][m->proposed]++;
-	if (g->n_ex == LIM_WHATIF_EXAMPLES)
-		return 0;
-	struct example *e = &g->ex[g->n_ex];
-	e->queue_id = strdup(m->queue_id ? m->queue_id : "");
-	e->why = strdup(m->why ? m->why : "");
-	if (!e->queue_id || !e->why) {
-		free(e->queue_id);
-		free(e->why);
-		return -1;
-	}
-	e->now = m->now;
-	e->proposed = m->proposed;
-	g->n_ex++;
-	return 0;
+	return keep_example(g, m->time, m->queue_id ? m->queue_id : "", m->why ? m->why : "",
+	                    m->now, m->proposed);
 }
 
 static struct day *day_get(struct rpt_whatif *w, int64_t day)
@@ -232,6 +268,57 @@ int rpt_whatif_add(struct rpt_whatif *w, const struct rpt_whatif_msg *m)
 	return 0;
 }
 
+/* Adds src's group into the group of the same name in dst. */
+static int merge_groups(struct gset *dst, const struct gset *src, uint64_t *ungrouped)
+{
+	for (size_t i = 0; i < src->n; i++) {
+		const struct group *s = &src->g[i];
+		int nomem = 0;
+		struct group *d = gset_get(dst, s->name, &nomem);
+		if (nomem)
+			return -1;
+		if (!d) {
+			*ungrouped += s->messages;
+			continue;
+		}
+		d->messages += s->messages;
+		d->changed += s->changed;
+		d->unknown += s->unknown;
+		for (int a = 0; a < RPT_WI_ACTIONS; a++)
+			for (int b = 0; b < RPT_WI_ACTIONS; b++)
+				d->dir[a][b] += s->dir[a][b];
+		for (size_t k = 0; k < s->n_ex; k++)
+			if (keep_example(d, s->ex[k].time, s->ex[k].queue_id, s->ex[k].why, s->ex[k].now,
+			                 s->ex[k].proposed) < 0)
+				return -1;
+	}
+	return 0;
+}
+
+int rpt_whatif_merge(struct rpt_whatif *dst, const struct rpt_whatif *src)
+{
+	dst->messages += src->messages;
+	dst->changed += src->changed;
+	dst->unknown += src->unknown;
+	dst->ungrouped += src->ungrouped;
+	for (int a = 0; a < RPT_WI_ACTIONS; a++)
+		for (int b = 0; b < RPT_WI_ACTIONS; b++)
+			dst->dir[a][b] += src->dir[a][b];
+	if (merge_groups(&dst->doms, &src->doms, &dst->ungrouped) < 0 ||
+	    merge_groups(&dst->srcs, &src->srcs, &dst->ungrouped) < 0)
+		return -1;
+	for (size_t i = 0; i < src->n_days; i++) {
+		struct day *d = day_get(dst, src->days[i].day);
+		if (!d)
+			continue;
+		for (int k = 0; k < RPT_WI_ACTIONS; k++) {
+			d->now[k] += src->days[i].now[k];
+			d->proposed[k] += src->days[i].proposed[k];
+		}
+	}
+	return 0;
+}
+
 /* ---- output ---- */
 
 static int cmp_groups(const void *a, const void *b)
@@ -253,8 +340,11 @@ static const struct group **order(const struct gset *s, size_t *n)
 		return NULL;
 	size_t k = 0;
 	for (size_t i = 0; i < s->n; i++)
-		if (s->g[i].changed)
+		if (s->g[i].changed) {
+			/* oldest example first */
+			qsort(s->g[i].ex, s->g[i].n_ex, sizeof(s->g[i].ex[0]), cmp_examples);
 			o[k++] = &s->g[i];
+		}
 	qsort(o, k, sizeof(*o), cmp_groups);
 	*n = k;
 	return o;

@@ -34,6 +34,11 @@ void rpt_whatif_free(struct rpt_whatif **w);
  * ones are counted in the totals only. 0, or -1 without memory. */
 int rpt_whatif_add(struct rpt_whatif *w, const struct rpt_whatif_msg *m);
 
+/* Adds what src counted into dst (a replay split over threads, each with
+ * its own counts, merged at the end; the result does not depend on the
+ * split: the examples kept are the oldest). 0, or -1 without memory. */
+int rpt_whatif_merge(struct rpt_whatif *dst, const struct rpt_whatif *src);
+
 /* Messages counted, and messages whose verdict would change. */
 uint64_t rpt_whatif_messages(const struct rpt_whatif *w);
 uint64_t rpt_whatif_changed(const struct rpt_whatif *w);

@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -21,13 +22,37 @@ enum { EX_NOINPUT_ = 66 };
 
 #define PROPOSAL_MAX 1024   /* the one-line description of the proposal */
 
+/* One stored message on its way from the store's reader (the main
+ * thread) to a worker. */
+struct job {
+	int64_t time;
+	char domain[STORE_DOMAIN_MAX], ip[64], qid[128];
+	char *evidence;                /* owned */
+};
+
+/* A worker re-decides jobs into counts of its own, merged at the end. */
+struct worker {
+	pthread_t thread;
+	struct run *u;
+	struct rpt_whatif *w;
+	struct store_replay rp;        /* reused: it is large */
+	uint64_t unreadable, disp_changed;
+	int nomem;
+};
+
 struct run {
 	const struct whatif_opts *o;
 	struct store_replay_conf rc;
-	struct rpt_whatif *w;
-	struct store_replay rp;        /* reused: it is large */
-	uint64_t rows, unreadable, disp_changed;
-	int nomem;
+	uint64_t rows;
+	int nomem;                     /* the reader ran out of memory */
+	/* the jobs between the reader and the workers, under mu */
+	pthread_mutex_t mu;
+	pthread_cond_t can_put, can_take;
+	struct job ring[LIM_WHATIF_QUEUE];
+	size_t head, n;
+	int done;
+	struct worker workers[LIM_WHATIF_WORKERS];
+	size_t n_workers;
 };
 
 static int under(const char *name, const char *domain)
@@ -70,6 +95,76 @@ static void why_changed(char *dst, size_t cap, const struct store_replay *r, enu
 	}
 }
 
+/* Re-decides one stored message into the worker's counts. */
+static void decide_job(struct worker *k, const struct job *j)
+{
+	char err[256];
+	struct store_replay *r = &k->rp;
+	enum verdict_action sact;
+	enum dmarc_disp sdisp;
+	if (store_replay_load(j->evidence, r, err, sizeof(err)) < 0) {
+		k->unreadable++;
+		return;
+	}
+	struct store_outcome out;
+	if (store_replay_stored(r, &sact, &sdisp) < 0) {
+		k->unreadable++;
+	} else if (store_replay_decide(r, &k->u->rc, &out) < 0) {
+		k->nomem = 1;
+	} else {
+		char why[512] = "";
+		if (out.action != sact || out.disp != sdisp)
+			why_changed(why, sizeof(why), r, sdisp, &out, &k->u->rc);
+		k->disp_changed += out.disp != sdisp;
+		struct rpt_whatif_msg m = {
+			.time = j->time,
+			.domain = j->domain,
+			.source = j->ip,
+			.queue_id = j->qid,
+			.now = (int)sact,
+			.proposed = (int)out.action,
+			.why = why,
+			.unknown = out.unknown,
+		};
+		if (rpt_whatif_add(k->w, &m) < 0)
+			k->nomem = 1;
+	}
+	store_replay_free(r);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *k = arg;
+	struct run *u = k->u;
+	for (;;) {
+		pthread_mutex_lock(&u->mu);
+		while (u->n == 0 && !u->done)
+			pthread_cond_wait(&u->can_take, &u->mu);
+		if (u->n == 0) {
+			pthread_mutex_unlock(&u->mu);
+			return NULL;
+		}
+		struct job j = u->ring[u->head];
+		u->head = (u->head + 1) % LIM_WHATIF_QUEUE;
+		u->n--;
+		pthread_cond_signal(&u->can_put);
+		pthread_mutex_unlock(&u->mu);
+		if (!k->nomem)
+			decide_job(k, &j);
+		free(j.evidence);
+	}
+}
+
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+	size_t n = strlen(src);
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* The store's callback: the record's replay inputs become a job. */
 static int on_row(void *arg, const struct store_record *rec)
 {
 	struct run *u = arg;
@@ -77,42 +172,72 @@ static int on_row(void *arg, const struct store_record *rec)
 	if (o->domain && !under(rec->from_domain, o->domain))
 		return 0;
 	u->rows++;
-	char err[256];
-	struct store_replay *r = &u->rp;
-	enum verdict_action sact;
-	enum dmarc_disp sdisp;
-	if (store_replay_load(rec->evidence, r, err, sizeof(err)) < 0) {
-		u->unreadable++;
-		return 0;
-	}
-	struct store_outcome out;
-	int rc = 0;
-	if (store_replay_stored(r, &sact, &sdisp) < 0) {
-		u->unreadable++;
-	} else if (store_replay_decide(r, &u->rc, &out) < 0) {
+	struct job j = { .time = rec->time, .evidence = strdup(rec->evidence ? rec->evidence : "") };
+	if (!j.evidence) {
 		u->nomem = 1;
-		rc = 1;
-	} else {
-		char why[512] = "";
-		if (out.action != sact || out.disp != sdisp)
-			why_changed(why, sizeof(why), r, sdisp, &out, &u->rc);
-		u->disp_changed += out.disp != sdisp;
-		struct rpt_whatif_msg m = {
-			.time = rec->time,
-			.domain = rec->from_domain,
-			.source = rec->client_ip,
-			.queue_id = rec->queue_id,
-			.now = (int)sact,
-			.proposed = (int)out.action,
-			.why = why,
-			.unknown = out.unknown,
-		};
-		if (rpt_whatif_add(u->w, &m) < 0) {
-			u->nomem = 1;
-			rc = 1;
-		}
+		return 1;
 	}
-	store_replay_free(r);
+	copy_text(j.domain, sizeof(j.domain), rec->from_domain);
+	copy_text(j.ip, sizeof(j.ip), rec->client_ip);
+	copy_text(j.qid, sizeof(j.qid), rec->queue_id);
+	pthread_mutex_lock(&u->mu);
+	while (u->n == LIM_WHATIF_QUEUE)
+		pthread_cond_wait(&u->can_put, &u->mu);
+	u->ring[(u->head + u->n) % LIM_WHATIF_QUEUE] = j;
+	u->n++;
+	pthread_cond_signal(&u->can_take);
+	pthread_mutex_unlock(&u->mu);
+	return 0;
+}
+
+/* Starts the workers: one per processor, the reader being mostly I/O. 0 or -1. */
+static int start_workers(struct run *u, const struct store_replay_conf *rc)
+{
+	u->rc = *rc;
+	pthread_mutex_init(&u->mu, NULL);
+	pthread_cond_init(&u->can_put, NULL);
+	pthread_cond_init(&u->can_take, NULL);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t want = cpus < 1 ? 1 : cpus > (long)LIM_WHATIF_WORKERS ? LIM_WHATIF_WORKERS : (size_t)cpus;
+	for (size_t i = 0; i < want; i++) {
+		struct worker *k = &u->workers[i];
+		k->u = u;
+		if (!(k->w = rpt_whatif_new()))
+			break;
+		if (pthread_create(&k->thread, NULL, worker_main, k) != 0) {
+			rpt_whatif_free(&k->w);
+			break;
+		}
+		u->n_workers++;
+	}
+	return u->n_workers ? 0 : -1;
+}
+
+/* Lets the workers finish the queue, joins them and merges their counts
+ * into *w_r (the first worker's). 0, or -1 without memory. */
+static int stop_workers(struct run *u, struct rpt_whatif **w_r, uint64_t *unreadable,
+                        uint64_t *disp_changed)
+{
+	pthread_mutex_lock(&u->mu);
+	u->done = 1;
+	pthread_cond_broadcast(&u->can_take);
+	pthread_mutex_unlock(&u->mu);
+	int rc = 0;
+	for (size_t i = 0; i < u->n_workers; i++) {
+		struct worker *k = &u->workers[i];
+		pthread_join(k->thread, NULL);
+		*unreadable += k->unreadable;
+		*disp_changed += k->disp_changed;
+		if (k->nomem || (i > 0 && rpt_whatif_merge(u->workers[0].w, k->w) < 0))
+			rc = -1;
+		if (i > 0)
+			rpt_whatif_free(&k->w);
+	}
+	*w_r = u->n_workers ? u->workers[0].w : NULL;
+	u->n_workers = 0;
+	pthread_cond_destroy(&u->can_put);
+	pthread_cond_destroy(&u->can_take);
+	pthread_mutex_destroy(&u->mu);
 	return rc;
 }
 
@@ -235,13 +360,20 @@ static int chart(const struct rpt_whatif *w, const char *png)
 int report_whatif(const struct whatif_opts *o)
 {
 	struct srv_config *cur = NULL, *prop = NULL;
-	struct run u;
-	memset(&u, 0, sizeof(u));
-	u.o = o;
+	struct rpt_whatif *w = NULL;
+	struct run *u = calloc(1, sizeof(*u));   /* large: the workers' replay buffers */
 	struct store *st = NULL;
+	uint64_t unreadable = 0, disp_changed = 0;
+	int started = 0;
 	struct buf out;
 	buf_init(&out, 0);
-	int rc = report_load_config(o->config, NULL, 0, &cur);
+	int rc = EX_UNAVAILABLE_;
+	if (!u) {
+		fprintf(stderr, "alignd-report: out of memory\n");
+		goto done;
+	}
+	u->o = o;
+	rc = report_load_config(o->config, NULL, 0, &cur);
 	if (rc != EX_OK_)
 		goto done;
 	rc = report_load_config(o->proposed ? o->proposed : o->config, o->sets, o->nsets, &prop);
@@ -269,14 +401,14 @@ int report_whatif(const struct whatif_opts *o)
 		goto done;
 	}
 	char proposal[PROPOSAL_MAX];
-	if (describe(cur, prop, o, proposal, sizeof(proposal)) < 0 || !(u.w = rpt_whatif_new())) {
+	if (describe(cur, prop, o, proposal, sizeof(proposal)) < 0) {
 		fprintf(stderr, "alignd-report: out of memory\n");
 		rc = EX_UNAVAILABLE_;
 		goto done;
 	}
 	struct verdict_opts vo;
 	cfg_verdict_opts(prop, &vo);
-	u.rc = (struct store_replay_conf){
+	struct store_replay_conf rconf = {
 		.policy = &prop->policy,
 		.vo = &vo,
 		.bad_author_disp = cfg_bad_author_disp(prop),
@@ -299,14 +431,23 @@ int report_whatif(const struct whatif_opts *o)
 		rc = EX_NOINPUT_;
 		goto done;
 	}
-	struct store_query q = { .since = since, .until = now + 1 };
-	if (store_query(st, &q, on_row, &u, err, sizeof(err)) < 0 || u.nomem) {
-		fprintf(stderr, "alignd-report: reading the history store: %s\n",
-		        u.nomem ? "out of memory" : err);
+	if (start_workers(u, &rconf) < 0) {
+		fprintf(stderr, "alignd-report: cannot start the replay threads\n");
 		rc = EX_UNAVAILABLE_;
 		goto done;
 	}
-	if (u.rows == 0) {
+	started = 1;
+	struct store_query q = { .since = since, .until = now + 1 };
+	int qrc = store_query(st, &q, on_row, u, err, sizeof(err));
+	started = 0;
+	int mrc = stop_workers(u, &w, &unreadable, &disp_changed);
+	if (qrc < 0 || u->nomem || mrc < 0) {
+		fprintf(stderr, "alignd-report: reading the history store: %s\n",
+		        qrc < 0 ? err : "out of memory");
+		rc = EX_UNAVAILABLE_;
+		goto done;
+	}
+	if (u->rows == 0) {
 		char a[32];
 		time_t t = (time_t)since;
 		struct tm tm;
@@ -318,20 +459,25 @@ int report_whatif(const struct whatif_opts *o)
 		rc = EX_NOINPUT_;
 		goto done;
 	}
-	struct rpt_whatif_head h = { since, now + 1, proposal, u.unreadable, u.disp_changed };
-	if ((o->json ? rpt_whatif_json(u.w, &h, o->top, &out)
-	             : rpt_whatif_text(u.w, &h, o->top, &out)) < 0) {
+	struct rpt_whatif_head h = { since, now + 1, proposal, unreadable, disp_changed };
+	if ((o->json ? rpt_whatif_json(w, &h, o->top, &out)
+	             : rpt_whatif_text(w, &h, o->top, &out)) < 0) {
 		fprintf(stderr, "alignd-report: out of memory\n");
 		rc = EX_UNAVAILABLE_;
 		goto done;
 	}
 	fwrite(out.data, 1, out.len, stdout);
 	fflush(stdout);
-	rc = o->chart ? chart(u.w, o->chart) : EX_OK_;
+	rc = o->chart ? chart(w, o->chart) : EX_OK_;
 done:
+	if (started) {
+		uint64_t x = 0, y = 0;
+		stop_workers(u, &w, &x, &y);
+	}
 	buf_free(&out);
 	store_close(&st);
-	rpt_whatif_free(&u.w);
+	rpt_whatif_free(&w);
+	free(u);
 	cfg_unref(&cur);
 	cfg_unref(&prop);
 	return rc;
