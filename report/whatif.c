@@ -394,14 +394,39 @@ static void text_groups(struct buf *out, const char *title, const struct group *
 	}
 }
 
+/* What both outputs need: the groups in order, and the verdicts now and
+ * as proposed. */
+struct view {
+	const struct group **od, **os;
+	size_t nd, ns;
+	uint64_t now[RPT_WI_ACTIONS], proposed[RPT_WI_ACTIONS];
+};
+
+static int view_make(const struct rpt_whatif *w, struct view *v)
+{
+	memset(v, 0, sizeof(*v));
+	for (int i = 0; i < RPT_WI_ACTIONS; i++)
+		for (int k = 0; k < RPT_WI_ACTIONS; k++) {
+			v->now[i] += w->dir[i][k];
+			v->proposed[k] += w->dir[i][k];
+		}
+	v->od = order(&w->doms, &v->nd);
+	v->os = order(&w->srcs, &v->ns);
+	return v->od && v->os ? 0 : -1;
+}
+
+static void view_free(struct view *v)
+{
+	free(v->od);
+	free(v->os);
+}
+
 int rpt_whatif_text(const struct rpt_whatif *w, const struct rpt_whatif_head *h, size_t top,
                     struct buf *out)
 {
-	size_t nd = 0, ns = 0;
-	const struct group **od = order(&w->doms, &nd), **os = order(&w->srcs, &ns);
-	if (!od || !os) {
-		free(od);
-		free(os);
+	struct view v;
+	if (view_make(w, &v) < 0) {
+		view_free(&v);
 		return -1;
 	}
 	char a[32], b[32];
@@ -420,19 +445,11 @@ int rpt_whatif_text(const struct rpt_whatif *w, const struct rpt_whatif_head *h,
 		           "seen: their alignment was never evaluated, so they are kept as they were.\n",
 		           (unsigned long long)w->unknown);
 	buf_printf(out, "Verdicts now:      ");
-	for (int i = 0; i < RPT_WI_ACTIONS; i++) {
-		uint64_t n = 0;
-		for (int k = 0; k < RPT_WI_ACTIONS; k++)
-			n += w->dir[i][k];
-		buf_printf(out, " %s %llu", act_names[i], (unsigned long long)n);
-	}
+	for (int i = 0; i < RPT_WI_ACTIONS; i++)
+		buf_printf(out, " %s %llu", act_names[i], (unsigned long long)v.now[i]);
 	buf_printf(out, "\nVerdicts proposed: ");
-	for (int k = 0; k < RPT_WI_ACTIONS; k++) {
-		uint64_t n = 0;
-		for (int i = 0; i < RPT_WI_ACTIONS; i++)
-			n += w->dir[i][k];
-		buf_printf(out, " %s %llu", act_names[k], (unsigned long long)n);
-	}
+	for (int k = 0; k < RPT_WI_ACTIONS; k++)
+		buf_printf(out, " %s %llu", act_names[k], (unsigned long long)v.proposed[k]);
 	buf_printf(out, "\n%llu unchanged, %llu would change", (unsigned long long)(w->messages - w->changed),
 	           (unsigned long long)w->changed);
 	buf_adds(out, w->changed ? ":\n" : ".\n");
@@ -441,11 +458,10 @@ int rpt_whatif_text(const struct rpt_whatif *w, const struct rpt_whatif_head *h,
 		buf_printf(out, "%llu messages change their DMARC disposition.\n",
 		           (unsigned long long)h->disp_changed);
 	if (w->changed) {
-		text_groups(out, "author domain", od, nd, top);
-		text_groups(out, "sending source", os, ns, top);
+		text_groups(out, "author domain", v.od, v.nd, top);
+		text_groups(out, "sending source", v.os, v.ns, top);
 	}
-	free(od);
-	free(os);
+	view_free(&v);
 	return out->failed ? -1 : 0;
 }
 
@@ -493,11 +509,9 @@ static void json_groups(struct buf *out, const char *key, const char *name_key,
 int rpt_whatif_json(const struct rpt_whatif *w, const struct rpt_whatif_head *h, size_t top,
                     struct buf *out)
 {
-	size_t nd = 0, ns = 0;
-	const struct group **od = order(&w->doms, &nd), **os = order(&w->srcs, &ns);
-	if (!od || !os) {
-		free(od);
-		free(os);
+	struct view v;
+	if (view_make(w, &v) < 0) {
+		view_free(&v);
 		return -1;
 	}
 	buf_printf(out, "{\"since\":%lld,\"until\":%lld,\"proposal\":", (long long)h->since,
@@ -507,23 +521,16 @@ int rpt_whatif_json(const struct rpt_whatif *w, const struct rpt_whatif_head *h,
 	           "\"dispositions_changed\":%llu,\"now\":{", (unsigned long long)w->messages,
 	           (unsigned long long)w->changed, (unsigned long long)w->unknown,
 	           (unsigned long long)h->unreadable, (unsigned long long)h->disp_changed);
-	for (int i = 0; i < RPT_WI_ACTIONS; i++) {
-		uint64_t n = 0;
-		for (int k = 0; k < RPT_WI_ACTIONS; k++)
-			n += w->dir[i][k];
-		buf_printf(out, "%s\"%s\":%llu", i ? "," : "", act_names[i], (unsigned long long)n);
-	}
+	for (int i = 0; i < RPT_WI_ACTIONS; i++)
+		buf_printf(out, "%s\"%s\":%llu", i ? "," : "", act_names[i], (unsigned long long)v.now[i]);
 	buf_adds(out, "},\"proposed\":{");
-	for (int k = 0; k < RPT_WI_ACTIONS; k++) {
-		uint64_t n = 0;
-		for (int i = 0; i < RPT_WI_ACTIONS; i++)
-			n += w->dir[i][k];
-		buf_printf(out, "%s\"%s\":%llu", k ? "," : "", act_names[k], (unsigned long long)n);
-	}
+	for (int k = 0; k < RPT_WI_ACTIONS; k++)
+		buf_printf(out, "%s\"%s\":%llu", k ? "," : "", act_names[k],
+		           (unsigned long long)v.proposed[k]);
 	buf_adds(out, "},\"changes\":");
 	json_dirs(out, w->dir);
-	json_groups(out, "domains", "domain", od, nd, top);
-	json_groups(out, "sources", "source", os, ns, top);
+	json_groups(out, "domains", "domain", v.od, v.nd, top);
+	json_groups(out, "sources", "source", v.os, v.ns, top);
 	buf_adds(out, ",\"days\":[");
 	for (size_t i = 0; i < w->n_days; i++) {
 		char d[32];
@@ -537,8 +544,7 @@ int rpt_whatif_json(const struct rpt_whatif *w, const struct rpt_whatif_head *h,
 		           (unsigned long long)w->days[i].proposed[2], (unsigned long long)w->days[i].proposed[3]);
 	}
 	buf_adds(out, "]}\n");
-	free(od);
-	free(os);
+	view_free(&v);
 	return out->failed ? -1 : 0;
 }
 
