@@ -1,8 +1,11 @@
-/* The history writer. history_add() runs on the loop thread: it builds the
- * record and puts it in a bounded ring, or drops and counts it when the
- * ring is full; it never waits for the database. One writer thread owns
- * the store handle: it takes up to LIM_HISTORY_BATCH records, appends them
- * in one transaction, and runs retention every LIM_HISTORY_PURGE_S. */
+/* The history writer. history_add() runs on the loop thread: it copies
+ * what the record is made of into one allocation (a snapshot: a few
+ * memcpy, no encoding) and puts it in a bounded ring, or drops and counts
+ * it when the ring is full; it never waits for the database. One writer
+ * thread owns the store handle: it takes up to LIM_HISTORY_BATCH
+ * snapshots, builds their records (the evidence document is written
+ * there, off the loop), appends them in one transaction, and runs
+ * retention every LIM_HISTORY_PURGE_S. */
 #include "server/history.h"
 #include "server/config.h"
 #include "server/dispatch.h"
@@ -18,6 +21,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <grp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +34,7 @@ struct history {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cond;          /* the writer waits here for records or stop */
-	struct store_record **ring;
+	struct hist_item **ring;
 	size_t cap, head, n;          /* n records from head */
 	int stop;
 	char *uri;
@@ -97,6 +101,177 @@ static void wait_ms(struct history *h, unsigned ms)
 		pthread_cond_timedwait(&h->cond, &h->mu, &ts);
 }
 
+/* ---- snapshots ---- */
+
+/* Everything store_record_from_scan() reads, copied out of the scan: the
+ * results by value, the strings and arrays in the allocation's tail. */
+struct hist_item {
+	struct store_scan sc;            /* points into this item */
+	struct spf_result spf, spf_helo;
+	struct dkv_result dkim;
+	struct dmarc_result dmarc;
+	struct policy_facts facts;
+	struct policy_evidence ev;
+	struct policy_decision pd;
+	char tail[];
+};
+
+/* A bump allocator over the item's tail, sized beforehand. */
+struct bump {
+	char *p, *end;
+};
+
+static void *bump(struct bump *b, size_t n)
+{
+	size_t pad = (size_t)(-(uintptr_t)b->p & (sizeof(void *) - 1));
+	if ((size_t)(b->end - b->p) < pad + n)
+		return NULL;   /* not reached: the tail was sized for this */
+	void *r = b->p + pad;
+	b->p += pad + n;
+	return r;
+}
+
+static const char *bump_strn(struct bump *b, const char *s, size_t n)
+{
+	if (!s)
+		return NULL;
+	char *d = bump(b, n + 1);
+	if (!d)
+		return NULL;
+	memcpy(d, s, n);
+	d[n] = '\0';
+	return d;
+}
+
+static const char *bump_str(struct bump *b, const char *s)
+{
+	return s ? bump_strn(b, s, strlen(s)) : NULL;
+}
+
+static size_t str_room(const char *s)
+{
+	return s ? strlen(s) + 1 + sizeof(void *) : 0;
+}
+
+static const struct msg_field *list_field(const struct policy_facts *f, const char *name)
+{
+	return f && f->m ? msg_get(f->m, name, 0) : NULL;
+}
+
+/* The snapshot of sc (whose pointers are the scan's), or NULL without
+ * memory. */
+static struct hist_item *snapshot(const struct store_scan *sc)
+{
+	const struct policy_facts *f = sc->facts;
+	const struct msg_field *lid = list_field(f, "List-Id"), *lpo = list_field(f, "List-Post");
+	size_t nsig = sc->dkim ? sc->dkim->n : 0;
+	size_t nd = f ? f->n_dkim_pass : 0, ns = f ? f->n_sealers : 0;
+	size_t room = nsig * sizeof(struct dkv_sig) + sizeof(void *) +
+	              (sc->n_rcpt + nd + ns + 3) * (sizeof(char *) + sizeof(void *)) +
+	              str_room(sc->client_ip) + str_room(sc->helo) + str_room(sc->mail_from) +
+	              str_room(sc->queue_id) + str_room(sc->why_spf) + str_room(sc->header_error) +
+	              str_room(sc->auth_results) +
+	              (sc->failure_headers ? sc->failure_headers_len + 1 + sizeof(void *) : 0) +
+	              (lid ? lid->value_len + 1 + sizeof(void *) : 0) +
+	              (lpo ? lpo->value_len + 1 + sizeof(void *) : 0);
+	for (size_t i = 0; i < sc->n_rcpt; i++)
+		room += str_room(sc->rcpt[i]);
+	if (f) {
+		room += str_room(f->client_ip) + str_room(f->helo) + str_room(f->mail_from) +
+		        str_room(f->aar1);
+		for (size_t i = 0; i < nd; i++)
+			room += str_room(f->dkim_pass[i]);
+		for (size_t i = 0; i < ns; i++)
+			room += str_room(f->arc_sealers[i]);
+	}
+	struct hist_item *it = malloc(sizeof(*it) + room);
+	if (!it)
+		return NULL;
+	struct bump b = { it->tail, it->tail + room };
+	struct store_scan *c = &it->sc;
+	*c = *sc;
+	c->client_ip = bump_str(&b, sc->client_ip);
+	c->helo = bump_str(&b, sc->helo);
+	c->mail_from = bump_str(&b, sc->mail_from);
+	c->queue_id = bump_str(&b, sc->queue_id);
+	const char **rc = bump(&b, (sc->n_rcpt + 1) * sizeof(char *));
+	for (size_t i = 0; i < sc->n_rcpt; i++)
+		rc[i] = bump_str(&b, sc->rcpt[i]);
+	c->rcpt = rc;
+	if (sc->spf) {
+		it->spf = *sc->spf;
+		c->spf = &it->spf;
+	}
+	if (sc->spf_helo) {
+		it->spf_helo = *sc->spf_helo;
+		c->spf_helo = &it->spf_helo;
+	}
+	if (sc->dkim) {
+		it->dkim = *sc->dkim;
+		it->dkim.sigs = nsig ? bump(&b, nsig * sizeof(struct dkv_sig)) : NULL;
+		if (nsig)
+			memcpy(it->dkim.sigs, sc->dkim->sigs, nsig * sizeof(struct dkv_sig));
+		c->dkim = &it->dkim;
+	}
+	it->dmarc = *sc->dmarc;      /* why and policy_tag are static text */
+	c->dmarc = &it->dmarc;
+	if (f) {
+		it->facts = *f;
+		it->facts.m = NULL;
+		it->facts.client_ip = bump_str(&b, f->client_ip);
+		it->facts.helo = bump_str(&b, f->helo);
+		it->facts.mail_from = bump_str(&b, f->mail_from);
+		it->facts.aar1 = bump_str(&b, f->aar1);
+		const char **dp = bump(&b, (nd + 1) * sizeof(char *));
+		for (size_t i = 0; i < nd; i++)
+			dp[i] = bump_str(&b, f->dkim_pass[i]);
+		it->facts.dkim_pass = dp;
+		const char **sp = bump(&b, (ns + 1) * sizeof(char *));
+		for (size_t i = 0; i < ns; i++)
+			sp[i] = bump_str(&b, f->arc_sealers[i]);
+		it->facts.arc_sealers = sp;
+		c->facts = &it->facts;
+		c->list_given = 1;
+		c->has_header = f->m != NULL;
+		c->list_id = lid ? bump_strn(&b, lid->value, lid->value_len) : NULL;
+		c->list_id_len = lid ? lid->value_len : 0;
+		c->list_post = lpo ? bump_strn(&b, lpo->value, lpo->value_len) : NULL;
+		c->list_post_len = lpo ? lpo->value_len : 0;
+	}
+	if (sc->ev) {
+		it->ev = *sc->ev;
+		c->ev = &it->ev;
+	}
+	if (sc->pd) {
+		it->pd = *sc->pd;        /* override is static text */
+		c->pd = &it->pd;
+	}
+	c->why_spf = bump_str(&b, sc->why_spf);
+	c->header_error = bump_str(&b, sc->header_error);
+	c->auth_results = bump_str(&b, sc->auth_results);
+	c->failure_headers = sc->failure_headers
+	                   ? bump_strn(&b, sc->failure_headers, sc->failure_headers_len) : NULL;
+	return it;
+}
+
+/* The record of a snapshot, built on the writer thread; NULL without memory. */
+static struct store_record *record_of(struct hist_item *it)
+{
+	struct store_record *r = malloc(sizeof(*r));
+	if (r && store_record_from_scan(&it->sc, r) < 0) {
+		free(r);
+		r = NULL;
+	}
+	free(it);
+	return r;
+}
+
+static void free_items(struct hist_item **it, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(it[i]);
+}
+
 static void free_batch(struct store_record **b, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -132,6 +307,7 @@ static void *writer(void *arg)
 	struct history *h = arg;
 	struct store *st = NULL;
 	struct store_record *batch[LIM_HISTORY_BATCH];
+	struct hist_item *taken[LIM_HISTORY_BATCH];
 	size_t nb = 0;
 	time_t next_purge = 0, open_logged = 0;
 	char err[512];
@@ -172,13 +348,29 @@ static void *writer(void *arg)
 				break;
 		}
 		stopping = h->stop;
-		while (nb < LIM_HISTORY_BATCH && h->n > 0) {
-			batch[nb++] = h->ring[h->head];
+		size_t nt = 0;
+		while (nb + nt < LIM_HISTORY_BATCH && h->n > 0) {
+			taken[nt++] = h->ring[h->head];
 			h->head = (h->head + 1) % h->cap;
 			h->n--;
 		}
-		h->in_hand = nb;
+		h->in_hand = nb + nt;
 		pthread_mutex_unlock(&h->mu);
+		/* the records are built here, off the loop thread */
+		uint64_t unbuilt = 0;
+		for (size_t i = 0; i < nt; i++) {
+			struct store_record *r = record_of(taken[i]);
+			if (r)
+				batch[nb++] = r;
+			else
+				unbuilt++;
+		}
+		if (unbuilt) {
+			pthread_mutex_lock(&h->mu);
+			h->dropped += unbuilt;
+			h->in_hand -= unbuilt;
+			pthread_mutex_unlock(&h->mu);
+		}
 		if (nb == 0) {
 			if (stopping)
 				break;
@@ -206,7 +398,7 @@ static void *writer(void *arg)
 			pthread_mutex_lock(&h->mu);
 			uint64_t lost = nb + h->n;
 			while (h->n > 0) {
-				free_batch(&h->ring[h->head], 1);
+				free_items(&h->ring[h->head], 1);
 				h->head = (h->head + 1) % h->cap;
 				h->n--;
 			}
@@ -275,7 +467,7 @@ void history_stop(struct srv *s)
 	log_msg(LOG_LVL_INFO, "history: %llu records written, %llu dropped",
 	        (unsigned long long)h->written, (unsigned long long)h->dropped);
 	while (h->n > 0) {
-		free_batch(&h->ring[h->head], 1);
+		free_items(&h->ring[h->head], 1);
 		h->head = (h->head + 1) % h->cap;
 		h->n--;
 	}
@@ -392,9 +584,8 @@ void history_add(struct srv *s, const struct srv_config *cfg, const struct proto
 		sc.failure_headers_len = n > LIM_FAILURE_HEADERS ? LIM_FAILURE_HEADERS : n;
 		sc.auth_results = v->ar.failed ? NULL : v->ar.data;
 	}
-	struct store_record *r = malloc(sizeof(*r));
-	if (!r || store_record_from_scan(&sc, r) < 0) {
-		free(r);
+	struct hist_item *it = snapshot(&sc);
+	if (!it) {
 		pthread_mutex_lock(&h->mu);
 		h->dropped++;
 		pthread_mutex_unlock(&h->mu);
@@ -403,18 +594,17 @@ void history_add(struct srv *s, const struct srv_config *cfg, const struct proto
 	}
 	pthread_mutex_lock(&h->mu);
 	if (h->n < h->cap) {
-		h->ring[(h->head + h->n) % h->cap] = r;
+		h->ring[(h->head + h->n) % h->cap] = it;
 		h->n++;
 		h->accepted++;
-		r = NULL;
+		it = NULL;
 		pthread_cond_signal(&h->cond);
 	} else {
 		h->dropped++;
 	}
 	pthread_mutex_unlock(&h->mu);
-	if (r) {
-		store_record_clear(r);
-		free(r);
+	if (it) {
+		free(it);
 		note_drop(h);
 	}
 }

@@ -191,9 +191,15 @@ static void policy_json(struct jsonw *w, const struct store_scan *s)
 		jsonw_end(w);
 		K(w, "arc_oldest_pass"), jsonw_int(w, f->arc_oldest_pass);
 		K(w, "aar1"), jsonw_str(w, f->aar1);
-		K(w, "has_header"), jsonw_bool(w, f->m != NULL);
-		header_value(w, "list_id", f->m, "List-Id");
-		header_value(w, "list_post", f->m, "List-Post");
+		if (s->list_given) {
+			K(w, "has_header"), jsonw_bool(w, s->has_header);
+			K(w, "list_id"), jsonw_strn(w, s->list_id, s->list_id_len);
+			K(w, "list_post"), jsonw_strn(w, s->list_post, s->list_post_len);
+		} else {
+			K(w, "has_header"), jsonw_bool(w, f->m != NULL);
+			header_value(w, "list_id", f->m, "List-Id");
+			header_value(w, "list_post", f->m, "List-Post");
+		}
 		jsonw_end(w);
 	} else {
 		jsonw_null(w);

@@ -29,6 +29,12 @@ struct store_scan {
 	enum dmarc_mode dmarc_mode;
 	enum policy_mode policy_mode;
 	const struct policy_facts *facts;    /* what policy_gather read */
+	/* the List-Id and List-Post values policy_gather read, when facts->m
+	 * is NULL because the header section was not kept (has_header: there
+	 * was one); NULL: absent */
+	int list_given, has_header;
+	const char *list_id, *list_post;
+	size_t list_id_len, list_post_len;
 	const struct policy_evidence *ev;    /* what it found */
 	const struct policy_decision *pd;    /* NULL: no override decision was made */
 	const char *action;                  /* the verdict's action name */
