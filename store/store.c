@@ -2,9 +2,10 @@
  * maps records to columns for both back ends, and enforces retention.
  * Caller's thread; no globals. */
 #include "store/store_int.h"
+#include "common/jsonr.h"
+#include "common/jsonw.h"
 
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,42 +141,51 @@ int store_purge(struct store *st, int64_t before, uint64_t max_bytes, uint64_t b
 
 char *store_dkim_encode(const struct store_record *r)
 {
-	json_t *a = json_array();
-	int bad = !a;
-	for (size_t i = 0; !bad && i < r->n_dkim; i++) {
+	struct buf b;
+	buf_init(&b, 0);
+	struct jsonw w;
+	jsonw_init(&w, &b);
+	jsonw_arr(&w);
+	for (size_t i = 0; i < r->n_dkim; i++) {
 		/* d and s were made printable ASCII when the record was built */
-		json_t *o = json_pack("{s:s,s:s,s:s}", "d", r->dkim[i].d, "s", r->dkim[i].s,
-		                      "r", r->dkim[i].result);
-		if (!o || json_array_append_new(a, o) < 0)
-			bad = 1;
+		jsonw_obj(&w);
+		jsonw_key(&w, "d"), jsonw_str(&w, r->dkim[i].d);
+		jsonw_key(&w, "s"), jsonw_str(&w, r->dkim[i].s);
+		jsonw_key(&w, "r"), jsonw_str(&w, r->dkim[i].result);
+		jsonw_end(&w);
 	}
-	char *text = bad ? NULL : json_dumps(a, JSON_COMPACT);
-	json_decref(a);
+	jsonw_end(&w);
+	char *text = jsonw_done(&w) == 0 ? buf_steal(&b, NULL) : NULL;
+	buf_free(&b);
 	return text;
 }
+
+/* Signatures a dkim column may list (it holds what the daemon evaluated). */
+#define DKIM_COLUMN_TOKENS 1024
 
 int store_dkim_decode(const char *text, struct store_record *r)
 {
 	if (!text || !*text)
 		return store_record_dkim(r, 0);
-	json_t *a = json_loads(text, 0, NULL);
-	if (!json_is_array(a)) {
-		json_decref(a);
+	struct jsonr_tok tok[DKIM_COLUMN_TOKENS];
+	struct jsonr j;
+	const char *why;
+	if (jsonr_parse(&j, text, strlen(text), tok, DKIM_COLUMN_TOKENS, &why) < 0 ||
+	    jsonr_type(&j, 0) != JSONR_ARRAY)
 		return -1;
-	}
-	size_t n = json_array_size(a);
-	if (store_record_dkim(r, n) < 0) {
-		json_decref(a);
+	size_t n = jsonr_count(&j, 0);
+	if (store_record_dkim(r, n) < 0)
 		return -1;
+	long o = n ? jsonr_at(&j, 0, 0) : -1;
+	for (size_t i = 0; i < n; i++, o = (long)j.tok[o].next) {
+		if (jsonr_str(&j, jsonr_get(&j, o, "d"), r->dkim[i].d, sizeof(r->dkim[i].d)) < 0)
+			r->dkim[i].d[0] = '\0';
+		if (jsonr_str(&j, jsonr_get(&j, o, "s"), r->dkim[i].s, sizeof(r->dkim[i].s)) < 0)
+			r->dkim[i].s[0] = '\0';
+		if (jsonr_str(&j, jsonr_get(&j, o, "r"), r->dkim[i].result,
+		              sizeof(r->dkim[i].result)) < 0)
+			r->dkim[i].result[0] = '\0';
 	}
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = json_array_get(a, i);
-		store_copy(r->dkim[i].d, sizeof(r->dkim[i].d), json_string_value(json_object_get(o, "d")));
-		store_copy(r->dkim[i].s, sizeof(r->dkim[i].s), json_string_value(json_object_get(o, "s")));
-		store_copy(r->dkim[i].result, sizeof(r->dkim[i].result),
-		           json_string_value(json_object_get(o, "r")));
-	}
-	json_decref(a);
 	return 0;
 }
 
