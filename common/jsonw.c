@@ -7,6 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Appends n bytes: in place when they fit, else through buf_add. */
+static inline void put(struct buf *b, const char *s, size_t n)
+{
+	if (!b->failed && b->cap - b->len > n) {
+		memcpy(b->data + b->len, s, n);
+		b->len += n;
+		b->data[b->len] = '\0';
+	} else {
+		buf_add(b, s, n);
+	}
+}
+
 void jsonw_init(struct jsonw *w, struct buf *b)
 {
 	memset(w, 0, sizeof(*w));
@@ -22,7 +34,7 @@ static void sep(struct jsonw *w)
 	}
 	if (w->depth) {
 		if (!w->first[w->depth - 1])
-			buf_add(w->b, ",", 1);
+			put(w->b, ",", 1);
 		w->first[w->depth - 1] = 0;
 	}
 }
@@ -34,7 +46,7 @@ static void open(struct jsonw *w, char c)
 		w->failed = 1;
 		return;
 	}
-	buf_add(w->b, &c, 1);
+	put(w->b, &c, 1);
 	w->close[w->depth] = c == '{' ? '}' : ']';
 	w->first[w->depth++] = 1;
 }
@@ -56,7 +68,7 @@ void jsonw_end(struct jsonw *w)
 		return;
 	}
 	w->depth--;
-	buf_add(w->b, &w->close[w->depth], 1);
+	put(w->b, &w->close[w->depth], 1);
 }
 
 /* Valid UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF). */
@@ -95,28 +107,28 @@ static int utf8_valid(const unsigned char *s, size_t n)
 
 static void escaped(struct buf *b, const char *s, size_t n)
 {
-	buf_add(b, "\"", 1);
+	put(b, "\"", 1);
 	size_t run = 0;   /* bytes since the last escape, written in one go */
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
-		buf_add(b, s + run, i - run);
+		put(b, s + run, i - run);
 		run = i + 1;
 		char e[8];
 		switch (c) {
-		case '"':  buf_add(b, "\\\"", 2); break;
-		case '\\': buf_add(b, "\\\\", 2); break;
-		case '\n': buf_add(b, "\\n", 2); break;
-		case '\r': buf_add(b, "\\r", 2); break;
-		case '\t': buf_add(b, "\\t", 2); break;
+		case '"':  put(b, "\\\"", 2); break;
+		case '\\': put(b, "\\\\", 2); break;
+		case '\n': put(b, "\\n", 2); break;
+		case '\r': put(b, "\\r", 2); break;
+		case '\t': put(b, "\\t", 2); break;
 		default:
 			snprintf(e, sizeof(e), "\\u%04x", c);
-			buf_add(b, e, 6);
+			put(b, e, 6);
 		}
 	}
-	buf_add(b, s + run, n - run);
-	buf_add(b, "\"", 1);
+	put(b, s + run, n - run);
+	put(b, "\"", 1);
 }
 
 void jsonw_strn(struct jsonw *w, const char *s, size_t n)
@@ -148,8 +160,22 @@ void jsonw_str(struct jsonw *w, const char *s)
 void jsonw_key(struct jsonw *w, const char *k)
 {
 	sep(w);
-	escaped(w->b, k, strlen(k));
-	buf_add(w->b, ":", 1);
+	size_t n = strlen(k);
+	char t[64];
+	int plain = n + 3 <= sizeof(t);
+	for (size_t i = 0; plain && i < n; i++)
+		plain = (unsigned char)k[i] >= 0x20 && k[i] != '"' && k[i] != '\\';
+	if (plain) {
+		/* the usual case: a short literal name, written in one piece */
+		t[0] = '"';
+		memcpy(t + 1, k, n);
+		t[n + 1] = '"';
+		t[n + 2] = ':';
+		put(w->b, t, n + 3);
+	} else {
+		escaped(w->b, k, n);
+		put(w->b, ":", 1);
+	}
 	w->after_key = 1;
 }
 
@@ -163,13 +189,16 @@ void jsonw_int(struct jsonw *w, long long v)
 	while (u /= 10);
 	if (v < 0)
 		*--p = '-';
-	buf_add(w->b, p, (size_t)(t + sizeof(t) - p));
+	put(w->b, p, (size_t)(t + sizeof(t) - p));
 }
 
 void jsonw_bool(struct jsonw *w, int v)
 {
 	sep(w);
-	buf_adds(w->b, v ? "true" : "false");
+	if (v)
+		put(w->b, "true", 4);
+	else
+		put(w->b, "false", 5);
 }
 
 void jsonw_real(struct jsonw *w, double v)
@@ -179,15 +208,15 @@ void jsonw_real(struct jsonw *w, double v)
 		v = 0;
 	char t[40];
 	int n = snprintf(t, sizeof(t), "%.17g", v);
-	buf_add(w->b, t, (size_t)n);
+	put(w->b, t, (size_t)n);
 	if (!strpbrk(t, ".eE"))
-		buf_add(w->b, ".0", 2);   /* read back as a real */
+		put(w->b, ".0", 2);   /* read back as a real */
 }
 
 void jsonw_null(struct jsonw *w)
 {
 	sep(w);
-	buf_adds(w->b, "null");
+	put(w->b, "null", 4);
 }
 
 int jsonw_done(const struct jsonw *w)
