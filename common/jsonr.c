@@ -97,6 +97,17 @@ static long string(struct ps *p)
 	return -1;
 }
 
+/* Skips one or more digits at *i; 0 when there is none. */
+static int digits(const char *s, size_t n, size_t *i)
+{
+	size_t k = *i;
+	while (k < n && s[k] >= '0' && s[k] <= '9')
+		k++;
+	int any = k > *i;
+	*i = k;
+	return any;
+}
+
 static long number(struct ps *p)
 {
 	const char *s = p->j->text;
@@ -109,31 +120,26 @@ static long number(struct ps *p)
 	if (i < n && s[i] == '0') {
 		i++;
 	} else if (i < n && s[i] >= '1' && s[i] <= '9') {
-		while (i < n && s[i] >= '0' && s[i] <= '9')
-			i++;
+		digits(s, n, &i);
 	} else {
 		p->why = "bad number";
 		return -1;
 	}
 	if (i < n && s[i] == '.') {
 		i++;
-		if (i >= n || s[i] < '0' || s[i] > '9') {
+		if (!digits(s, n, &i)) {
 			p->why = "bad number";
 			return -1;
 		}
-		while (i < n && s[i] >= '0' && s[i] <= '9')
-			i++;
 	}
 	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
 		i++;
 		if (i < n && (s[i] == '+' || s[i] == '-'))
 			i++;
-		if (i >= n || s[i] < '0' || s[i] > '9') {
+		if (!digits(s, n, &i)) {
 			p->why = "bad number";
 			return -1;
 		}
-		while (i < n && s[i] >= '0' && s[i] <= '9')
-			i++;
 	}
 	struct jsonr_tok *k = &p->j->tok[t];
 	k->len = (uint32_t)(i - p->at);
