@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 size_t text_printable(char *dst, size_t cap, const char *src, size_t len)
 {
@@ -69,4 +70,14 @@ void text_trim(const char **s, size_t *len)
 	}
 	while (*len > 0 && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t'))
 		(*len)--;
+}
+
+int text_domain_within(const char *name, const char *base, size_t base_len)
+{
+	size_t n = strlen(name);
+	while (n > 0 && name[n - 1] == '.')
+		n--;
+	if (base_len == 0 || n < base_len || strncasecmp(name + n - base_len, base, base_len) != 0)
+		return 0;
+	return n == base_len || name[n - base_len - 1] == '.';
 }

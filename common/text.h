@@ -24,6 +24,11 @@ int text_ieq(const char *s, size_t len, const char *lit);
  * digits only, no sign, no spaces. 0 or -1. */
 int text_u64(const char *s, size_t len, uint64_t max, uint64_t *out_r);
 
+/* Whether domain name is base[0..base_len) or one of its subdomains
+ * (ASCII case-insensitive, trailing dots of name ignored); an empty base
+ * covers nothing. */
+int text_domain_within(const char *name, const char *base, size_t base_len);
+
 /* Trims spaces and tabs at both ends of [*s, *s+*len). */
 void text_trim(const char **s, size_t *len);
 

@@ -386,13 +386,11 @@ static int suppressed(const struct tool *t, const char *domain)
 {
 	/* a listed domain covers its subdomains */
 	const char *p = t->cfg->report_suppress;
-	size_t dl = strlen(domain);
 	while (p && *p) {
 		while (*p == ' ' || *p == ',')
 			p++;
 		size_t l = strcspn(p, " ,");
-		if (l && l <= dl && strncasecmp(domain + dl - l, p, l) == 0 &&
-		    (l == dl || domain[dl - l - 1] == '.'))
+		if (text_domain_within(domain, p, l))
 			return 1;
 		p += l;
 	}

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/text.h"
 #include "report/whatif.h"
 #include "server/report_tool.h"
 #include "store/evidence.h"
@@ -57,10 +58,7 @@ struct run {
 
 static int under(const char *name, const char *domain)
 {
-	size_t n = strlen(name), d = strlen(domain);
-	if (d == 0 || n < d || strcasecmp(name + n - d, domain) != 0)
-		return 0;
-	return n == d || name[n - d - 1] == '.';
+	return text_domain_within(name, domain, strlen(domain));
 }
 
 static const char *disp_word(enum dmarc_disp d)

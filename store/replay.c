@@ -5,18 +5,15 @@
  * facts of the past; what a configuration changes is how they are
  * weighed. Pure; any thread. */
 #include "store/evidence.h"
+#include "common/text.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 /* Whether name is domain or one of its subdomains (ASCII, any case). */
 static int under(const char *name, const char *domain)
 {
-	size_t n = strlen(name), d = strlen(domain);
-	if (d == 0 || n < d || strcasecmp(name + n - d, domain) != 0)
-		return 0;
-	return n == d || name[n - d - 1] == '.';
+	return text_domain_within(name, domain, strlen(domain));
 }
 
 int store_replay_decide(const struct store_replay *r, const struct store_replay_conf *c,

@@ -204,12 +204,7 @@ void policy_conf_free(struct policy_conf *c)
 /* d equals base or is a subdomain of it (case-insensitive). */
 static int within(const char *d, const char *base)
 {
-	size_t dl = strlen(d), bl = strlen(base);
-	while (dl > 0 && d[dl - 1] == '.')
-		dl--;
-	if (bl == 0 || dl < bl || strncasecmp(d + dl - bl, base, bl) != 0)
-		return 0;
-	return dl == bl || d[dl - bl - 1] == '.';
+	return text_domain_within(d, base, strlen(base));
 }
 
 static int in_list(char *const *list, size_t n, const char *d)
