@@ -10,6 +10,16 @@
 
 #include "common/buf.h"
 
+/* The --socket and --tls-* lines of a client's usage text (one %s: the
+ * default socket), so that every client describes them alike. */
+#define DCLIENT_USAGE_SOCKET \
+	"  -s, --socket PATH        alignd's socket (default $ALIGND_SOCKET or %s),\n" \
+	"                           tcp:HOST:PORT, or tls:HOST:PORT (TLS to listen_tcp)\n" \
+	"      --tls-ca FILE        tls: the CAs of the daemon's certificate, which must\n" \
+	"                           also name HOST (default: the system's CAs)\n" \
+	"      --tls-cert FILE      tls: this client's certificate (PEM) ...\n" \
+	"      --tls-key FILE       ... and its key, for a daemon that requires one\n"
+
 struct dclient_tls;
 struct ssl_st;
 

@@ -364,12 +364,7 @@ static void usage(FILE *out)
 	"  -h, --helo NAME          its HELO name (${client_helo})\n"
 	"  -f, --sender ADDR        envelope sender (${sender}; empty for <>)\n"
 	"  -i, --queue-id ID        queue id for logs (${queue_id})\n"
-	"  -s, --socket PATH        alignd's socket (default $ALIGND_SOCKET or %s),\n"
-	"                           tcp:HOST:PORT, or tls:HOST:PORT (TLS to listen_tcp)\n"
-	"      --tls-ca FILE        tls: the CAs of the daemon's certificate, which must\n"
-	"                           also name HOST (default: the system's CAs)\n"
-	"      --tls-cert FILE      tls: this client's certificate (PEM) ...\n"
-	"      --tls-key FILE       ... and its key, for a daemon that requires one\n"
+	DCLIENT_USAGE_SOCKET
 	"  -t, --timeout MS         deadline for each step of the scan (default %d)\n"
 	"  -S, --sendmail PATH      re-injection command (default %s)\n"
 	"  -a, --authserv-id ID     remove incoming Authentication-Results with this id\n"

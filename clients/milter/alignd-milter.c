@@ -812,12 +812,7 @@ static void usage(FILE *out)
 	fprintf(out,
 	"usage: alignd-milter -p SPEC [options]\n"
 	"  -p, --milter SPEC        where the MTA connects: unix:/path or inet:PORT@127.0.0.1\n"
-	"  -s, --socket PATH        alignd's socket (default $ALIGND_SOCKET or %s),\n"
-	"                           tcp:HOST:PORT, or tls:HOST:PORT (TLS to listen_tcp)\n"
-	"      --tls-ca FILE        tls: the CAs of the daemon's certificate, which must\n"
-	"                           also name HOST (default: the system's CAs)\n"
-	"      --tls-cert FILE      tls: this client's certificate (PEM) ...\n"
-	"      --tls-key FILE       ... and its key, for a daemon that requires one\n"
+	DCLIENT_USAGE_SOCKET
 	"  -t, --timeout MS         deadline for each step of a scan (default %d)\n"
 	"  -F, --fallback MODE      daemon unreachable or too slow: tempfail (451, default)\n"
 	"                           or accept (pass the message without a verdict)\n"
