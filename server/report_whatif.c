@@ -362,7 +362,6 @@ int report_whatif(const struct whatif_opts *o)
 	struct run *u = calloc(1, sizeof(*u));   /* large: the workers' replay buffers */
 	struct store *st = NULL;
 	uint64_t unreadable = 0, disp_changed = 0;
-	int started = 0;
 	struct buf out;
 	buf_init(&out, 0);
 	int rc = EX_UNAVAILABLE_;
@@ -434,10 +433,8 @@ int report_whatif(const struct whatif_opts *o)
 		rc = EX_UNAVAILABLE_;
 		goto done;
 	}
-	started = 1;
 	struct store_query q = { .since = since, .until = now + 1 };
 	int qrc = store_query(st, &q, on_row, u, err, sizeof(err));
-	started = 0;
 	int mrc = stop_workers(u, &w, &unreadable, &disp_changed);
 	if (qrc < 0 || u->nomem || mrc < 0) {
 		fprintf(stderr, "alignd-report: reading the history store: %s\n",
@@ -468,10 +465,6 @@ int report_whatif(const struct whatif_opts *o)
 	fflush(stdout);
 	rc = o->chart ? chart(w, o->chart) : EX_OK_;
 done:
-	if (started) {
-		uint64_t x = 0, y = 0;
-		stop_workers(u, &w, &x, &y);
-	}
 	buf_free(&out);
 	store_close(&st);
 	rpt_whatif_free(&w);
