@@ -20,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import harness
@@ -127,6 +128,12 @@ class History(unittest.TestCase):
         db.close()
         d = harness.Daemon("--set", "history=sqlite:" + path, world=self.world)
         d.start()
+        # SIGTERM once retention is under way (it starts when the writer
+        # has opened the store): a signal before that would find nothing
+        # to interrupt
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "retention removed" not in d.logtext():
+            time.sleep(0.01)
         d.signal(signal.SIGTERM)
         d.stop()
         log = d.logtext()
